@@ -1,0 +1,1 @@
+"""HTTP routes only: parse, authorize, call control/, shape responses. Never touches media."""

@@ -1,0 +1,1 @@
+"""Pub/sub bus: in-process and Redis implementations."""

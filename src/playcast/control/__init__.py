@@ -1,0 +1,1 @@
+"""Control plane: session state machine, placement, capacity, timeouts. No HTTP, no media."""

@@ -1,0 +1,1 @@
+"""The bundled demo game (pygame on X11)."""

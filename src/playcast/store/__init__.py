@@ -1,0 +1,1 @@
+"""State: SQLAlchemy models and queries (SQLite or PostgreSQL). No HTTP, no media."""
