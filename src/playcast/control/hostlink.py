@@ -97,8 +97,10 @@ class HostPool(Protocol):
     async def connect(self, session_id: str, signal_request: str) -> str:
         """Attach a new client peer to a running session; returns the answer JSON. Raises SignalError."""
 
-    async def terminate(self, session_id: str) -> None:
-        """Stop the session's peer, app, display and audio. Emits ENDED when done. Idempotent."""
+    async def terminate(self, session_id: str, reason: str = "terminated") -> None:
+        """Stop the session's peer, app, display and audio. Emits ENDED when done. Idempotent.
+
+        `reason` is what the client's serverDisconnect callback receives ("terminated" | "idle")."""
 
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
                               count: int) -> None:
