@@ -1,0 +1,316 @@
+"""LocalHostPool: the HostPool for hosts running in this process (what `playcast up` uses).
+
+Keeps N slots; each slot is empty, warm (app launched, no session) or busy. Places sessions on a matching warm
+slot first, launches cold otherwise, relaunches warm capacity fresh after each session. No HTTP, no database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from playcast.control.hostlink import (
+    HostPool,
+    LaunchSpec,
+    LocationCapacity,
+    Placement,
+    PlacementError,
+    PlacementResult,
+    SessionEvent,
+    SessionEventHandler,
+    SessionEventKind,
+    SignalError,
+)
+from playcast.host.app import LaunchError
+from playcast.host.runtime import RuntimeOptions, SessionRuntime
+from playcast.media.peer import OfferError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Slot:
+    slot_id: str
+    runtime: SessionRuntime | None = None
+    session_id: str | None = None
+    launching: LaunchSpec | None = None  # a warm launch in progress
+    warm_group: str | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.session_id is not None
+
+    @property
+    def idle_warm(self) -> bool:
+        return self.runtime is not None and self.session_id is None
+
+    @property
+    def free(self) -> bool:
+        return self.runtime is None and self.session_id is None and self.launching is None
+
+
+@dataclass
+class WarmTarget:
+    launches: list[LaunchSpec]
+    count: int
+
+
+@dataclass
+class StartTimes:
+    """Placement-to-answer timings, warm and cold separately (seconds)."""
+
+    warm: list[float] = field(default_factory=list)
+    cold: list[float] = field(default_factory=list)
+
+
+class LocalHostPool(HostPool):
+    """Slots on this machine, in one location."""
+
+    def __init__(self, location: str, slots: int, options: RuntimeOptions, host_id: str = "host-local") -> None:
+        self.location = location
+        self.host_id = host_id
+        self.options = options
+        self.slots = [Slot(f"slot-{i}") for i in range(slots)]
+        self._handlers: list[SessionEventHandler] = []
+        self._targets: dict[tuple[str, str], WarmTarget] = {}
+        self._changed = asyncio.Condition()
+        self._replenish_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[object]] = set()
+        self._closed = False
+        self.start_times = StartTimes()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        self._replenish_task = asyncio.ensure_future(self._replenish_loop())
+
+    async def close(self) -> None:
+        """Stop every runtime (sessions and warm slots)."""
+        self._closed = True
+        if self._replenish_task is not None:
+            self._replenish_task.cancel()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        runtimes = [s.runtime for s in self.slots if s.runtime is not None]
+        await asyncio.gather(*(r.shutdown("terminated") for r in runtimes), return_exceptions=True)
+        for slot in self.slots:
+            slot.runtime = None
+            slot.session_id = None
+
+    # ------------------------------------------------------------------ HostPool
+    def on_event(self, handler: SessionEventHandler) -> None:
+        self._handlers.append(handler)
+
+    def locations(self) -> list[str]:
+        return [self.location]
+
+    def capacity(self, location: str) -> LocationCapacity:
+        if location != self.location:
+            return LocationCapacity(location, 0, 0, 0)
+        busy = sum(1 for s in self.slots if s.busy)
+        idle = sum(1 for s in self.slots if s.idle_warm)
+        return LocationCapacity(location, len(self.slots), busy + idle, idle)
+
+    def running_sessions(self) -> set[str]:
+        return {s.session_id for s in self.slots if s.session_id is not None}
+
+    async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
+                              count: int) -> None:
+        if location != self.location:
+            return
+        key = (stream_group_id, location)
+        if count <= 0 or not launches:
+            self._targets.pop(key, None)
+        else:
+            self._targets[key] = WarmTarget(list(launches), count)
+        await self._kick()
+
+    async def place(self, placement: Placement, timeout_s: float) -> PlacementResult:
+        if placement.locations and self.location not in placement.locations:
+            raise PlacementError("placementTimeout", f"no host in locations {list(placement.locations)}")
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        slot, warm = await self._claim(placement, deadline)
+        try:
+            if not warm:
+                slot.runtime = await SessionRuntime.launch(placement.launch, self.options)
+            runtime = slot.runtime
+            assert runtime is not None
+            runtime.on_event = lambda kind, detail: self._runtime_event(slot, kind, detail)
+            if not runtime.app_running:
+                raise PlacementError("applicationExit", "the application exited during launch")
+            answer = None
+            if placement.signal_request is not None:
+                answer = await runtime.attach(placement.signal_request)
+        except OfferError as exc:
+            await self._release(slot)
+            raise PlacementError("invalidSignalRequest", str(exc)) from None
+        except LaunchError as exc:
+            await self._release(slot)
+            raise PlacementError("applicationExit", str(exc)) from None
+        except PlacementError:
+            await self._release(slot)
+            raise
+        except Exception as exc:
+            log.exception("placement failed")
+            await self._release(slot)
+            raise PlacementError("internalError", f"launch failed: {exc}") from None
+        elapsed = time.monotonic() - t0
+        (self.start_times.warm if warm else self.start_times.cold).append(elapsed)
+        log.info("session placed", extra={"session": placement.session_id, "slot": slot.slot_id, "warm": warm,
+                                          "seconds": round(elapsed, 3)})
+        return PlacementResult(self.host_id, slot.slot_id, self.location, answer, warm)
+
+    async def connect(self, session_id: str, signal_request: str) -> str:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            raise SignalError(f"session {session_id} is not running on this host")
+        try:
+            return await slot.runtime.attach(signal_request)
+        except OfferError as exc:
+            raise SignalError(str(exc)) from None
+
+    async def terminate(self, session_id: str, reason: str = "terminated") -> None:
+        slot = self._slot_of(session_id)
+        if slot is None:
+            await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, time.time()))
+            return
+        await self._release(slot, reason)
+        await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, time.time()))
+
+    # ------------------------------------------------------------------ internals
+    def _slot_of(self, session_id: str) -> Slot | None:
+        return next((s for s in self.slots if s.session_id == session_id), None)
+
+    async def _claim(self, placement: Placement, deadline: float) -> tuple[Slot, bool]:
+        """Take a warm slot with the same LaunchSpec, else a free slot, else evict a warm one; wait if full."""
+        async with self._changed:
+            while True:
+                for slot in self.slots:
+                    if slot.idle_warm and slot.runtime is not None and slot.runtime.spec == placement.launch \
+                            and slot.runtime.app_running:
+                        slot.session_id = placement.session_id
+                        return slot, True
+                for slot in self.slots:
+                    if slot.free:
+                        slot.session_id = placement.session_id
+                        return slot, False
+                victim = next((s for s in self.slots if s.idle_warm), None)
+                if victim is not None:
+                    runtime, victim.runtime = victim.runtime, None
+                    victim.session_id = placement.session_id
+                    victim.warm_group = None
+                    assert runtime is not None
+                    await runtime.shutdown("terminated")
+                    return victim, False
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PlacementError("placementTimeout", "no capacity became available in time")
+                try:
+                    await asyncio.wait_for(self._changed.wait(), remaining)
+                except TimeoutError:
+                    raise PlacementError("placementTimeout", "no capacity became available in time") from None
+
+    async def _release(self, slot: Slot, reason: str = "terminated") -> None:
+        runtime, slot.runtime = slot.runtime, None
+        slot.session_id = None
+        slot.warm_group = None
+        if runtime is not None:
+            await runtime.shutdown(reason)
+        await self._kick()
+
+    def _runtime_event(self, slot: Slot, kind: str, detail: dict[str, object]) -> None:
+        session_id = slot.session_id
+        if session_id is None:
+            if kind == "app_exited":  # a warm app died before use: drop it, the replenisher relaunches
+                self._spawn(self._release(slot))
+            return
+        mapping = {
+            "client_connected": SessionEventKind.CLIENT_CONNECTED,
+            "client_disconnected": SessionEventKind.CLIENT_DISCONNECTED,
+            "input": SessionEventKind.INPUT,
+            "app_exited": SessionEventKind.APP_EXITED,
+        }
+        event_kind = mapping.get(kind)
+        if event_kind is not None:
+            self._spawn(self._emit(SessionEvent(session_id, event_kind, time.time(), detail)))
+
+    async def _emit(self, event: SessionEvent) -> None:
+        for handler in list(self._handlers):
+            try:
+                await handler(event)
+            except Exception:
+                log.exception("session event handler failed", extra={"event": event.kind})
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _kick(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _wanted(self) -> Counter[tuple[str, LaunchSpec]]:
+        """Idle warm slots wanted, per (group, spec), spread round-robin over each group's launches."""
+        wanted: Counter[tuple[str, LaunchSpec]] = Counter()
+        for (group, _), target in self._targets.items():
+            for i in range(target.count):
+                wanted[(group, target.launches[i % len(target.launches)])] += 1
+        return wanted
+
+    async def _replenish_loop(self) -> None:
+        while not self._closed:
+            try:
+                await self._replenish_once()
+            except Exception:
+                log.exception("warm capacity replenish failed")
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), 2.0)
+                except TimeoutError:
+                    pass
+
+    async def _replenish_once(self) -> None:
+        wanted = self._wanted()
+        have: Counter[tuple[str, LaunchSpec]] = Counter()
+        for slot in self.slots:
+            if slot.session_id is None and slot.warm_group is not None:
+                spec = slot.runtime.spec if slot.runtime is not None else slot.launching
+                if spec is not None:
+                    have[(slot.warm_group, spec)] += 1
+        # Retire idle warm slots nobody wants any more.
+        for slot in self.slots:
+            if slot.idle_warm and slot.warm_group is not None and slot.runtime is not None:
+                key = (slot.warm_group, slot.runtime.spec)
+                if have[key] > wanted[key]:
+                    have[key] -= 1
+                    self._spawn(self._release(slot))
+        for key, count in wanted.items():
+            missing = count - have[key]
+            for _ in range(missing):
+                slot = next((s for s in self.slots if s.free), None)
+                if slot is None:
+                    return
+                slot.launching = key[1]
+                slot.warm_group = key[0]
+                self._spawn(self._launch_warm(slot, key[1]))
+
+    async def _launch_warm(self, slot: Slot, spec: LaunchSpec) -> None:
+        try:
+            runtime = await SessionRuntime.launch(spec, self.options)
+        except Exception as exc:
+            log.warning("warm launch failed", extra={"app": spec.application_id, "error": str(exc)})
+            slot.launching = None
+            slot.warm_group = None
+            await asyncio.sleep(5)  # do not spin on a broken app
+            return
+        if self._closed or slot.session_id is not None or slot.launching != spec:
+            await runtime.shutdown()
+            return
+        slot.launching = None
+        slot.runtime = runtime
+        runtime.on_event = lambda kind, detail: self._runtime_event(slot, kind, detail)
+        await self._kick()

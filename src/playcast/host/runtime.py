@@ -1,0 +1,261 @@
+"""One launched application and everything around it: temp dir, Xvfb, audio sink, message bridge, game,
+capture+encode worker, packet fan-out, and at most one client peer at a time.
+
+Used warm (launched before any session) or cold. Reports what happens through a callback; knows nothing of
+the control plane's statuses or of HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from playcast.control.hostlink import LaunchSpec
+from playcast.host.app import AppProcess
+from playcast.host.appmessages import AppMessageBridge
+from playcast.host.audio import AudioSink
+from playcast.host.display import VirtualDisplay
+from playcast.host.input import protocol as input_protocol
+from playcast.host.input.injector import InputInjector
+from playcast.media.audio import PcmAudioTrack
+from playcast.media.encoder import EncoderProcess
+from playcast.media.fanout import PacketFanout, PacketSink
+from playcast.media.peer import ClientPeer
+
+log = logging.getLogger(__name__)
+
+INPUT_EVENT_INTERVAL_S = 1.0  # report input activity to the control plane at most this often
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    width: int = 1280
+    height: int = 720
+    fps: int = 60
+    bitrate_kbps: int = 6000
+    encoder: str = "auto"
+    app_message_port: int | None = 40712  # tried first when free, as GameLift Streams games expect
+
+
+RuntimeEventHandler = Callable[[str, dict[str, object]], None]
+"""(kind, detail): kinds are 'client_connected', 'client_disconnected', 'input', 'app_exited'."""
+
+
+class SessionRuntime:
+    """Owns every process and file of one slot's launch. Build with `await SessionRuntime.launch(...)`."""
+
+    def __init__(self, spec: LaunchSpec, options: RuntimeOptions, workdir: Path) -> None:
+        self.spec = spec
+        self.options = options
+        self.workdir = workdir
+        self.display: VirtualDisplay | None = None
+        self.audio: AudioSink | None = None
+        self.bridge: AppMessageBridge | None = None
+        self.app: AppProcess | None = None
+        self.encoder: EncoderProcess | None = None
+        self.fanout: PacketFanout | None = None
+        self.injector: InputInjector | None = None
+        self.peer: ClientPeer | None = None
+        self.client_id = 0
+        self.launched_at = 0.0
+        self.on_event: RuntimeEventHandler = lambda kind, detail: None
+        self._last_input_report = 0.0
+        self._exit_watch: asyncio.Task[None] | None = None
+        self._closing = False
+        self._closed = asyncio.Event()
+
+    # ------------------------------------------------------------------ launch / shutdown
+    @classmethod
+    async def launch(cls, spec: LaunchSpec, options: RuntimeOptions) -> SessionRuntime:
+        """Start display, audio, bridge, app and an idle encoder. Cleans up everything if any step fails."""
+        workdir = Path(tempfile.mkdtemp(prefix="playcast-session-"))
+        self = cls(spec, options, workdir)
+        t0 = time.monotonic()
+        try:
+            await self._start_all()
+        except BaseException:
+            await self.shutdown()
+            raise
+        self.launched_at = time.time()
+        log.info("runtime launched", extra={"app": spec.application_id, "display": self.display and self.display.name,
+                                            "seconds": round(time.monotonic() - t0, 3)})
+        return self
+
+    async def _start_all(self) -> None:
+        o = self.options
+        self.display = await VirtualDisplay.start(o.width, o.height)
+        self.audio = AudioSink(self.workdir / "pulse")
+        await self.audio.start()
+        self.bridge = AppMessageBridge(self._from_app)
+        port = await self.bridge.start(o.app_message_port)
+        env = {
+            "DISPLAY": self.display.name,
+            "PLAYCAST_APP_MESSAGE_PORT": str(port),
+            "PLAYCAST_PYTHON": sys.executable,
+            "PLAYCAST_WIDTH": str(o.width),
+            "PLAYCAST_HEIGHT": str(o.height),
+            "SDL_VIDEO_X11_NET_WM_BYPASS_COMPOSITOR": "0",
+        }
+        pythonpath = os.environ.get("PYTHONPATH")
+        if pythonpath:
+            env["PYTHONPATH"] = pythonpath
+        if self.audio.available:
+            env.update(self.audio.env())
+        env.update(dict(self.spec.env))
+        # Start the encoder worker while the game boots: both take a few hundred ms.
+        encoder_task = asyncio.ensure_future(EncoderProcess.start(
+            self.display.name, o.width, o.height, o.fps, o.bitrate_kbps, o.encoder))
+        try:
+            self.app = await AppProcess.start(self.spec.source_dir, self.spec.executable, self.spec.args, env,
+                                              home=self.workdir / "home")
+        except BaseException:
+            encoder = await _settle(encoder_task)
+            if encoder is not None:
+                await encoder.stop()
+            raise
+        self.encoder = await encoder_task
+        self.fanout = PacketFanout(self.encoder.read, self.encoder.request_keyframe)
+        self.fanout.on_first_sink = self.encoder.start_capture
+        self.fanout.on_no_sinks = self.encoder.pause_capture
+        self.fanout.start()
+        self.injector = InputInjector(self.display.name, o.width, o.height)
+        self._exit_watch = asyncio.ensure_future(self._watch_app())
+
+    async def _watch_app(self) -> None:
+        assert self.app is not None
+        code = await self.app.wait()
+        if not self._closing:
+            log.warning("app exited", extra={"code": code, "log_tail": self.app.tail_log(500)})
+            self.on_event("app_exited", {"exitCode": code})
+
+    @property
+    def app_running(self) -> bool:
+        return self.app is not None and self.app.running
+
+    async def shutdown(self, reason: str = "terminated") -> None:
+        """Tell the client why, then stop peer, encoder, app, audio, bridge, display; remove the temp dir."""
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        try:
+            if self.peer is not None:
+                self.peer.send_control(input_protocol.encode_server_disconnect(reason))
+                await asyncio.sleep(0.05)  # let the control message leave before DTLS goes down
+                await self.peer.close()
+                self.peer = None
+            if self.injector is not None:
+                self.injector.release_all()
+                self.injector.close()
+            if self.fanout is not None:
+                await self.fanout.stop()
+            if self.encoder is not None:
+                await self.encoder.stop()
+            if self.app is not None:
+                await self.app.stop()
+            if self._exit_watch is not None:
+                self._exit_watch.cancel()
+            if self.bridge is not None:
+                await self.bridge.close()
+            if self.audio is not None:
+                await self.audio.stop()
+            if self.display is not None:
+                await self.display.stop()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self._closed.set()
+
+    # ------------------------------------------------------------------ clients
+    async def attach(self, offer_json: str) -> str:
+        """Replace any current client with a new peer for this offer; return the answer JSON.
+
+        Raises media.peer.OfferError for unusable offers (the running app is untouched)."""
+        assert self.fanout is not None and self.injector is not None
+        old = self.peer
+        if old is not None:
+            self.peer = None
+            await self._drop_client(old)
+        self.client_id = self.client_id % 255 + 1
+        client_id = self.client_id
+        fanout = self.fanout
+        audio = PcmAudioTrack(self.audio) if self.audio is not None and self.audio.available else None
+
+        def open_sink() -> PacketSink:
+            return fanout.add_sink(f"client-{client_id}")
+
+        peer = ClientPeer(open_sink, audio, on_input=self._on_input,
+                          on_message=lambda data: self._to_app(client_id, data),
+                          on_state=lambda state: self._peer_state(peer, client_id, state))
+        try:
+            answer = await peer.answer(offer_json)
+        except Exception:
+            await peer.close()
+            raise
+        self.peer = peer
+        peer.send_control(input_protocol.encode_host_info(self.injector.gamepad_available))
+        if not self.injector.gamepad_available:
+            peer.send_control(input_protocol.encode_notice(
+                input_protocol.NoticeCode.GAMEPAD_UNAVAILABLE,
+                "Gamepads are unavailable on this host (no /dev/uinput)."))
+        return answer
+
+    async def _drop_client(self, peer: ClientPeer) -> None:
+        if self.injector is not None:
+            self.injector.release_all()
+        await peer.close()
+
+    def _peer_state(self, peer: ClientPeer, client_id: int, state: str) -> None:
+        if peer is not self.peer:
+            return  # a replaced peer: its news is stale
+        if state == "connected":
+            if self.bridge is not None:
+                self.bridge.client_connected(client_id)
+            self.on_event("client_connected", {"clientId": client_id})
+        elif state in ("failed", "closed"):
+            self.peer = None
+            if self.injector is not None:
+                self.injector.release_all()  # no key stays held after a drop
+            if self.bridge is not None:
+                self.bridge.client_disconnected(client_id)
+            asyncio.ensure_future(peer.close())
+            if not self._closing:
+                self.on_event("client_disconnected", {"clientId": client_id, "state": state})
+
+    def _on_input(self, data: bytes) -> None:
+        injector = self.injector
+        if injector is None:
+            return
+        injector.handle(data)
+        now = time.time()
+        if now - self._last_input_report >= INPUT_EVENT_INTERVAL_S:
+            self._last_input_report = now
+            self.on_event("input", {"at": now})
+
+    def _to_app(self, client_id: int, data: bytes) -> None:
+        if self.bridge is None:
+            return
+        try:
+            self.bridge.send_to_app(client_id, data)
+        except ValueError as exc:
+            log.info("application message refused: %s", exc)
+            if self.peer is not None:
+                self.peer.send_control(input_protocol.encode_notice(input_protocol.NoticeCode.INPUT_ERROR, str(exc)))
+
+    def _from_app(self, client_id: int, payload: bytes) -> None:
+        peer = self.peer
+        if peer is not None and client_id == self.client_id:
+            peer.send_message(payload)
+
+
+async def _settle(task: asyncio.Task[EncoderProcess]) -> EncoderProcess | None:
+    try:
+        return await task
+    except Exception:
+        return None
