@@ -1,0 +1,185 @@
+"""Command-line entry points: `playcast up` (server + local host + demo game, one command).
+
+Parses flags into Settings, wires the parts together, shows progress; no business logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from playcast.config import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="playcast: play, broadcast and chat.")
+console = Console(stderr=True)
+
+DEMO_DESCRIPTION = "playcast-demo"
+DEMO_GROUP_DESCRIPTION = "default"
+DEMO_APP_DIR = Path(__file__).resolve().parent / "demo" / "app"
+
+
+def _setup_logging(level: str) -> None:
+    from playcast.logs import configure
+
+    configure(level)
+
+
+@app.command()
+def up(
+    port: int = typer.Option(None, help="HTTP port (env PLAYCAST_PORT, default 8000)."),
+    data_dir: Path = typer.Option(None, help="Data directory (env PLAYCAST_DATA_DIR, default ./.playcast)."),
+    slots: int = typer.Option(None, help="Stream slots on this host (env PLAYCAST_SLOTS, default 2)."),
+    bind: str = typer.Option(None, help="Address to listen on (env PLAYCAST_BIND, default 127.0.0.1)."),
+    warm: int = typer.Option(1, help="Warm (pre-launched) slots for the demo game's default stream group."),
+    demo: bool = typer.Option(True, help="Register the bundled demo game in a default stream group."),
+    log_level: str = typer.Option("info", help="debug | info | warning"),
+) -> None:
+    """Run the server, one local host and (by default) the demo game: everything on this machine."""
+    settings = Settings()
+    if port is not None:
+        settings.port = port
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    if slots is not None:
+        settings.slots = slots
+    if bind is not None:
+        settings.bind_host = bind
+    settings.data_dir = settings.data_dir.resolve()
+    _setup_logging(log_level)
+    try:
+        asyncio.run(_run_up(settings, warm=warm if demo else 0, demo=demo))
+    except KeyboardInterrupt:
+        pass
+
+
+async def _run_up(settings: Settings, *, warm: int, demo: bool) -> None:
+    import uvicorn
+
+    from playcast.api.player import LoginTokens
+    from playcast.credentials import load_or_create
+    from playcast.host.pool import LocalHostPool
+    from playcast.host.runtime import RuntimeOptions
+    from playcast.server import build_app
+    from playcast.web.routes import web_routes
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    creds = load_or_create(settings)
+    settings.access_key_id = creds.aws_access_key_id
+    settings.secret_access_key = creds.aws_secret_access_key
+    creds_path = creds.write(settings.data_dir)
+
+    pool = LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
+        width=settings.width, height=settings.height, fps=settings.fps,
+        bitrate_kbps=settings.bitrate_kbps, encoder=settings.encoder))
+    await pool.start()
+    login_tokens = LoginTokens()
+    login = login_tokens.issue()
+    web_app = build_app(settings, pool, admin_token=creds.admin_token, login_tokens=login_tokens,
+                        extra_routes=web_routes())
+    config = uvicorn.Config(web_app, host=settings.bind_host, port=settings.port, log_config=None,
+                            access_log=False, lifespan="on")
+    server = _make_server_class()(config)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    serve = asyncio.ensure_future(server.serve())
+    try:
+        with console.status("starting server ...") as status:
+            while not server.started:
+                if serve.done():
+                    serve.result()
+                    return
+                await asyncio.sleep(0.05)
+            if demo:
+                status.update("registering the demo game ...")
+                await asyncio.to_thread(_ensure_demo, creds, settings, warm)
+        console.print(f"[bold green]playcast is up[/] (data: {settings.data_dir})")
+        console.print(f"  player:      {settings.base_url}/login?token={login}")
+        console.print(f"  API:         {creds.endpoint_url}  region {creds.region_name}")
+        console.print(f"  access key:  {creds.aws_access_key_id}")
+        console.print(f"  secret key:  {creds.aws_secret_access_key}")
+        console.print(f"  credentials: {creds_path}")
+        print(f"PLAYCAST_READY {settings.base_url}/login?token={login}", flush=True)
+        await serve
+    finally:
+        if not serve.done():
+            server.should_exit = True
+            await serve
+        await pool.close()
+
+
+def _make_server_class() -> type:
+    import contextlib
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn without its own signal capture: `up` stops the server itself, then every session."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def, override]
+            yield
+
+    return Server
+
+
+def _ensure_demo(creds: object, settings: Settings, warm: int) -> None:
+    """Register the demo game and a default stream group through the public API, as any client would."""
+    import boto3
+
+    c = creds  # type: ignore[assignment]
+    client = boto3.client(
+        "gameliftstreams", endpoint_url=c.endpoint_url, region_name=c.region_name,  # type: ignore[attr-defined]
+        aws_access_key_id=c.aws_access_key_id, aws_secret_access_key=c.aws_secret_access_key)  # type: ignore[attr-defined]
+    apps = [a for a in _all(client.list_applications) if a.get("Description") == DEMO_DESCRIPTION
+            and a.get("Status") in ("READY", "PROCESSING", "INITIALIZED")]
+    if apps:
+        app_id = apps[0]["Id"]
+    else:
+        app_id = client.create_application(
+            Description=DEMO_DESCRIPTION, RuntimeEnvironment={"Type": "UBUNTU", "Version": "22_04_LTS"},
+            ExecutablePath="playcast-demo", ApplicationSourceUri=str(DEMO_APP_DIR))["Id"]
+    client.get_waiter("application_ready").wait(Identifier=app_id, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    groups = [g for g in _all(client.list_stream_groups) if g.get("Description") == DEMO_GROUP_DESCRIPTION
+              and g.get("Status") not in ("DELETING", "ERROR", "EXPIRED")]
+    location = {"LocationName": settings.effective_location, "AlwaysOnCapacity": warm}
+    if groups:
+        group_id = groups[0]["Id"]
+        client.update_stream_group(Identifier=group_id, LocationConfigurations=[location],
+                                   DefaultApplicationIdentifier=app_id)
+    else:
+        group_id = client.create_stream_group(
+            Description=DEMO_GROUP_DESCRIPTION, StreamClass="gen4n_high", DefaultApplicationIdentifier=app_id,
+            LocationConfigurations=[location])["Id"]
+    client.associate_applications(Identifier=group_id, ApplicationIdentifiers=[app_id])
+    client.get_waiter("stream_group_active").wait(Identifier=group_id, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+
+
+def _all(call) -> list[dict]:  # type: ignore[no-untyped-def]
+    items: list[dict] = []
+    token = None
+    while True:
+        page = call(**({"NextToken": token} if token else {}))
+        items.extend(page.get("Items", []))
+        token = page.get("NextToken")
+        if not token:
+            return items
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    from playcast import __version__
+
+    print(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

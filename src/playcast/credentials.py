@@ -1,0 +1,61 @@
+"""API credentials for one data directory: load, generate, and write `credentials.json`.
+
+Fixed keys come from PLAYCAST_ACCESS_KEY_ID / PLAYCAST_SECRET_ACCESS_KEY; otherwise the keys already in the data
+directory are kept, so restarts do not break clients; otherwise new ones are made. No HTTP here."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import string
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from playcast.config import Settings
+
+_KEY_ALPHABET = string.ascii_uppercase + string.digits
+
+
+@dataclass
+class Credentials:
+    endpoint_url: str
+    aws_access_key_id: str
+    aws_secret_access_key: str
+    region_name: str
+    admin_token: str
+
+    def write(self, data_dir: Path) -> Path:
+        """Write credentials.json readable by the owner only."""
+        path = data_dir / "credentials.json"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(asdict(self), fh, indent=2)
+            fh.write("\n")
+        os.replace(tmp, path)
+        return path
+
+
+def load_or_create(settings: Settings) -> Credentials:
+    previous: dict[str, str] = {}
+    path = settings.data_dir / "credentials.json"
+    if path.exists():
+        try:
+            previous = json.loads(path.read_text())
+        except (OSError, ValueError):
+            previous = {}
+    key_id = settings.access_key_id or previous.get("aws_access_key_id") or (
+        "PCAK" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16)))
+    secret = settings.secret_access_key or (
+        previous.get("aws_secret_access_key") if previous.get("aws_access_key_id") == key_id else None
+    ) or secrets.token_urlsafe(30)[:40]
+    admin = previous.get("admin_token") or secrets.token_urlsafe(32)
+    return Credentials(
+        endpoint_url=settings.base_url,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        region_name=settings.region,
+        admin_token=admin,
+    )

@@ -1,0 +1,40 @@
+"""Routes that serve the static web files: /sdk/*, /static/*, the player page at /play.
+
+Files only: no session logic here (the page talks to /v1/play/* like any other client)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+WEB_DIR = Path(__file__).resolve().parent
+
+
+class _NoCacheStatic(StaticFiles):
+    """Static files revalidated on every load, so a new SDK is picked up after an upgrade."""
+
+    async def get_response(self, path: str, scope) -> Response:  # type: ignore[no-untyped-def]
+        response = await super().get_response(path, scope)
+        response.headers.setdefault("Cache-Control", "no-cache")
+        return response
+
+
+async def _player(request: Request) -> Response:
+    return FileResponse(WEB_DIR / "player.html", headers={"Cache-Control": "no-cache"})
+
+
+async def _root(request: Request) -> Response:
+    return RedirectResponse("/play", status_code=307)
+
+
+def web_routes() -> list[BaseRoute]:
+    return [
+        Route("/", _root, methods=["GET"]),
+        Route("/play", _player, methods=["GET"]),
+        Mount("/sdk", app=_NoCacheStatic(directory=WEB_DIR / "sdk"), name="sdk"),
+        Mount("/static", app=_NoCacheStatic(directory=WEB_DIR / "static"), name="static"),
+    ]
