@@ -147,14 +147,18 @@ class InputInjector:
                         break
                     if isinstance(item, threading.Event):
                         if x is not None:
-                            x = self._flush(x)
+                            x = self._flush(x, sync=True)
                         item.set()
                         continue
                     if x is None and not isinstance(item, p.GamepadState | p.GamepadConnection):
                         if time.monotonic() >= next_open:
                             x = self._open()
                             next_open = time.monotonic() + _REOPEN_INTERVAL_S
-                    x = self._apply(x, item)
+                    try:
+                        x = self._apply(x, item)
+                    except Exception:  # a bug must cost one event, not the session's input
+                        log.exception("display %s: unexpected error injecting %r", self.display, item)
+                        x = self._discard(x)
                 if x is not None:
                     x = self._flush(x)
                 if stop:
@@ -209,9 +213,9 @@ class InputInjector:
             log.warning("display %s: input injection failed (%s); reconnecting", self.display, exc)
             return self._discard(x)
 
-    def _flush(self, x: XTestInjector) -> XTestInjector | None:
+    def _flush(self, x: XTestInjector, sync: bool = False) -> XTestInjector | None:
         try:
-            x.flush()
+            x.sync() if sync else x.flush()
             return x
         except (xerror.ConnectionClosedError, xerror.XError, OSError) as exc:
             log.warning("display %s: X flush failed (%s)", self.display, exc)

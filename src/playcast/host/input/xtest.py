@@ -41,7 +41,7 @@ class XTestInjector:
         self.height = height
         try:
             self._d = xdisplay.Display(display)
-        except (xerror.DisplayError, OSError) as exc:
+        except Exception as exc:  # python-xlib raises DisplayError, OSError, OverflowError ... for bad names
             raise XTestError(f"cannot open X display {display!r}: {exc}") from exc
         if not self._d.has_extension("XTEST"):
             self._d.close()
@@ -146,7 +146,12 @@ class XTestInjector:
         return frozenset(self._keys_down), frozenset(self._buttons_down)
 
     def flush(self) -> None:
+        """Send queued requests (does not wait for the server to process them)."""
         self._d.flush()
+
+    def sync(self) -> None:
+        """Round trip: every request sent so far has been processed by the server."""
+        self._d.sync()
 
     def abort(self) -> None:
         """Drop a broken connection without talking to the server."""
