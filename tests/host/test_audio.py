@@ -112,7 +112,7 @@ async def test_sink_captures_played_tone(sink: AudioSink, tmp_path: Path):
 
 
 async def test_track_frames_pts_and_audio(sink: AudioSink):
-    track = PcmAudioTrack(sink.chunks())
+    track = PcmAudioTrack(sink)  # as the session runtime uses it
     frames = []
     player = None
     t0 = time.monotonic()
@@ -137,6 +137,35 @@ async def test_track_frames_pts_and_audio(sink: AudioSink):
     pcm = b"".join(bytes(f.planes[0])[:3840] for f, e in zip(frames, energy, strict=True) if e > 2000)
     assert abs(dominant_hz(pcm) - 660) < 5
     assert track.readyState == "ended"
+
+
+async def test_several_consumers_and_replacement(sink: AudioSink):
+    """A reconnecting client gets a new track while the old one may still be alive: both hear the game."""
+    first = PcmAudioTrack(sink)
+    second = PcmAudioTrack(sink.chunks())
+    stalled = sink.chunks()  # a consumer that never reads must not hold anyone up
+    assert len(await stalled.__anext__()) == CHUNK_BYTES  # subscribed; then it never reads again
+    await first.recv()
+    await second.recv()
+    player = asyncio.create_task(play(sink, tone(500, 0.5)))
+    heard = {"first": 0, "second": 0}
+    for _ in range(60):
+        for name, track in (("first", first), ("second", second)):
+            frame = await track.recv()
+            if float(np.abs(frame.to_ndarray()).max()) > 4000:
+                heard[name] += 1
+    await player
+    assert heard["first"] >= 15 and heard["second"] >= 15, heard
+    assert len(sink._subscribers) == 3
+    assert max(q.qsize() for q in sink._subscribers) <= sink.subscriber_backlog  # the stalled one is bounded
+    first.stop()
+    second.stop()
+    await stalled.aclose()
+    for _ in range(100):
+        if not sink._subscribers:
+            break
+        await asyncio.sleep(0.01)
+    assert not sink._subscribers
 
 
 async def test_silent_track_and_odd_chunk_sizes():

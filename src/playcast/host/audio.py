@@ -69,7 +69,9 @@ class AudioSink:
         self._parec: asyncio.subprocess.Process | None = None
         self._log_tasks: list[asyncio.Task[None]] = []
         self._daemon_log: deque[str] = deque(maxlen=20)
-        self._reading = False
+        self._capture: asyncio.Task[None] | None = None
+        self._subscribers: set[asyncio.Queue[bytes | None]] = set()
+        self.subscriber_backlog = 10  # chunks (200 ms)
         self._tool_env: dict[str, str] = {}
 
     # ---------------------------------------------------------------- public
@@ -107,26 +109,27 @@ class AudioSink:
         await self._teardown()
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        """Yield captured PCM (s16le, stereo, 48 kHz) in 20 ms chunks of 3840 bytes until stopped.
+        """Yield captured PCM (s16le, stereo, 48 kHz) in 20 ms chunks of 3840 bytes until the sink stops.
 
-        Silence is captured as zero bytes while nothing plays. One consumer at a time."""
-        proc = self._parec
-        if proc is None or proc.stdout is None:
+        Silence is captured as zero bytes while nothing plays. Any number of consumers may read at once;
+        each gets every chunk from the moment it subscribes, and a consumer more than `subscriber_backlog`
+        chunks behind loses its oldest ones (so a stalled reader never adds latency or blocks capture).
+        ``async for chunk in sink`` is the same."""
+        if self._capture is None or self._capture.done():
             return
-        if self._reading:
-            raise RuntimeError("AudioSink.chunks() already has a consumer")
-        self._reading = True
+        inbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._subscribers.add(inbox)
         try:
             while True:
-                try:
-                    chunk = await proc.stdout.readexactly(CHUNK_BYTES)
-                except asyncio.IncompleteReadError:
-                    return
-                except (ConnectionError, ValueError):
+                chunk = await inbox.get()
+                if chunk is None:
                     return
                 yield chunk
         finally:
-            self._reading = False
+            self._subscribers.discard(inbox)
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.chunks()
 
     # ---------------------------------------------------------------- internals
     async def _start(self) -> None:
@@ -189,6 +192,7 @@ class AudioSink:
             env=self._tool_env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent)
         self._log_tasks.append(asyncio.create_task(self._pump_log(self._parec, "parec")))
+        self._capture = asyncio.create_task(self._pump_capture(self._parec))
         await self._restart_sink_clock()
         logger.info("session audio ready: pulseaudio pid %d, socket %s", self._daemon.pid, sock)
 
@@ -244,6 +248,25 @@ class AudioSink:
                 raise RuntimeError(f"pulseaudio did not open {sock} within {self.start_timeout:.0f} s")
             await asyncio.sleep(0.02)
 
+    async def _pump_capture(self, proc: asyncio.subprocess.Process) -> None:
+        """Read parec's stdout all the time (so no stale audio piles up in the pipe) and fan chunks out."""
+        assert proc.stdout is not None
+        try:
+            while True:
+                try:
+                    chunk = await proc.stdout.readexactly(CHUNK_BYTES)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    if self.available:
+                        logger.warning("audio capture ended unexpectedly; the session continues silent")
+                    return
+                for inbox in self._subscribers:
+                    if inbox.qsize() >= self.subscriber_backlog:
+                        inbox.get_nowait()
+                    inbox.put_nowait(chunk)
+        finally:
+            for inbox in self._subscribers:
+                inbox.put_nowait(None)
+
     async def _pump_log(self, proc: asyncio.subprocess.Process, name: str) -> None:
         assert proc.stderr is not None
         while True:
@@ -259,6 +282,11 @@ class AudioSink:
                 logger.debug("%s[%d]: %s", name, proc.pid, text)
 
     async def _teardown(self) -> None:
+        if self._capture is not None:
+            self._capture.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._capture
+            self._capture = None
         for proc in (self._parec, self._daemon):
             if proc is not None:
                 await _terminate(proc)

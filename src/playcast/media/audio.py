@@ -30,7 +30,8 @@ _SILENCE = bytes(FRAME_BYTES)
 class PcmAudioTrack(MediaStreamTrack):
     """Audio track returning one 960-sample s16 stereo av.AudioFrame every 20 ms.
 
-    `source` is an async iterable of 3840-byte chunks (e.g. ``AudioSink.chunks()``) or None for a silent track.
+    `source` is an async iterable of 3840-byte chunks (an ``AudioSink`` or its ``chunks()``) or None for a
+    silent track.
     A background task reads the source into a small buffer; when the buffer holds more than `max_buffered`
     chunks the oldest are dropped, so latency stays bounded when the consumer falls behind. When no chunk is
     ready at a frame's time, that frame is silence. pts counts samples (time base 1/48000)."""
@@ -92,19 +93,20 @@ class PcmAudioTrack(MediaStreamTrack):
 
     async def _read_source(self) -> None:
         assert self._source is not None
+        chunks = aiter(self._source)
         try:
-            async for chunk in self._source:
+            async for chunk in chunks:
                 self._push(chunk)
+            logger.debug("audio source ended; the track continues with silence")
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("audio source failed; the track continues with silence")
         finally:
-            aclose = getattr(self._source, "aclose", None)
+            aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 with contextlib.suppress(Exception):
                     await aclose()
-        logger.debug("audio source ended; the track continues with silence")
 
     def _push(self, chunk: bytes) -> None:
         if len(chunk) != FRAME_BYTES or self._pending:
