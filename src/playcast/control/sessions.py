@@ -1,0 +1,530 @@
+"""The stream-session state machine: start/placement, host events, reconnection, termination and timeouts.
+
+State lives in the database (it survives a restart); this module calls the HostPool but knows no HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, func, or_, select, update
+
+from ..store import queries
+from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
+from .errors import ConflictError, InternalError, NotFoundError, ValidationError
+from .hostlink import Placement, PlacementError, SessionEvent, SessionEventKind, SignalError
+from .ids import STREAM_GROUP, new_stream_session_id
+from .signal import BadSignal, parse_offer
+from .stream_groups import USABLE, max_sessions
+from .watch import ChangeWatch
+
+if TYPE_CHECKING:
+    from .plane import ControlPlane
+
+log = logging.getLogger(__name__)
+
+ACTIVATING = "ACTIVATING"
+ACTIVE = "ACTIVE"
+CONNECTED = "CONNECTED"
+PENDING = "PENDING_CLIENT_RECONNECTION"
+RECONNECTING = "RECONNECTING"
+TERMINATING = "TERMINATING"
+TERMINATED = "TERMINATED"
+ERROR = "ERROR"
+RUNNING = (ACTIVATING, ACTIVE, CONNECTED, PENDING, RECONNECTING, TERMINATING)
+PLACED = (ACTIVE, CONNECTED, PENDING, RECONNECTING)  # a host runs it and it may be terminated
+FINAL = (TERMINATED, ERROR)
+RESUMABLE = (PENDING, ACTIVE, CONNECTED)
+ERROR_REASONS = {"internalError", "invalidSignalRequest", "placementTimeout", "applicationLogS3DestinationError",
+                 "assumeRoleFailed"}
+DEFAULT_CONNECTION_TIMEOUT_S = 120
+DEFAULT_SESSION_LENGTH_S = 43200
+
+
+class StreamSessions:
+    def __init__(self, plane: ControlPlane) -> None:
+        self.plane = plane
+        self.watch = ChangeWatch()
+        self._capacity = ChangeWatch()  # key: stream group id; notified when one of its sessions ends
+        self._reserved: dict[tuple[str, str], int] = {}  # (group, location) -> placements in flight
+        self._group_locks: dict[str, asyncio.Lock] = {}
+        self._timer: asyncio.Task[None] | None = None
+        self.tick_s = 1.0
+
+    # -- reading --------------------------------------------------------------------------------------
+
+    async def load(self, s: Any, group_identifier: str, session_identifier: str) -> StreamSessionRow:
+        group_id = self.plane.arns.resolve(group_identifier, STREAM_GROUP)
+        if session_identifier.startswith("arn:"):
+            _, parts = self.plane.arns.parse(session_identifier)
+            if len(parts) != 2 or parts[0] != group_id:
+                raise NotFoundError(f"Stream session {session_identifier} not found in stream group {group_id}")
+            session_id = parts[1]
+        else:
+            session_id = session_identifier
+        if await s.get(StreamGroupRow, group_id) is None:
+            raise NotFoundError(f"Stream group {group_identifier} not found")
+        row = await s.get(StreamSessionRow, session_id)
+        if row is None or row.stream_group_id != group_id:
+            raise NotFoundError(f"Stream session {session_identifier} not found in stream group {group_id}")
+        return row
+
+    async def row(self, session_id: str) -> StreamSessionRow | None:
+        async with self.plane.db.session() as s:
+            return await s.get(StreamSessionRow, session_id)
+
+    @staticmethod
+    def render(row: StreamSessionRow) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "Arn": row.arn, "Description": row.description, "StreamGroupId": row.stream_group_id,
+            "UserId": row.user_id, "Status": row.status, "StatusReason": row.status_reason,
+            "Protocol": row.protocol, "Location": row.location, "SignalRequest": row.signal_request,
+            "SignalResponse": row.signal_response or "", "ConnectionTimeoutSeconds": row.connection_timeout_s,
+            "SessionLengthSeconds": row.session_length_s, "AdditionalLaunchArgs": list(row.launch_args or []),
+            "AdditionalEnvironmentVariables": dict(row.launch_env or {}),
+            "PerformanceStatsConfiguration": {"SharedWithClient": bool(row.perf_stats_shared)},
+            "LastUpdatedAt": row.updated_at, "CreatedAt": row.created_at, "ApplicationArn": row.application_arn,
+            "ApplicationStartedAt": row.application_started_at, "StreamingStartedAt": row.streaming_started_at,
+            "StreamingEndedAt": row.streaming_ended_at,
+        }
+        return out
+
+    @staticmethod
+    def summary(row: StreamSessionRow) -> dict[str, Any]:
+        return {"Arn": row.arn, "UserId": row.user_id, "Status": row.status, "StatusReason": row.status_reason,
+                "Protocol": row.protocol, "LastUpdatedAt": row.updated_at, "CreatedAt": row.created_at,
+                "ApplicationArn": row.application_arn, "Location": row.location}
+
+    async def get(self, group_identifier: str, session_identifier: str) -> dict[str, Any]:
+        async with self.plane.db.session() as s:
+            return self.render(await self.load(s, group_identifier, session_identifier))
+
+    async def list(self, group_identifier: str | None, status: str | None, export_status: str | None,
+                   max_results: int | None, next_token: str | None, user_id: str | None = None,
+                   statuses: tuple[str, ...] | None = None) -> dict[str, Any]:
+        async with self.plane.db.session() as s:
+            stmt = select(StreamSessionRow)
+            if group_identifier is not None:
+                group_id = self.plane.arns.resolve(group_identifier, STREAM_GROUP)
+                if await s.get(StreamGroupRow, group_id) is None:
+                    raise NotFoundError(f"Stream group {group_identifier} not found")
+                stmt = stmt.where(StreamSessionRow.stream_group_id == group_id)
+            if status:
+                stmt = stmt.where(StreamSessionRow.status == status)
+            if statuses:
+                stmt = stmt.where(StreamSessionRow.status.in_(list(statuses)))
+            if export_status:  # playcast does not export files yet: nothing has an export status
+                stmt = stmt.where(False)
+            if user_id is not None:
+                stmt = stmt.where(StreamSessionRow.user_id == user_id)
+            try:
+                rows, token = await queries.paginate(s, stmt, StreamSessionRow, max_results or 25, next_token)
+            except queries.BadPageToken as exc:
+                raise ValidationError(str(exc)) from exc
+            return {"Items": [self.summary(r) for r in rows], "NextToken": token}
+
+    async def wait_for(self, session_id: str, done: Callable[[StreamSessionRow], bool],
+                       timeout: float) -> StreamSessionRow | None:
+        """Wait until `done(row)` holds (or the row is gone) or `timeout` passes; returns the last row read."""
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.watch.arm(session_id)
+            row = await self.row(session_id)
+            if row is None or done(row):
+                return row
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return row
+            await self.watch.wait(event, min(remaining, 1.0))  # 1 s poll: changes made by other replicas
+
+    # -- transitions ----------------------------------------------------------------------------------
+
+    async def _cas(self, session_id: str, from_statuses: tuple[str, ...] | list[str], **values: Any) -> bool:
+        async with self.plane.db.session() as s:
+            changed = await queries.compare_and_set_session(s, session_id, from_statuses, values)
+            await s.commit()
+        if changed:
+            status = values.get("status")
+            if status:
+                log.info("session %s -> %s%s", session_id, status,
+                         f" ({values['status_reason']})" if values.get("status_reason") else "")
+            self.watch.notify(session_id)
+            if status in FINAL:
+                group_id = await self._group_of(session_id)
+                if group_id:
+                    self._capacity.notify(group_id)
+        return changed
+
+    async def _group_of(self, session_id: str) -> str | None:
+        row = await self.row(session_id)
+        return row.stream_group_id if row else None
+
+    async def _end(self, session_id: str, from_statuses: tuple[str, ...], reason: str,
+                   message: str | None = None) -> bool:
+        """Move a placed session to TERMINATING, stop it on its host, then TERMINATED(reason)."""
+        if not await self._cas(session_id, from_statuses, status=TERMINATING, status_reason=reason,
+                               status_message=message, deadline_at=None):
+            return False
+        try:
+            await self.plane.host_pool.terminate(session_id, "idle" if reason == "idleTimeout" else "terminated")
+        except Exception:  # noqa: BLE001 - the session is over for the client either way
+            log.exception("session %s: HostPool.terminate failed", session_id)
+        now = time.time()
+        await self._cas(session_id, (TERMINATING,), status=TERMINATED, status_reason=reason,
+                        streaming_ended_at=now)
+        return True
+
+    async def _cleanup_host(self, session_id: str) -> None:
+        try:
+            await self.plane.host_pool.terminate(session_id)
+        except Exception:  # noqa: BLE001
+            log.exception("session %s: HostPool.terminate (cleanup) failed", session_id)
+
+    # -- start and placement --------------------------------------------------------------------------
+
+    async def start(self, group_identifier: str, params: dict[str, Any]) -> dict[str, Any]:
+        async def create(s: Any) -> tuple[str, None]:
+            group = await self.plane.stream_groups.load(s, group_identifier)
+            if group.status not in USABLE:
+                raise ConflictError(f"Stream group {group.id} is {group.status}, not ACTIVE")
+            app = await self.plane.applications.load(s, params["ApplicationIdentifier"])
+            assoc = await s.get(AssociationRow, (group.id, app.id))
+            if assoc is None:
+                raise ValidationError(f"Application {app.id} is not associated with stream group {group.id}")
+            if app.status != "READY":
+                raise ConflictError(f"Application {app.id} is {app.status}, not READY")
+            group_locations = [loc["LocationName"] for loc in group.locations]
+            requested = list(params.get("Locations") or [])
+            unknown = [loc for loc in requested if loc not in group_locations]
+            if unknown:
+                raise ValidationError(f"Location(s) {', '.join(unknown)} are not in stream group {group.id} "
+                                      f"(it has {', '.join(group_locations)})")
+            now = time.time()
+            session_id = new_stream_session_id()
+            conn_timeout = params.get("ConnectionTimeoutSeconds") or DEFAULT_CONNECTION_TIMEOUT_S
+            length = params.get("SessionLengthSeconds") or DEFAULT_SESSION_LENGTH_S
+            s.add(StreamSessionRow(
+                id=session_id, arn=self.plane.arns.stream_session(group.id, session_id), stream_group_id=group.id,
+                application_id=app.id, application_arn=app.arn, description=params.get("Description"),
+                user_id=params.get("UserId"), status=ACTIVATING, status_reason=None, protocol=params["Protocol"],
+                location=None, requested_locations=requested, signal_request=params["SignalRequest"],
+                signal_response=None, connection_timeout_s=conn_timeout, session_length_s=length,
+                launch_args=list(params.get("AdditionalLaunchArgs") or []),
+                launch_env=dict(params.get("AdditionalEnvironmentVariables") or {}),
+                perf_stats_shared=bool((params.get("PerformanceStatsConfiguration") or {}).get("SharedWithClient")),
+                warm=False, created_at=now, updated_at=now, expires_at=now + length))
+            return session_id, None
+
+        async def replay(session_id: str | None, _resp: Any) -> dict[str, Any]:
+            row = await self.row(session_id or "")
+            if row is None:
+                raise NotFoundError(f"Stream session {session_id} no longer exists")
+            return self.render(row)
+
+        def after(session_id: str | None) -> None:
+            assert session_id is not None
+            self.plane.spawn(self._place(session_id), f"place-{session_id}")
+
+        return await self.plane.idempotent("StartStreamSession", params.get("ClientToken"),
+                                           {**params, "Identifier": group_identifier}, create, replay, after)
+
+    async def _candidates(self, row: StreamSessionRow) -> list[str]:
+        """The session's locations in preference order that still have room under the group's capacity."""
+        async with self.plane.db.session() as s:
+            group = await s.get(StreamGroupRow, row.stream_group_id)
+            if group is None:
+                return []
+            configs = {loc["LocationName"]: loc for loc in group.locations}
+            order = row.requested_locations or list(configs)
+            counts = dict((await s.execute(
+                select(StreamSessionRow.location, func.count()).where(
+                    StreamSessionRow.stream_group_id == group.id, StreamSessionRow.status.in_(RUNNING),
+                    StreamSessionRow.location.is_not(None)).group_by(StreamSessionRow.location))).all())
+        out = []
+        for name in order:
+            cfg = configs.get(name)
+            if cfg is None:
+                continue
+            limit = max_sessions(cfg)
+            used = counts.get(name, 0) + self._reserved.get((group.id, name), 0)
+            if limit is None or used < limit:
+                out.append(name)
+        return out
+
+    async def _place(self, session_id: str) -> None:
+        row = await self.row(session_id)
+        if row is None or row.status != ACTIVATING:
+            return
+        try:
+            offer = parse_offer(row.signal_request, allow_no_client=True)
+        except BadSignal as exc:
+            await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="invalidSignalRequest",
+                            status_message=str(exc))
+            return
+        async with self.plane.db.session() as s:
+            app = await s.get(ApplicationRow, row.application_id)
+        if app is None or app.status != "READY":
+            await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="internalError",
+                            status_message="application is no longer READY")
+            return
+        launch = self.plane.applications.launch_spec(app, row.launch_args, row.launch_env)
+        timeout = float(self.plane.settings.placement_timeout_s)
+        deadline = time.monotonic() + timeout
+        group_id = row.stream_group_id
+        lock = self._group_locks.setdefault(group_id, asyncio.Lock())
+        while True:
+            event = self._capacity.arm(group_id)
+            async with lock:
+                locations = await self._candidates(row)
+                for loc in locations:
+                    self._reserved[(group_id, loc)] = self._reserved.get((group_id, loc), 0) + 1
+            if locations:
+                break
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="placementTimeout",
+                                status_message="the stream group has no free capacity (MaximumCapacity reached)")
+                return
+            await self._capacity.wait(event, min(remaining, 1.0))
+            current = await self.row(session_id)
+            if current is None or current.status != ACTIVATING:
+                return
+        try:
+            placement = Placement(session_id=session_id, stream_group_id=group_id, locations=tuple(locations),
+                                  launch=launch, signal_request=offer)
+            remaining = max(1.0, deadline - time.monotonic())
+            result = await asyncio.wait_for(self.plane.host_pool.place(placement, remaining), remaining + 10)
+        except PlacementError as exc:
+            await self._placement_failed(session_id, exc.reason, str(exc))
+            return
+        except TimeoutError:
+            await self._placement_failed(session_id, "placementTimeout", "no host slot within the placement timeout")
+            return
+        except asyncio.CancelledError:
+            await self._cleanup_host(session_id)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any host failure ends the session in ERROR
+            log.exception("session %s: placement crashed", session_id)
+            await self._placement_failed(session_id, "internalError", f"placement failed: {exc}")
+            return
+        finally:
+            for loc in locations:
+                self._reserved[(group_id, loc)] -= 1
+        now = time.time()
+        ok = await self._cas(session_id, (ACTIVATING,), status=ACTIVE, status_reason=None, location=result.location,
+                             host_id=result.host_id, slot_id=result.slot_id, warm=result.warm,
+                             signal_response=result.signal_response or "", application_started_at=now,
+                             deadline_at=now + row.connection_timeout_s)
+        if not ok:  # ended while we were placing (app exited, timer, group deleted): stop what we started
+            log.info("session %s ended during placement; cleaning up its slot", session_id)
+            await self._cleanup_host(session_id)
+            self._capacity.notify(group_id)
+
+    async def _placement_failed(self, session_id: str, reason: str, message: str) -> None:
+        await self._cleanup_host(session_id)
+        if reason == "applicationExit":
+            await self._cas(session_id, (ACTIVATING,), status=TERMINATED, status_reason="applicationExit",
+                            status_message=message, streaming_ended_at=time.time())
+        else:
+            await self._cas(session_id, (ACTIVATING,), status=ERROR,
+                            status_reason=reason if reason in ERROR_REASONS else "internalError",
+                            status_message=message)
+        log.warning("session %s: placement failed: %s (%s)", session_id, reason, message)
+
+    # -- reconnection ---------------------------------------------------------------------------------
+
+    async def connect(self, group_identifier: str, session_identifier: str, signal_request: str,
+                      client_token: str | None = None) -> dict[str, Any]:
+        async with self.plane.db.session() as s:
+            row = await self.load(s, group_identifier, session_identifier)
+        session_id = row.id
+
+        async def create(_s: Any) -> tuple[str, dict[str, Any]]:
+            answer = await self._reconnect(session_id, signal_request)
+            return session_id, {"SignalResponse": answer}
+
+        async def replay(_sid: str | None, resp: dict[str, Any] | None) -> dict[str, Any]:
+            return dict(resp or {})
+
+        return await self.plane.idempotent("CreateStreamSessionConnection", client_token,
+                                           {"Session": session_id, "SignalRequest": signal_request}, create, replay)
+
+    async def _reconnect(self, session_id: str, signal_request: str) -> str:
+        row = await self.row(session_id)
+        if row is None:
+            raise NotFoundError(f"Stream session {session_id} not found")
+        if row.status not in (ACTIVE, PENDING):
+            raise ConflictError(f"Stream session {session_id} is {row.status}; a new connection needs "
+                                f"ACTIVE or PENDING_CLIENT_RECONNECTION")
+        if signal_request == row.signal_request:
+            raise ValidationError("SignalRequest must be a new offer, not the one the session was started with")
+        try:
+            offer = parse_offer(signal_request, allow_no_client=False)
+        except BadSignal as exc:
+            raise ValidationError(f"Invalid SignalRequest: {exc}") from exc
+        assert offer is not None
+        previous = row.status
+        if not await self._cas(session_id, (previous,), status=RECONNECTING, status_reason=None):
+            raise ConflictError(f"Stream session {session_id} changed state; try again")
+        try:
+            answer = await self.plane.host_pool.connect(session_id, offer)
+        except SignalError as exc:
+            await self._cas(session_id, (RECONNECTING,), status=previous)
+            raise ValidationError(f"Invalid SignalRequest: {exc}") from exc
+        except Exception as exc:
+            log.exception("session %s: HostPool.connect failed", session_id)
+            await self._cas(session_id, (RECONNECTING,), status=previous)
+            raise InternalError(f"Could not attach the new connection: {exc}") from exc
+        now = time.time()
+        if not await self._cas(session_id, (RECONNECTING,), status=ACTIVE, signal_response=answer,
+                               deadline_at=now + row.connection_timeout_s):
+            raise ConflictError(f"Stream session {session_id} ended while connecting")
+        return answer
+
+    # -- termination ----------------------------------------------------------------------------------
+
+    async def terminate(self, group_identifier: str, session_identifier: str) -> None:
+        async with self.plane.db.session() as s:
+            row = await self.load(s, group_identifier, session_identifier)
+        if row.status == ACTIVATING:
+            raise ConflictError(f"Stream session {row.id} is ACTIVATING; terminate it once it is ACTIVE")
+        if row.status in FINAL or row.status == TERMINATING:
+            return
+        if await self._cas(row.id, PLACED, status=TERMINATING, status_reason="apiTerminated", deadline_at=None):
+            self.plane.spawn(self._finish_terminate(row.id, "apiTerminated"), f"terminate-{row.id}")
+
+    async def _finish_terminate(self, session_id: str, reason: str) -> None:
+        await self._cleanup_host(session_id)
+        await self._cas(session_id, (TERMINATING,), status=TERMINATED, status_reason=reason,
+                        streaming_ended_at=time.time())
+
+    async def terminate_group(self, group_id: str) -> None:
+        """End every session of a stream group (used when the group is deleted)."""
+        async with self.plane.db.session() as s:
+            rows = (await s.execute(select(StreamSessionRow.id, StreamSessionRow.status).where(
+                StreamSessionRow.stream_group_id == group_id, StreamSessionRow.status.in_(RUNNING)))).all()
+        for session_id, status in rows:
+            if status == ACTIVATING:
+                await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="internalError",
+                                status_message="stream group deleted")
+                await self._cleanup_host(session_id)
+            elif status == TERMINATING:
+                await self._finish_terminate(session_id, "apiTerminated")
+            else:
+                await self._end(session_id, PLACED, "apiTerminated")
+
+    # -- host events ----------------------------------------------------------------------------------
+
+    async def on_event(self, event: SessionEvent) -> None:
+        """HostPool event handler. Never raises."""
+        try:
+            await self._on_event(event)
+        except Exception:  # noqa: BLE001
+            log.exception("session %s: handling %s failed", event.session_id, event.kind)
+
+    async def _on_event(self, event: SessionEvent) -> None:
+        sid, kind, at = event.session_id, event.kind, event.at
+        if kind == SessionEventKind.CLIENT_CONNECTED:
+            row = await self.row(sid)
+            await self._cas(sid, (ACTIVE, PENDING, RECONNECTING), status=CONNECTED, status_reason=None,
+                            connected_at=at, last_input_at=at, deadline_at=None,
+                            streaming_started_at=(row.streaming_started_at if row and row.streaming_started_at
+                                                  else at))
+        elif kind == SessionEventKind.CLIENT_DISCONNECTED:
+            row = await self.row(sid)
+            timeout = row.connection_timeout_s if row else DEFAULT_CONNECTION_TIMEOUT_S
+            await self._cas(sid, (CONNECTED,), status=PENDING, deadline_at=at + timeout)
+        elif kind == SessionEventKind.INPUT:
+            async with self.plane.db.session() as s:
+                await s.execute(update(StreamSessionRow).where(
+                    StreamSessionRow.id == sid, StreamSessionRow.status == CONNECTED).values(last_input_at=at))
+                await s.commit()
+        elif kind == SessionEventKind.APP_EXITED:
+            if await self._cas(sid, (ACTIVATING, *PLACED), status=TERMINATING, status_reason="applicationExit",
+                               deadline_at=None):
+                self.plane.spawn(self._finish_terminate(sid, "applicationExit"), f"exited-{sid}")
+        elif kind == SessionEventKind.ENDED:
+            log.debug("session %s: host reports all processes gone", sid)
+
+    # -- timers ---------------------------------------------------------------------------------------
+
+    def start_timers(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().create_task(self._timer_loop(), name="session-timers")
+
+    async def stop_timers(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+            self._timer = None
+
+    async def _timer_loop(self) -> None:
+        while True:
+            try:
+                await self.check_timeouts()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - keep the timers alive
+                log.exception("session timer scan failed")
+            await asyncio.sleep(self.tick_s)
+
+    async def check_timeouts(self, now: float | None = None) -> None:
+        """End sessions whose connection, reconnection, idle or session-length time is up."""
+        now = time.time() if now is None else now
+        idle_limit = now - self.plane.settings.idle_timeout_s
+        idle_since = func.coalesce(StreamSessionRow.last_input_at, StreamSessionRow.connected_at,
+                                   StreamSessionRow.updated_at)
+        async with self.plane.db.session() as s:
+            rows = (await s.execute(select(StreamSessionRow).where(
+                StreamSessionRow.status.in_(PLACED),
+                or_(StreamSessionRow.expires_at <= now,
+                    and_(StreamSessionRow.status.in_((ACTIVE, PENDING)), StreamSessionRow.deadline_at <= now),
+                    and_(StreamSessionRow.status == CONNECTED, idle_since <= idle_limit))))).scalars().all()
+        for row in rows:
+            if row.expires_at <= now:
+                reason = "maxSessionLengthTimeout"
+            elif row.status == ACTIVE:
+                reason = "connectionTimeout"
+            elif row.status == PENDING:
+                reason = "reconnectionTimeout"
+            elif row.status == CONNECTED:
+                reason = "idleTimeout"
+            else:
+                continue
+            self.plane.spawn(self._end(row.id, (row.status,), reason), f"timeout-{row.id}")
+
+    # -- restart --------------------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """After a restart: sessions whose processes no host reports are over; half-done steps are settled."""
+        try:
+            running = set(self.plane.host_pool.running_sessions())
+        except Exception:  # noqa: BLE001
+            log.exception("HostPool.running_sessions failed; treating all sessions as gone")
+            running = set()
+        async with self.plane.db.session() as s:
+            rows = (await s.execute(select(StreamSessionRow).where(
+                StreamSessionRow.status.in_(RUNNING)))).scalars().all()
+        now = time.time()
+        for row in rows:
+            alive = row.id in running
+            if row.status == ACTIVATING:
+                if alive:
+                    await self._cleanup_host(row.id)
+                await self._cas(row.id, (ACTIVATING,), status=ERROR, status_reason="internalError",
+                                status_message="the server restarted during placement")
+            elif row.status == TERMINATING:
+                if alive:
+                    await self._cleanup_host(row.id)
+                await self._cas(row.id, (TERMINATING,), status=TERMINATED, streaming_ended_at=now)
+            elif not alive:
+                await self._cas(row.id, (row.status,), status=TERMINATED, status_reason="internalError",
+                                status_message="the session's processes are gone after a restart",
+                                streaming_ended_at=now, deadline_at=None)
+            elif row.status == RECONNECTING:
+                await self._cas(row.id, (RECONNECTING,), status=PENDING, deadline_at=now + row.connection_timeout_s)

@@ -1,0 +1,82 @@
+"""Assembles the HTTP server: the GameLift Streams API, /v1/play, /login, /healthz and extra routes.
+
+Wiring and lifespan only (database, control plane, timers); each part's logic lives in its own package."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .api.auth import CookieSigner
+from .api.aws.app import AwsApi
+from .api.aws.model import root_segments
+from .api.player import LoginTokens, PlayerApi
+from .config import Settings
+from .control.hostlink import HostPool
+from .control.plane import ControlPlane
+from .store.db import open_database
+from .store.queries import get_or_create_secret
+
+log = logging.getLogger(__name__)
+
+
+def _healthy(app: Starlette, host_pool: HostPool) -> tuple[bool, str]:
+    db = getattr(app.state, "db", None)
+    if db is None or not db.is_open:
+        return False, "database not open"
+    try:
+        slots = sum(host_pool.capacity(loc).total_slots for loc in host_pool.locations())
+    except Exception as exc:  # noqa: BLE001
+        return False, f"host pool error: {exc}"
+    if slots <= 0:
+        return False, "no host slots"
+    return True, "ok"
+
+
+def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, login_tokens: LoginTokens,
+              extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The whole server as one Starlette app. The lifespan opens the database and runs the control plane."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = await open_database(settings.database)
+        plane = ControlPlane(settings, host_pool, db)
+        secret = await get_or_create_secret(db.sessionmaker, "cookie")
+        app.state.cookie_signer = CookieSigner(bytes.fromhex(secret))
+        app.state.plane = plane
+        app.state.db = db
+        await plane.start()
+        log.info("control plane started (region %s, location %s)", settings.region, settings.effective_location)
+        try:
+            yield
+        finally:
+            await plane.stop()
+            await db.close()
+            log.info("control plane stopped")
+
+    aws = AwsApi(settings, lambda: app.state.plane)
+    player = PlayerApi(admin_token, login_tokens)
+
+    async def healthz(request: Request) -> Response:
+        ok, why = _healthy(request.app, host_pool)
+        return JSONResponse({"status": "ok" if ok else "unavailable", "detail": why}, status_code=200 if ok else 503)
+
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    for root in sorted(root_segments()):
+        routes.append(Route(f"/{root}", aws, methods=None))
+        routes.append(Route(f"/{root}/{{rest:path}}", aws, methods=None))
+    routes.extend(player.routes())
+    routes.extend(extra_routes)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.admin_token = admin_token
+    app.state.login_tokens = login_tokens
+    app.state.host_pool = host_pool
+    return app
