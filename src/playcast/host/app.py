@@ -72,7 +72,7 @@ class AppProcess:
             raise LaunchError(f"cannot start {executable!r}: {exc.strerror or exc}") from exc
         finally:
             logfile.close()
-        log.info("app started", extra={"pid": proc.pid, "executable": executable, "args": list(args)})
+        log.info("app started", extra={"pid": proc.pid, "executable": executable, "argv": list(args)})
         return cls(process=proc, log_path=log_path)
 
     @property

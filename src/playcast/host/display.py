@@ -60,6 +60,11 @@ class VirtualDisplay:
                 err = await proc.stderr.read()
             await proc.wait()
             raise DisplayError(f"Xvfb did not start: {err.decode(errors='replace')[-500:]}") from exc
+        except BaseException:  # cancelled while waiting: never leave an Xvfb behind
+            if proc.returncode is None:
+                proc.kill()
+            await asyncio.shield(proc.wait())
+            raise
         finally:
             os.close(read_fd)
         display = cls(number=raw, width=width, height=height, process=proc)

@@ -90,9 +90,9 @@ class LocalHostPool(HostPool):
         self._closed = True
         if self._replenish_task is not None:
             self._replenish_task.cancel()
-        for task in list(self._background):
-            task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        # Let launches in flight finish (they see _closed and stop themselves) rather than cancel them midway.
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=30)
         runtimes = [s.runtime for s in self.slots if s.runtime is not None]
         await asyncio.gather(*(r.shutdown("terminated") for r in runtimes), return_exceptions=True)
         for slot in self.slots:
@@ -302,7 +302,7 @@ class LocalHostPool(HostPool):
         try:
             runtime = await SessionRuntime.launch(spec, self.options)
         except Exception as exc:
-            log.warning("warm launch failed", extra={"app": spec.application_id, "error": str(exc)})
+            log.warning("warm launch failed: %s", exc, extra={"app": spec.application_id}, exc_info=True)
             slot.launching = None
             slot.warm_group = None
             await asyncio.sleep(5)  # do not spin on a broken app

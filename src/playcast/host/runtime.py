@@ -125,7 +125,7 @@ class SessionRuntime:
         self.fanout.on_first_sink = self.encoder.start_capture
         self.fanout.on_no_sinks = self.encoder.pause_capture
         self.fanout.start()
-        self.injector = InputInjector(self.display.name, o.width, o.height)
+        self.injector = InputInjector(self.display.name, o.width, o.height, send_control=self._send_control)
         self._exit_watch = asyncio.ensure_future(self._watch_app())
 
     async def _watch_app(self) -> None:
@@ -227,6 +227,10 @@ class SessionRuntime:
             asyncio.ensure_future(peer.close())
             if not self._closing:
                 self.on_event("client_disconnected", {"clientId": client_id, "state": state})
+
+    def _send_control(self, data: bytes) -> None:
+        if self.peer is not None:
+            self.peer.send_control(data)
 
     def _on_input(self, data: bytes) -> None:
         injector = self.injector

@@ -19,6 +19,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.rtcpeerconnection import filter_preferred_codecs
 
 from playcast.media.fanout import PacketSink
 
@@ -122,9 +123,14 @@ class ClientPeer:
         video_sender: RTCRtpSender | None = None
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind == "video" and video_sender is None:
+                # The answerer's codecs are fixed during setRemoteDescription; keep only H.264 (and its RTX),
+                # since our packets are H.264 and aiortc would otherwise pick the offer's first codec (VP8).
                 h264 = [c for c in RTCRtpSender.getCapabilities("video").codecs
                         if c.mimeType in ("video/H264", "video/rtx")]
-                transceiver.setCodecPreferences(h264)
+                transceiver._codecs = filter_preferred_codecs(transceiver._codecs, h264)
+                if not any(c.mimeType == "video/H264" for c in transceiver._codecs):
+                    raise OfferError("offer has no H.264 profile this host can send (constrained baseline, "
+                                     "packetization-mode=1)")
                 transceiver.direction = "sendonly"
                 transceiver.sender.replaceTrack(self._video)
                 video_sender = transceiver.sender
