@@ -146,11 +146,11 @@ class SessionRuntime:
             return
         self._closing = True
         try:
-            if self.peer is not None:
-                self.peer.send_control(input_protocol.encode_server_disconnect(reason))
+            peer, self.peer = self.peer, None
+            if peer is not None:
+                peer.send_control(input_protocol.encode_server_disconnect(reason))
                 await asyncio.sleep(0.05)  # let the control message leave before DTLS goes down
-                await self.peer.close()
-                self.peer = None
+                await peer.close()
             if self.injector is not None:
                 self.injector.release_all()
                 self.injector.close()
