@@ -100,10 +100,19 @@ def verify_executable(root: Path, executable: str) -> Path:
     return real
 
 
+def _unsafe_name(name: str) -> bool:
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts
+
+
 def _extract_tar(src: Path, dest: Path) -> None:
     try:
         with tarfile.open(src, "r:*") as tf:
-            tf.extractall(dest, filter="data")
+            for member in tf:
+                if _unsafe_name(member.name):
+                    raise IngestError(f"unsafe archive member rejected: {member.name!r} would be extracted "
+                                      "outside the application directory")
+            tf.extractall(dest, filter="data")  # also refuses links that escape, devices, setuid bits
     except tarfile.FilterError as exc:
         raise IngestError(f"unsafe archive member rejected: {exc}") from exc
     except (tarfile.TarError, EOFError, OSError) as exc:
@@ -117,7 +126,7 @@ def _extract_zip(src: Path, dest: Path) -> None:
             for info in zf.infolist():
                 name = info.filename
                 parts = PurePosixPath(name.replace("\\", "/")).parts
-                if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts:
+                if _unsafe_name(name):
                     raise IngestError(f"unsafe archive member rejected: {name!r} would be extracted outside "
                                       "the application directory")
                 target = dest.joinpath(*parts) if parts else dest

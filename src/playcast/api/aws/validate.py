@@ -85,7 +85,8 @@ def _check(shape: Shape, value: Any, where: str, errors: list[str], sensitive: b
         if shape.enum and value not in shape.enum:
             errors.append(at + f"Member must satisfy enum value set: [{', '.join(shape.enum)}]")
         pattern = meta.get("pattern")
-        if pattern and not _pattern(pattern).search(value):  # Smithy patterns are not implicitly anchored
+        # botocore's JSON drops the ^...$ that the service documentation shows: match the whole value
+        if pattern and not _pattern(pattern).fullmatch(value):
             errors.append(at + f"Member must satisfy regular expression pattern: {pattern}")
         return
     if t in ("integer", "long"):
