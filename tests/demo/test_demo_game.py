@@ -10,7 +10,7 @@ import stat
 
 import numpy as np
 import pytest
-from conftest import LAUNCHER, ship_position, xdotool
+from demo_support import LAUNCHER, ship_position, xdotool
 
 from playcast.host.appmessages import AppMessageBridge
 from playcast.host.audio import AudioSink
@@ -166,23 +166,23 @@ async def test_plays_sound_into_the_session_sink(launch_demo, tmp_path):
         game = await launch_demo(sink.env())
         await game.wait_rendered()
         loud = 0
-        quiet = 0
         reader = sink.chunks()
-        # before any input: silence
-        for _ in range(10):
+        # before any input: (mostly) silence; a target drifting into the ship may play one hit sound
+        levels = []
+        for _ in range(25):
             chunk = await asyncio.wait_for(reader.__anext__(), 5)
-            quiet += not np.frombuffer(chunk, "<i2").any()
-        assert quiet >= 8
+            levels.append(int(np.abs(np.frombuffer(chunk, "<i2")).max()))
+        assert sum(level > 1000 for level in levels) <= 10, levels
         await xdotool(game.display, "keydown", "space")  # fire: each shot plays a blip
         try:
-            for _ in range(50):
+            for _ in range(50):  # one second of holding fire: a blip every 120 ms
                 chunk = await asyncio.wait_for(reader.__anext__(), 5)
                 if np.abs(np.frombuffer(chunk, "<i2")).max() > 1000:
                     loud += 1
         finally:
             await xdotool(game.display, "keyup", "space")
             await reader.aclose()
-        assert loud >= 5, f"only {loud} loud chunks:\n{game.log()}"
+        assert loud >= 15, f"only {loud} loud chunks:\n{game.log()}"
         assert "audio on" in game.log()
     finally:
         code = await game.terminate()
