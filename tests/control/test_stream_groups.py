@@ -1,0 +1,199 @@
+"""Stream groups: location/capacity validation, warm targets pushed to the HostPool, associations, deletion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+from procpool import ProcessHostPool
+
+from playcast.config import Settings
+from playcast.control.errors import ConflictError, NotFoundError, ValidationError
+from playcast.control.plane import ControlPlane
+from playcast.control.stream_groups import warm_count
+from playcast.store.db import open_database
+
+
+async def ready_app(plane: ControlPlane, app_dir: Path, name: str = "game") -> str:
+    app = await plane.applications.create({"Description": name, "ExecutablePath": "game.sh",
+                                           "RuntimeEnvironment": {"Type": "UBUNTU", "Version": "22_04_LTS"},
+                                           "ApplicationSourceUri": str(app_dir)})
+
+    async def ready():  # type: ignore[no-untyped-def]
+        return (await plane.applications.get(app["Id"]))["Status"] == "READY"
+    await wait_until(ready)
+    return app["Id"]
+
+
+async def active(plane: ControlPlane, group_id: str) -> dict:  # type: ignore[type-arg]
+    async def check():  # type: ignore[no-untyped-def]
+        g = await plane.stream_groups.get(group_id)
+        return g if g["Status"] == "ACTIVE" else None
+    return await wait_until(check)
+
+
+def test_warm_count_rules() -> None:
+    assert warm_count({"AlwaysOnCapacity": 1}, 4) == 1
+    assert warm_count({"AlwaysOnCapacity": 1, "TargetIdleCapacity": 3}, 4) == 3
+    assert warm_count({"TargetIdleCapacity": 3, "MaximumCapacity": 2}, 4) == 2
+    assert warm_count({"AlwaysOnCapacity": 9}, 2) == 2
+    assert warm_count({}, 2) == 0
+
+
+async def test_create_with_locations_sets_warm_targets(plane: ControlPlane, pool: ProcessHostPool,
+                                                       app_dir: Path) -> None:
+    app = await ready_app(plane, app_dir)
+    g = await plane.stream_groups.create({
+        "Description": "g", "StreamClass": "gen4n_high", "DefaultApplicationIdentifier": app,
+        "LocationConfigurations": [{"LocationName": "local", "AlwaysOnCapacity": 1, "TargetIdleCapacity": 5,
+                                    "MaximumCapacity": 6}]})
+    assert g["Status"] == "ACTIVATING"
+    got = await active(plane, g["Id"])
+    state = got["LocationStates"][0]
+    assert state["LocationName"] == "local" and state["Status"] == "ACTIVE"
+    assert state["AlwaysOnCapacity"] == 1 and state["MaximumCapacity"] == 6
+    assert state["RequestedCapacity"] == 2  # capped by the host's 2 slots
+    launches, count = pool.warm_targets[(g["Id"], "local")]
+    assert count == 2 and [lspec.application_id for lspec in launches] == [app]
+    assert launches[0].args == () and launches[0].env == ()
+    assert got["DefaultApplication"]["Id"] == app and len(got["AssociatedApplications"]) == 1
+    assert got["ExpiresAt"] > got["CreatedAt"] + 364 * 86400
+
+
+async def test_primary_location_always_present(plane: ControlPlane) -> None:
+    g = await plane.stream_groups.create({"Description": "g", "StreamClass": "gen6n_small"})
+    got = await active(plane, g["Id"])
+    assert [s["LocationName"] for s in got["LocationStates"]] == ["local"]
+    assert got.get("DefaultApplication") is None
+
+
+async def test_location_validation(plane: ControlPlane) -> None:
+    base = {"Description": "g", "StreamClass": "gen4n_high"}
+    with pytest.raises(ValidationError, match="not available"):
+        await plane.stream_groups.create({**base, "LocationConfigurations": [{"LocationName": "us-west-2"}]})
+    with pytest.raises(ValidationError, match="Duplicate"):
+        await plane.stream_groups.create({**base, "LocationConfigurations": [{"LocationName": "local"}] * 2})
+    with pytest.raises(ValidationError, match="OnDemandCapacity"):
+        await plane.stream_groups.create({**base, "LocationConfigurations": [
+            {"LocationName": "local", "OnDemandCapacity": 1, "MaximumCapacity": 2}]})
+    with pytest.raises(ValidationError, match="at least"):
+        await plane.stream_groups.create({**base, "LocationConfigurations": [
+            {"LocationName": "local", "AlwaysOnCapacity": 3, "MaximumCapacity": 2}]})
+    with pytest.raises(ValidationError, match="VpcTransit"):
+        await plane.stream_groups.create({**base, "LocationConfigurations": [
+            {"LocationName": "local", "VpcTransitConfiguration": {"VpcId": "v", "Ipv4CidrBlocks": ["10.0.0.0/16"]}}]})
+    with pytest.raises(NotFoundError):
+        await plane.stream_groups.create({**base, "DefaultApplicationIdentifier": "a-000000000"})
+    assert (await plane.stream_groups.list(None, None))["Items"] == []
+
+
+async def test_add_update_remove_locations(tmp_path: Path) -> None:
+    pool = ProcessHostPool("local", slots=2, extra_locations=("edge-1",))
+    settings = Settings(data_dir=tmp_path / "data", region="local", account_id="123456789012")
+    db = await open_database(settings.database)
+    plane = ControlPlane(settings, pool, db)
+    await plane.start()
+    try:
+        g = await plane.stream_groups.create({"Description": "g", "StreamClass": "gen4n_high"})
+        await active(plane, g["Id"])
+        out = await plane.stream_groups.add_locations(g["Id"], [{"LocationName": "edge-1", "AlwaysOnCapacity": 1}])
+        assert out["Identifier"] == g["Arn"] and out["Locations"][0]["LocationName"] == "edge-1"
+        with pytest.raises(ValidationError, match="already has"):
+            await plane.stream_groups.add_locations(g["Id"], [{"LocationName": "edge-1"}])
+        got = await active(plane, g["Id"])
+        assert [s["LocationName"] for s in got["LocationStates"]] == ["local", "edge-1"]
+        assert all(s["Status"] == "ACTIVE" for s in got["LocationStates"])
+        upd = await plane.stream_groups.update(g["Id"], {"Description": "new", "LocationConfigurations": [
+            {"LocationName": "edge-1", "AlwaysOnCapacity": 0, "MaximumCapacity": 4}]})
+        assert upd["Description"] == "new"
+        assert [s.get("MaximumCapacity") for s in upd["LocationStates"]] == [None, 4]
+        with pytest.raises(ValidationError, match="primary"):
+            await plane.stream_groups.remove_locations(g["Id"], ["local"])
+        with pytest.raises(ValidationError, match="has no location"):
+            await plane.stream_groups.remove_locations(g["Id"], ["elsewhere"])
+        await plane.stream_groups.remove_locations(g["Id"], ["edge-1"])
+        got = await plane.stream_groups.get(g["Id"])
+        assert [s["LocationName"] for s in got["LocationStates"]] == ["local"]
+        assert pool.warm_targets[(g["Id"], "edge-1")] == ([], 0)
+        with pytest.raises(ValidationError, match="AddStreamGroupLocations"):
+            await plane.stream_groups.update(g["Id"], {"LocationConfigurations": [{"LocationName": "edge-1"}]})
+    finally:
+        await plane.stop()
+        await db.close()
+
+
+async def test_associations_drive_warm_launches(plane: ControlPlane, pool: ProcessHostPool, app_dir: Path) -> None:
+    a1 = await ready_app(plane, app_dir, "one")
+    a2 = await ready_app(plane, app_dir, "two")
+    g = await plane.stream_groups.create({"Description": "g", "StreamClass": "gen4n_high",
+                                          "LocationConfigurations": [{"LocationName": "local", "AlwaysOnCapacity": 2}]})
+    await active(plane, g["Id"])
+    assert pool.warm_targets[(g["Id"], "local")][1] == 0  # nothing to launch yet
+    out = await plane.stream_groups.associate(g["Id"], [a1, plane.arns.application(a2)])
+    assert out["Arn"] == g["Arn"] and len(out["ApplicationArns"]) == 2
+
+    async def two_launches():  # type: ignore[no-untyped-def]
+        launches, count = pool.warm_targets[(g["Id"], "local")]
+        return count == 2 and {lspec.application_id for lspec in launches} == {a1, a2}
+    await wait_until(two_launches)
+    assert (await plane.applications.get(a1))["AssociatedStreamGroups"] == [g["Arn"]]
+    await plane.stream_groups.disassociate(g["Id"], [a1])
+
+    async def one_launch():  # type: ignore[no-untyped-def]
+        launches, _ = pool.warm_targets[(g["Id"], "local")]
+        return [lspec.application_id for lspec in launches] == [a2]
+    await wait_until(one_launch)
+    await plane.applications.delete(a1)  # no longer associated: allowed
+    await plane.stream_groups.update(g["Id"], {"DefaultApplicationIdentifier": a2})
+    with pytest.raises(ValidationError, match="default application"):
+        await plane.stream_groups.disassociate(g["Id"], [a2])
+    with pytest.raises(NotFoundError):
+        await plane.stream_groups.associate(g["Id"], ["a-000000000"])
+
+
+async def test_delete_group_terminates_sessions_and_warm_slots(plane: ControlPlane, pool: ProcessHostPool,
+                                                               app_dir: Path) -> None:
+    app = await ready_app(plane, app_dir)
+    g = await plane.stream_groups.create({"Description": "g", "StreamClass": "gen4n_high",
+                                          "DefaultApplicationIdentifier": app,
+                                          "LocationConfigurations": [{"LocationName": "local", "AlwaysOnCapacity": 1}]})
+    await active(plane, g["Id"])
+    s = await plane.sessions.start(g["Id"], {"ApplicationIdentifier": app, "Protocol": "WebRTC",
+                                             "SignalRequest": "NO_CLIENT_CONNECTION"})
+    sid = s["Arn"].rsplit("/", 1)[1]
+    await plane.sessions.wait_for(sid, lambda r: r.status == "ACTIVE", 5)
+    await plane.tags.tag(s["Arn"], {"k": "v"})
+    await plane.stream_groups.delete(g["Arn"])
+    with pytest.raises(ConflictError):
+        await plane.stream_groups.update(g["Id"], {"Description": "x"})
+
+    async def gone():  # type: ignore[no-untyped-def]
+        try:
+            await plane.stream_groups.get(g["Id"])
+        except NotFoundError:
+            return True
+        return False
+    await wait_until(gone)
+    assert sid not in pool.running and pool.warm_targets[(g["Id"], "local")] == ([], 0)
+    with pytest.raises(NotFoundError):
+        await plane.tags.list(s["Arn"])
+    await plane.applications.delete(app)  # association went with the group
+
+
+async def test_tags(plane: ControlPlane, app_dir: Path) -> None:
+    app = await ready_app(plane, app_dir)
+    arn = plane.arns.application(app)
+    await plane.tags.tag(arn, {"team": "qa", "env": "dev"})
+    await plane.tags.tag(arn, {"env": "prod"})
+    assert (await plane.tags.list(arn))["Tags"] == {"team": "qa", "env": "prod"}
+    await plane.tags.untag(arn, ["team", "absent"])
+    assert (await plane.tags.list(arn))["Tags"] == {"env": "prod"}
+    with pytest.raises(ValidationError, match="reserved"):
+        await plane.tags.tag(arn, {"aws:x": "1"})
+    with pytest.raises(ValidationError, match="at most 50"):
+        await plane.tags.tag(arn, {f"k{i}": "v" for i in range(50)})
+    with pytest.raises(NotFoundError):
+        await plane.tags.tag(plane.arns.application("a-000000000"), {"a": "b"})
+    with pytest.raises(NotFoundError):
+        await plane.tags.list(plane.arns.stream_session("sg-000000000", "ABCDEFGHIJKLM"))
