@@ -97,7 +97,7 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool) -> None:
                 status.update("registering the demo game ...")
                 await asyncio.to_thread(_ensure_demo, creds, settings, warm)
         console.print(f"[bold green]playcast is up[/] (data: {settings.data_dir})")
-        console.print(f"  player:      {settings.base_url}/login?token={login}")
+        console.print(f"  player:      {settings.base_url}/login?token={login}", soft_wrap=True)
         console.print(f"  API:         {creds.endpoint_url}  region {creds.region_name}")
         console.print(f"  access key:  {creds.aws_access_key_id}")
         console.print(f"  secret key:  {creds.aws_secret_access_key}")
