@@ -34,10 +34,13 @@ async def launch_demo(display: VirtualDisplay, tmp_path: Path) -> AsyncIterator[
     async def start(extra_env: dict[str, str] | None = None, *args: str) -> DemoGame:
         home = tmp_path / f"home{len(games)}"
         home.mkdir()
+        runtime = tmp_path / f"run{len(games)}"  # as a session gets: libpulse & co. keep their files in here
+        runtime.mkdir(mode=0o700)
         log_path = tmp_path / f"demo{len(games)}.log"
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(home),
+            "XDG_RUNTIME_DIR": str(runtime),
             "DISPLAY": display.name,
             "PLAYCAST_PYTHON": sys.executable,
             **(extra_env or {}),
@@ -55,3 +58,6 @@ async def launch_demo(display: VirtualDisplay, tmp_path: Path) -> AsyncIterator[
         code = await game.terminate()
         assert code == 0, f"demo did not exit cleanly on SIGTERM ({code}):\n{game.log()}"
         assert "demo stopped after" in game.log()
+    # nothing the game touched lives outside the test's directory (e.g. libpulse's /tmp/pulse-* runtime dirs)
+    for link in tmp_path.rglob("*-runtime"):
+        assert os.path.realpath(link).startswith(str(tmp_path)), f"{link} -> {os.readlink(link)}"

@@ -13,6 +13,9 @@ os.environ.setdefault("SDL_VIDEO_WINDOW_POS", "0,0")
 # The window surface as a plain X11 (MIT-SHM) framebuffer: SDL would otherwise route every frame through
 # OpenGL, which on a GPU-less host is Mesa software rendering and costs ~6 ms of CPU per frame.
 os.environ.setdefault("SDL_FRAMEBUFFER_ACCELERATION", "0")
+# Find gamepads by watching /dev/input (inotify) rather than through udev events: hosts in containers often run
+# no udevd, and the host's virtual pads (uinput) appear after the game has started.
+os.environ.setdefault("SDL_JOYSTICK_DISABLE_UDEV", "1")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
