@@ -15,6 +15,7 @@ export const DEFAULT_STREAM_CONFIGURATION = Object.freeze({
   iceServers: [],
   forceRelay: false,
   forceVideoCodec: null, // "h264.constrained.31" | "h264.constrained" | "h264.baseline" | "h264.main.31" | ...
+  connectTimeoutMs: 30000, // playcast extension: processSignalResponse() rejects after this long
 });
 
 const ICE_GATHERING_TIMEOUT_MS = 5000;
@@ -230,7 +231,7 @@ export class PlaycastStreams {
       const timer = setTimeout(() => {
         cleanup();
         reject(new Error("PlaycastStreams: timed out connecting to the host"));
-      }, CONNECT_TIMEOUT_MS);
+      }, this.streamConfiguration.connectTimeoutMs ?? CONNECT_TIMEOUT_MS);
       pc.addEventListener("connectionstatechange", check);
       this._input.addEventListener("open", check);
       this._input.addEventListener("close", check);

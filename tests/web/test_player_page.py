@@ -1,0 +1,92 @@
+"""The player page against the real server (control plane + /v1/play + web routes) with an empty host pool.
+
+Covers the states reachable without a stream: login needed, signed in with no games; screenshots are kept."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page
+
+from playcast.api.player import LoginTokens
+from playcast.config import Settings
+from playcast.host.pool import LocalHostPool
+from playcast.host.runtime import RuntimeOptions
+from playcast.server import build_app
+from playcast.web.routes import web_routes
+
+from .conftest import ServerThread
+
+ARTIFACTS = Path(os.environ.get("PLAYCAST_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+
+
+@pytest.fixture(scope="module")
+def player_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    data_dir = tmp_path_factory.mktemp("playcast-data")
+    tokens = LoginTokens()
+
+    async def make():  # type: ignore[no-untyped-def]
+        settings = Settings(data_dir=data_dir, bind_host="127.0.0.1", port=0, access_key_id="PCAKTEST",
+                            secret_access_key="secret-test")
+        pool = LocalHostPool(settings.effective_location, 0, RuntimeOptions())
+        await pool.start()
+        app = build_app(settings, pool, admin_token="admin-token-test", login_tokens=tokens,
+                        extra_routes=web_routes())
+        return app, pool.close
+
+    server = ServerThread(make).start()
+    server.tokens = tokens  # type: ignore[attr-defined]
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def shot(page: Page, name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"player-{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def test_without_login_the_page_asks_for_the_login_link(page: Page, player_server: ServerThread) -> None:
+    page.goto(f"{player_server.url}/play")
+    page.wait_for_selector("html[data-state=error][data-error=login]", timeout=10000)
+    assert page.text_content("#cardTitle") == "Sign in to play"
+    assert "login link" in (page.text_content("#cardText") or "")
+    assert page.is_disabled("#play") and page.is_disabled("#end") and page.is_disabled("#fullscreen")
+    assert page.evaluate("window.playcast ?? null") is None
+    shot(page, "login")
+    assert page.page_errors == []  # type: ignore[attr-defined]
+
+
+def test_signed_in_without_games(page: Page, player_server: ServerThread) -> None:
+    token = player_server.tokens.issue()  # type: ignore[attr-defined]
+    page.goto(f"{player_server.url}/login?token={token}")
+    page.wait_for_url("**/play")
+    page.wait_for_selector("html[data-state=idle]")
+    page.wait_for_function("document.getElementById('cardTitle').textContent === 'No games yet'")
+    assert page.is_disabled("#play")
+    assert page.text_content("#game") == "No games available"
+    shot(page, "no-games")
+    # the stats and messages toggles work without a stream
+    page.click("#statsToggle")
+    assert page.is_visible("#stats")
+    page.click("#messagesToggle")
+    assert page.is_visible("#messages")
+    assert page.is_disabled("#messageText")
+    page.click("#messagesClose")
+    assert not page.is_visible("#messages")
+    assert page.page_errors == []  # type: ignore[attr-defined]
+
+
+def test_narrow_screen_layout(page: Page, player_server: ServerThread) -> None:
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(f"{player_server.url}/play")
+    page.wait_for_selector("html[data-state=error][data-error=login]")
+    box = page.locator("#card").bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    shot(page, "login-narrow")
