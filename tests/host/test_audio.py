@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from aiortc.codecs.opus import OpusEncoder
 
 from playcast.host.audio import CHUNK_BYTES, AudioSink
 from playcast.media.audio import PcmAudioTrack
@@ -136,6 +137,11 @@ async def test_track_frames_pts_and_audio(sink: AudioSink):
     assert sum(e > 2000 for e in energy) >= 15, energy
     pcm = b"".join(bytes(f.planes[0])[:3840] for f, e in zip(frames, energy, strict=True) if e > 2000)
     assert abs(dominant_hz(pcm) - 660) < 5
+    # aiortc's own Opus encoder takes these frames as they are: one 20 ms packet each, RTP clock = pts
+    encoder = OpusEncoder()
+    for f in frames[:5]:
+        payloads, timestamp = encoder.encode(f)
+        assert len(payloads) == 1 and payloads[0] and timestamp == f.pts
     assert track.readyState == "ended"
 
 
