@@ -52,8 +52,8 @@ def _die_with_parent() -> None:
 class AudioSink:
     """One session's PulseAudio daemon (null sink "playcast") and its capture.
 
-    Use: ``await sink.start()``; pass ``sink.env()`` to the game; read ``sink.chunks()`` or ``async for chunk in sink`` (any number of readers);
-    ``await sink.stop()``."""
+    Use: ``await sink.start()``; pass ``sink.env()`` to the game; read ``sink.chunks()`` or
+    ``async for chunk in sink`` (any number of readers); ``await sink.stop()``."""
 
     def __init__(self, session_dir: Path | str, *, sink_name: str = "playcast",
                  start_timeout: float = 5.0) -> None:
