@@ -1,6 +1,7 @@
 """The player page against the real server (control plane + /v1/play + web routes) with an empty host pool.
 
-Covers the states reachable without a stream: login needed, signed in with no games; screenshots are kept."""
+Covers the states reachable without a stream: login needed, no games, a game that cannot start (no capacity).
+Screenshots are kept in test-artifacts/. Playing for real is tests/e2e/test_player.py."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from playcast.web.routes import web_routes
 
 from .conftest import ServerThread
 
+ACCESS_KEY, SECRET_KEY = "PCAKTESTPLAYERPAGE", "secret-test-player-page"
 ARTIFACTS = Path(os.environ.get("PLAYCAST_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
 
 
@@ -29,8 +31,8 @@ def player_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerTh
     tokens = LoginTokens()
 
     async def make():  # type: ignore[no-untyped-def]
-        settings = Settings(data_dir=data_dir, bind_host="127.0.0.1", port=0, access_key_id="PCAKTEST",
-                            secret_access_key="secret-test")
+        settings = Settings(data_dir=data_dir, bind_host="127.0.0.1", port=0, access_key_id=ACCESS_KEY,
+                            secret_access_key=SECRET_KEY, placement_timeout_s=1)
         pool = LocalHostPool(settings.effective_location, 0, RuntimeOptions())
         await pool.start()
         app = build_app(settings, pool, admin_token="admin-token-test", login_tokens=tokens,
@@ -90,3 +92,44 @@ def test_narrow_screen_layout(page: Page, player_server: ServerThread) -> None:
     box = page.locator("#card").bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
     shot(page, "login-narrow")
+
+
+def sign_in(page: Page, server: ServerThread) -> None:
+    token = server.tokens.issue()  # type: ignore[attr-defined]
+    page.goto(f"{server.url}/login?token={token}")
+    page.wait_for_url("**/play")
+
+
+@pytest.mark.netns
+def test_a_game_that_cannot_start_shows_the_reason(page: Page, player_server: ServerThread, tmp_path: Path) -> None:
+    import boto3
+
+    app_dir = tmp_path / "game"
+    app_dir.mkdir()
+    (app_dir / "game.sh").write_text("#!/bin/sh\nsleep 600\n")
+    (app_dir / "game.sh").chmod(0o755)
+    gls = boto3.client("gameliftstreams", endpoint_url=player_server.url, region_name=Settings().region,
+                       aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+    fast = {"Delay": 1, "MaxAttempts": 60}
+    app = gls.create_application(Description="Space Rocks", ExecutablePath="game.sh",
+                                 RuntimeEnvironment={"Type": "UBUNTU", "Version": "22_04_LTS"},
+                                 ApplicationSourceUri=str(app_dir))
+    gls.get_waiter("application_ready").wait(Identifier=app["Id"], WaiterConfig=fast)
+    group = gls.create_stream_group(Description="g", StreamClass="gen4n_high", DefaultApplicationIdentifier=app["Id"])
+    gls.get_waiter("stream_group_active").wait(Identifier=group["Id"], WaiterConfig=fast)
+
+    sign_in(page, player_server)
+    page.wait_for_selector("html[data-state=idle]")
+    page.wait_for_function("!document.querySelector('#play').disabled")
+    assert page.text_content("#game option") == "Space Rocks"
+    shot(page, "ready")
+    page.click("#play")
+    page.wait_for_selector("html[data-state=starting]", timeout=5000)
+    page.wait_for_selector("html[data-state=error][data-error=start]", timeout=30000)
+    assert page.text_content("#cardTitle") == "Could not start the game"
+    assert page.text_content("#cardText")
+    assert page.is_enabled("#play") and page.is_disabled("#end")
+    assert page.evaluate("localStorage.getItem('playcast.session')") is None
+    shot(page, "start-failed")
+    assert page.page_errors == []  # type: ignore[attr-defined]
+    gls.delete_stream_group(Identifier=group["Id"])

@@ -90,7 +90,7 @@ function setState(state, { title = "", text = "", actions = [], error = null } =
   else delete root.dataset.error;
   el.statusText.textContent = STATUS_TEXT[state] ?? state;
   el.cardTitle.textContent = title;
-  el.cardText.textContent = text;
+  el.cardText.textContent = text ? text[0].toUpperCase() + text.slice(1) : "";
   el.cardActions.replaceChildren(...actions);
   const busy = state === "starting" || state === "reconnecting";
   const live = state === "playing";
@@ -341,8 +341,15 @@ async function end() {
   });
 }
 
+function placeholder(text) {
+  const o = document.createElement("option");
+  o.textContent = text;
+  el.game.replaceChildren(o);
+}
+
 function needLogin() {
   closeSdk();
+  if (!apps.length) placeholder("Sign in to see the games");
   setState("error", {
     error: "login",
     title: "Sign in to play",
@@ -359,6 +366,7 @@ async function loadApps() {
   } catch (err) {
     apps = [];
     if (err.status === 401) return needLogin();
+    placeholder("Games unavailable");
     setState("error", {
       error: "apps",
       title: "Could not load the games",
@@ -373,11 +381,7 @@ async function loadApps() {
     o.textContent = a.description || a.id;
     return o;
   }));
-  if (!apps.length) {
-    const o = document.createElement("option");
-    o.textContent = "No games available";
-    el.game.replaceChildren(o);
-  }
+  if (!apps.length) placeholder("No games available");
   return true;
 }
 
