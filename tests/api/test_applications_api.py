@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from helpers import FAST, RUNTIME, aws_error, create_app, create_group
+from tests.api.support import FAST, RUNTIME, aws_error, create_app, create_group
 
 
 def test_create_get_update_delete(gls: Any, app_dir: Path) -> None:

@@ -14,8 +14,8 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-from conftest import ACCESS_KEY, REGION, SECRET_KEY
-from helpers import RUNTIME, aws_error, create_app, create_group
+
+from tests.api.support import ACCESS_KEY, REGION, RUNTIME, SECRET_KEY, aws_error, create_app, create_group
 
 
 def signed(server: Any, method: str, path: str, body: Any = None, *, query: str = "", secret: str = SECRET_KEY,

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import WaiterError
-from helpers import FAST, aws_error, create_app, create_group, session_id
 
 from playcast.control.hostlink import SessionEventKind
+from tests.api.support import FAST, aws_error, create_app, create_group, session_id
 
 OFFER = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"})
 OFFER2 = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 98\r\n"})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from helpers import FAST, aws_error, create_app, create_group
+from tests.api.support import FAST, aws_error, create_app, create_group
 
 
 def test_create_get_list_update_delete(procserver: Any, gls: Any, app_dir: Path) -> None:

@@ -5,21 +5,17 @@ Everything started here is stopped after each test, and the test fails if a chil
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from conftest_helpers import child_pids, make_app_dir  # noqa: E402
-from procpool import ProcessHostPool  # noqa: E402
-
-from playcast.config import Settings  # noqa: E402
-from playcast.control.plane import ControlPlane  # noqa: E402
-from playcast.store.db import open_database  # noqa: E402
+from playcast.config import Settings
+from playcast.control.plane import ControlPlane
+from playcast.store.db import open_database
+from tests.control.procpool import ProcessHostPool
+from tests.control.support import child_pids, make_app_dir
 
 
 @pytest.fixture
@@ -55,15 +51,3 @@ async def plane(settings: Settings, pool: ProcessHostPool) -> AsyncIterator[Cont
     while child_pids() - before and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert not (child_pids() - before), "child processes left behind"
-
-
-async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
-    """Await an async predicate until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
-        await asyncio.sleep(interval)

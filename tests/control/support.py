@@ -1,11 +1,12 @@
-"""Helpers shared by control and API tests: descendant-process listing (leak checks) and test applications.
-
-Plain functions; no fixtures here."""
+"""Helpers shared by control and API tests: descendant-process listing (leak checks), test applications,
+and an async polling helper. Plain functions; no fixtures here."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+import time
 from pathlib import Path
 
 
@@ -38,3 +39,15 @@ def make_app_dir(root: Path, script: str = "#!/bin/sh\nexec sleep 1000\n", name:
     exe.write_text(script)
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return root
+
+
+async def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):  # type: ignore[no-untyped-def]
+    """Await an async predicate until it returns something truthy; returns that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s (last value {value!r})")
+        await asyncio.sleep(interval)

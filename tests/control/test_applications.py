@@ -11,11 +11,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
-from conftest_helpers import make_app_dir
 
 from playcast.control.errors import ConflictError, NotFoundError, ValidationError
 from playcast.control.plane import ControlPlane
+from tests.control.support import make_app_dir, wait_until
 
 RUNTIME = {"Type": "UBUNTU", "Version": "22_04_LTS"}
 

@@ -10,15 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
-from conftest_helpers import make_app_dir
-from procpool import ProcessHostPool
 
 from playcast.config import Settings
 from playcast.control.errors import ConflictError, NotFoundError, ValidationError
 from playcast.control.hostlink import SessionEventKind
 from playcast.control.plane import ControlPlane
 from playcast.store.db import open_database
+from tests.control.procpool import ProcessHostPool
+from tests.control.support import make_app_dir, wait_until
 
 OFFER = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"})
 OFFER2 = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 97\r\n"})

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
-from procpool import ProcessHostPool
 
 from playcast.config import Settings
 from playcast.control.errors import ConflictError, NotFoundError, ValidationError
 from playcast.control.plane import ControlPlane
 from playcast.control.stream_groups import warm_count
 from playcast.store.db import open_database
+from tests.control.procpool import ProcessHostPool
+from tests.control.support import wait_until
 
 
 async def ready_app(plane: ControlPlane, app_dir: Path, name: str = "game") -> str:

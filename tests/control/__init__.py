@@ -1,0 +1,1 @@
+"""Control-plane tests (database + state machine + ingest, with real subprocess hosts)."""
