@@ -59,9 +59,11 @@ class AppProcess:
             "XDG_CONFIG_HOME": str(home / ".config"),
             "XDG_DATA_HOME": str(home / ".local" / "share"),
             "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_RUNTIME_DIR": str(home / "run"),
             **env,
         }
         (home / "tmp").mkdir(exist_ok=True)
+        (home / "run").mkdir(mode=0o700, exist_ok=True)
         logfile = open(log_path, "ab", buffering=0)  # noqa: SIM115 - handed to the child
         try:
             proc = await asyncio.create_subprocess_exec(

@@ -91,7 +91,7 @@ class SessionRuntime:
     async def _start_all(self) -> None:
         o = self.options
         self.display = await VirtualDisplay.start(o.width, o.height)
-        self.audio = AudioSink(self.workdir / "pulse")
+        self.audio = AudioSink(self.workdir)
         await self.audio.start()
         self.bridge = AppMessageBridge(self._from_app)
         port = await self.bridge.start(o.app_message_port)

@@ -21,9 +21,11 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcpeerconnection import filter_preferred_codecs
 
+from playcast.media import playout_delay
 from playcast.media.fanout import PacketSink
 
 log = logging.getLogger(__name__)
+playout_delay.install()
 
 VIDEO_CLOCK = 90000
 MAX_OFFER_BYTES = 64 * 1024
