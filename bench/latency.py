@@ -59,7 +59,7 @@ def main() -> None:
         time.sleep(2.0)  # let the stream settle
         page.click("#video")  # focus the page; the click lands on the game, harmless
         lost = 0
-        for i in range(args.samples):
+        for _ in range(args.samples):
             before = page.evaluate("window.probe.results.length")
             page.keyboard.down("Space")
             deadline = time.monotonic() + 2.0
