@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -43,6 +44,11 @@ ERROR_REASONS = {"internalError", "invalidSignalRequest", "placementTimeout", "a
                  "assumeRoleFailed"}
 DEFAULT_CONNECTION_TIMEOUT_S = 120
 DEFAULT_SESSION_LENGTH_S = 43200
+MAX_OFFER_DIGESTS = 64
+
+
+def _digest(signal_request: str) -> str:
+    return hashlib.sha256(signal_request.encode()).hexdigest()
 
 
 class StreamSessions:
@@ -216,6 +222,7 @@ class StreamSessions:
                 launch_args=list(params.get("AdditionalLaunchArgs") or []),
                 launch_env=dict(params.get("AdditionalEnvironmentVariables") or {}),
                 perf_stats_shared=bool((params.get("PerformanceStatsConfiguration") or {}).get("SharedWithClient")),
+                offer_digests=[_digest(params["SignalRequest"])],
                 warm=False, created_at=now, updated_at=now, expires_at=now + length))
             return session_id, None
 
@@ -360,8 +367,9 @@ class StreamSessions:
         if row.status not in (ACTIVE, PENDING):
             raise ConflictError(f"Stream session {session_id} is {row.status}; a new connection needs "
                                 f"ACTIVE or PENDING_CLIENT_RECONNECTION")
-        if signal_request == row.signal_request:
-            raise ValidationError("SignalRequest must be a new offer, not the one the session was started with")
+        digest = _digest(signal_request)
+        if signal_request == row.signal_request or digest in (row.offer_digests or []):
+            raise ValidationError("SignalRequest must be a new offer, not one this session has already used")
         try:
             offer = parse_offer(signal_request, allow_no_client=False)
         except BadSignal as exc:
@@ -380,8 +388,9 @@ class StreamSessions:
             await self._cas(session_id, (RECONNECTING,), status=previous)
             raise InternalError(f"Could not attach the new connection: {exc}") from exc
         now = time.time()
+        digests = [*(row.offer_digests or []), digest][-MAX_OFFER_DIGESTS:]
         if not await self._cas(session_id, (RECONNECTING,), status=ACTIVE, signal_response=answer,
-                               deadline_at=now + row.connection_timeout_s):
+                               deadline_at=now + row.connection_timeout_s, offer_digests=digests):
             raise ConflictError(f"Stream session {session_id} ended while connecting")
         return answer
 

@@ -81,6 +81,7 @@ class StreamSessionRow(Base):
     requested_locations: Mapped[list[str]] = mapped_column(JSON, default=list)
     signal_request: Mapped[str] = mapped_column(Text)
     signal_response: Mapped[str | None] = mapped_column(Text, nullable=True)
+    offer_digests: Mapped[list[str]] = mapped_column(JSON, default=list)  # sha256 of every offer used so far
     connection_timeout_s: Mapped[int] = mapped_column(Integer)
     session_length_s: Mapped[int] = mapped_column(Integer)
     launch_args: Mapped[list[str]] = mapped_column(JSON, default=list)
