@@ -104,6 +104,16 @@ def test_play_move_message_drop_reconnect_terminate() -> None:
         time.sleep(0.3)
         moved = page.evaluate(SHIP_POS_JS)
 
+        # Audio: firing plays the demo's shot sound; it reaches the browser as Opus with real energy.
+        energy_js = """async () => { const r = await window.playcast.getAudioRTCStats(); let e = 0;
+            r.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'audio') e = s.totalAudioEnergy || 0; });
+            return e; }"""
+        energy0 = page.evaluate(energy_js)
+        for _ in range(5):
+            page.keyboard.press("Space")
+            time.sleep(0.15)
+        _wait(lambda: page.evaluate(energy_js) > energy0 + 1e-4, 10, "audio energy from the shot sound")
+
         # An application message round-trips through the game (the demo echoes it).
         page.click("#messagesToggle")
         page.fill("#messageText", "hello from e2e")
