@@ -94,6 +94,7 @@ export class PlaycastStreams {
     this._closed = false;
     this._serverDisconnected = null;
     this._video = { receiver: null, track: null };
+    this._videoStream = null;
     this._audio = { receiver: null, track: null };
     this._capture = new InputCapture({
       element: this.videoElement,
@@ -240,26 +241,29 @@ export class PlaycastStreams {
 
   _onTrack(e) {
     const track = e.track;
+    const r = e.receiver;
+    if ("jitterBufferTarget" in r) r.jitterBufferTarget = 0;
+    if ("playoutDelayHint" in r) r.playoutDelayHint = 0;
+    const play = (el) => el.play?.().catch((err) => debug("autoplay blocked", err));
+    if (!this._videoStream) {
+      this._videoStream = new MediaStream();
+      this.videoElement.srcObject = this._videoStream; // one stream per connection: tracks are added to it
+    }
     if (track.kind === "video") {
       this._video.track = track;
+      this._videoStream.addTrack(track);
+      play(this.videoElement);
     } else if (track.kind === "audio") {
       this._audio.track = track;
+      if (!this.streamConfiguration.enableAudio) return;
+      if (this.audioElement) {
+        this.audioElement.srcObject = new MediaStream([track]);
+        play(this.audioElement);
+      } else {
+        this._videoStream.addTrack(track);
+        play(this.videoElement);
+      }
     }
-    for (const r of [e.receiver]) {
-      if ("jitterBufferTarget" in r) r.jitterBufferTarget = 0;
-      if ("playoutDelayHint" in r) r.playoutDelayHint = 0;
-    }
-    const videoTracks = this._video.track ? [this._video.track] : [];
-    const audioTrack = this.streamConfiguration.enableAudio ? this._audio.track : null;
-    if (this.audioElement) {
-      this.videoElement.srcObject = new MediaStream(videoTracks);
-      if (audioTrack) this.audioElement.srcObject = new MediaStream([audioTrack]);
-    } else {
-      this.videoElement.srcObject = new MediaStream(audioTrack ? [...videoTracks, audioTrack] : videoTracks);
-    }
-    const play = (el) => el.play?.().catch((err) => debug("autoplay blocked", err));
-    play(this.videoElement);
-    if (this.audioElement && audioTrack) play(this.audioElement);
   }
 
   _onConnectionState() {
