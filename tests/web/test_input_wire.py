@@ -296,3 +296,22 @@ def test_stats_figures_from_report_deltas(page: Page, web_server: ServerThread) 
 def test_no_page_errors(harness: Page) -> None:
     harness.keyboard.press("KeyA")
     assert harness.page_errors == []  # type: ignore[attr-defined]
+
+
+def test_touch_becomes_left_button_at_the_touch_point(browser, web_server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, has_touch=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{web_server.url}/test/input.html")
+        page.wait_for_function("window.ready === true")
+        page.touchscreen.tap(200, 300)
+        page.wait_for_function("window.sent.length >= 4")
+        events = take(page)
+        at = abs_at(200, 300)
+        assert events[:4] == [at, p.MouseButtonEvent(p.MouseButton.LEFT, True), at,
+                              p.MouseButtonEvent(p.MouseButton.LEFT, False)]
+        # the tap's compatibility mouse events are suppressed (preventDefault): nothing else is sent
+        page.wait_for_timeout(100)
+        assert take(page) == [] and events[4:] == []
+    finally:
+        context.close()
