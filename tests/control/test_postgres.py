@@ -1,0 +1,150 @@
+"""The same control plane over a real PostgreSQL (asyncpg), started on loopback on a free port for this module.
+
+Skipped only where no PostgreSQL server binaries are installed."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from playcast.config import Settings
+from playcast.control.errors import ConflictError
+from playcast.control.plane import ControlPlane
+from playcast.store.db import open_database
+from tests.control.procpool import ProcessHostPool
+from tests.control.support import wait_until
+
+
+def _bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    initdb, postgres = _bin("initdb"), _bin("postgres")
+    if not initdb or not postgres:
+        pytest.skip("PostgreSQL server binaries are not installed")
+    data = Path(tempfile.mkdtemp(prefix="playcast-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(data, "postgres", "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = None
+    try:
+        subprocess.run(_as_postgres([initdb, "-D", str(data / "db"), "-A", "trust", "-U", "playcast"]),
+                       check=True, capture_output=True)
+        proc = subprocess.Popen(_as_postgres([postgres, "-D", str(data / "db"), "-p", str(port), "-k", str(data),
+                                              "-h", "127.0.0.1", "-c", "fsync=off"]),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), 0.5):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("PostgreSQL did not start") from None
+                time.sleep(0.1)
+
+        async def createdb() -> None:
+            import asyncpg
+
+            for _ in range(50):
+                try:
+                    conn = await asyncpg.connect(host="127.0.0.1", port=port, user="playcast", database="postgres")
+                    break
+                except (OSError, asyncpg.CannotConnectNowError):
+                    await asyncio.sleep(0.1)
+            await conn.execute("CREATE DATABASE playcast")
+            await conn.close()
+
+        asyncio.run(createdb())
+        yield f"postgresql+asyncpg://playcast@127.0.0.1:{port}/playcast"
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture
+async def pg_plane(postgres_url: str, tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, ProcessHostPool]]:
+    settings = Settings(data_dir=tmp_path / "data", region="local", account_id="123456789012",
+                        database_url=postgres_url, placement_timeout_s=5)
+    pool = ProcessHostPool("local", slots=2)
+    db = await open_database(settings.database)
+    plane = ControlPlane(settings, pool, db)
+    plane.sessions.tick_s = 0.1
+    await plane.start()
+    yield plane, pool
+    await plane.stop()
+    await pool.close()
+    await db.close()
+
+
+async def test_full_flow_on_postgres(pg_plane: tuple[ControlPlane, ProcessHostPool], app_dir: Path) -> None:
+    plane, pool = pg_plane
+    token = "p" * 40
+    app = await plane.applications.create({"Description": "pg game", "ExecutablePath": "game.sh",
+                                           "RuntimeEnvironment": {"Type": "UBUNTU", "Version": "22_04_LTS"},
+                                           "ApplicationSourceUri": str(app_dir), "ClientToken": token,
+                                           "Tags": {"db": "pg"}})
+    again = await plane.applications.create({"Description": "pg game", "ExecutablePath": "game.sh",
+                                             "RuntimeEnvironment": {"Type": "UBUNTU", "Version": "22_04_LTS"},
+                                             "ApplicationSourceUri": str(app_dir), "ClientToken": token,
+                                             "Tags": {"db": "pg"}})
+    assert again["Id"] == app["Id"]
+
+    async def ready():  # type: ignore[no-untyped-def]
+        return (await plane.applications.get(app["Id"]))["Status"] == "READY"
+    await wait_until(ready)
+    group = await plane.stream_groups.create({"Description": "g", "StreamClass": "gen4n_high",
+                                              "DefaultApplicationIdentifier": app["Id"],
+                                              "LocationConfigurations": [{"LocationName": "local",
+                                                                          "AlwaysOnCapacity": 1}]})
+
+    async def active():  # type: ignore[no-untyped-def]
+        return (await plane.stream_groups.get(group["Id"]))["Status"] == "ACTIVE"
+    await wait_until(active)
+    with pytest.raises(ConflictError):
+        await plane.applications.delete(app["Id"])
+    ids = []
+    for _ in range(3):
+        s = await plane.sessions.start(group["Id"], {"ApplicationIdentifier": app["Id"], "Protocol": "WebRTC",
+                                                     "SignalRequest": "NO_CLIENT_CONNECTION"})
+        ids.append(s["Arn"].rsplit("/", 1)[1])
+    rows = [await plane.sessions.wait_for(sid, lambda r: r.status != "ACTIVATING", 10) for sid in ids[:2]]
+    assert [r.status for r in rows] == ["ACTIVE", "ACTIVE"]
+    page = await plane.sessions.list(group["Id"], None, None, 2, None)
+    assert len(page["Items"]) == 2 and page["NextToken"]
+    rest = await plane.sessions.list(group["Id"], None, None, 2, page["NextToken"])
+    assert [i["Arn"].rsplit("/", 1)[1] for i in page["Items"] + rest["Items"]] == ids
+    await plane.sessions.terminate(group["Id"], ids[0])
+    assert (await plane.sessions.wait_for(ids[2], lambda r: r.status != "ACTIVATING", 10)).status == "ACTIVE"
+    assert (await plane.tags.list(app["Arn"]))["Tags"] == {"db": "pg"}
+    await plane.stream_groups.delete(group["Id"])
+
+    async def group_gone():  # type: ignore[no-untyped-def]
+        return not (await plane.stream_groups.list(None, None))["Items"]
+    await wait_until(group_gone)
+    assert not pool.running
