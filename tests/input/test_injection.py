@@ -218,7 +218,7 @@ def test_display_going_away_is_survived(xvfb: XServer, caplog: pytest.LogCapture
     inj = InputInjector(xvfb.display, WIDTH, HEIGHT)
     try:
         send(inj, p.encode(p.MouseMoveAbs(10, 10)))
-        xvfb.proc.kill()
+        xvfb.proc.terminate()  # the X server goes away under the injector (it removes its socket itself)
         xvfb.proc.wait()
         for _ in range(20):
             inj.handle(p.encode(p.MouseMoveRel(1, 1)))
