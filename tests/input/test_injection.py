@@ -16,7 +16,7 @@ from playcast.host.input import protocol as p
 from playcast.host.input.injector import GAMEPAD_UNAVAILABLE_TEXT
 from playcast.host.input.keycodes import key_index
 
-from .conftest import HEIGHT, WIDTH, Observer, XServer
+from .xserver import HEIGHT, WIDTH, Observer, XServer
 
 
 def key(code: str, down: bool) -> bytes:

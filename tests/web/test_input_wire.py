@@ -10,7 +10,7 @@ from playwright.sync_api import Page
 from playcast.host.input import protocol as p
 from playcast.host.input.keycodes import KEY_TABLE, key_index
 
-from .conftest import ServerThread
+from .support import ServerThread
 
 VIDEO_W, VIDEO_H = 800, 600  # the element
 CONTENT_H = VIDEO_W * 720 / 1280  # 450: 1280x720 letterboxed into 800x600

@@ -19,7 +19,7 @@ from playcast.host.runtime import RuntimeOptions
 from playcast.server import build_app
 from playcast.web.routes import web_routes
 
-from .conftest import ServerThread
+from .support import ServerThread
 
 ACCESS_KEY, SECRET_KEY = "PCAKTESTPLAYERPAGE", "secret-test-player-page"
 ARTIFACTS = Path(os.environ.get("PLAYCAST_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))

@@ -20,7 +20,7 @@ from playcast.host.input import protocol as p
 from playcast.media.fanout import PacketFanout
 from playcast.media.peer import ClientPeer
 
-from .conftest import ServerThread
+from .support import ServerThread
 
 pytestmark = pytest.mark.netns
 
