@@ -320,7 +320,10 @@ class StreamSessions:
             return
         finally:
             for loc in locations:
-                self._reserved[(group_id, loc)] -= 1
+                key = (group_id, loc)
+                self._reserved[key] -= 1
+                if self._reserved[key] <= 0:
+                    del self._reserved[key]
         now = time.time()
         ok = await self._cas(session_id, (ACTIVATING,), status=ACTIVE, status_reason=None, location=result.location,
                              host_id=result.host_id, slot_id=result.slot_id, warm=result.warm,
