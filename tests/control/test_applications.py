@@ -186,6 +186,8 @@ async def test_unusable_sources(plane: ControlPlane, tmp_path: Path, app_dir: Pa
     (tmp_path / "file.bin").write_bytes(b"x")
     with pytest.raises(ValidationError, match="neither a directory nor"):
         await plane.applications.create(params(str(tmp_path / "file.bin")))
+    with pytest.raises(ValidationError, match="data directory"):
+        await plane.applications.create(params(str(tmp_path)))  # would copy the apps dir into itself
     with pytest.raises(ValidationError, match="Linux applications only"):
         await plane.applications.create({**params(str(app_dir)), "RuntimeEnvironment": {"Type": "PROTON", "Version": "20241007"}})
     with pytest.raises(ValidationError, match="Linux applications only"):

@@ -113,6 +113,16 @@ async def test_app_exit_terminates(plane: ControlPlane, pool: ProcessHostPool, a
     assert row.status_reason == "applicationExit"
 
 
+async def test_host_ending_a_session_is_reported(plane: ControlPlane, pool: ProcessHostPool,
+                                                 app_dir: Path) -> None:
+    app, group = await setup_app(plane, app_dir)
+    sid = await start(plane, group, app)
+    assert (await settled(plane, sid)).status == "ACTIVE"
+    await pool.terminate(sid)  # the host stops it on its own (not asked by the control plane)
+    row = await status_becomes(plane, sid, "TERMINATED")
+    assert row.status_reason == "internalError"
+
+
 async def test_app_exiting_at_launch(plane: ControlPlane, tmp_path: Path) -> None:
     d = make_app_dir(tmp_path / "quick", script="#!/bin/sh\nexit 3\n")
     app, group = await setup_app(plane, d)

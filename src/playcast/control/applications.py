@@ -124,6 +124,8 @@ class Applications:
         try:
             check_executable_path(params["ExecutablePath"])
             source = resolve_source(params["ApplicationSourceUri"])
+            if source.kind == "dir" and self.apps_dir.is_relative_to(source.path.resolve()):
+                raise SourceError("ApplicationSourceUri must not contain the server's own data directory")
             if source.kind == "dir":  # cheap to check now, so the caller gets a clear error at once
                 await asyncio.to_thread(verify_executable, source.path, params["ExecutablePath"])
         except SourceError as exc:

@@ -460,7 +460,12 @@ class StreamSessions:
                                deadline_at=None):
                 self.plane.spawn(self._finish_terminate(sid, "applicationExit"), f"exited-{sid}")
         elif kind == SessionEventKind.ENDED:
-            log.debug("session %s: host reports all processes gone", sid)
+            # Normally we asked for it (the session is TERMINATING or over already). A placed session that
+            # ends without being asked (its host stopped it) is over too.
+            if await self._cas(sid, PLACED, status=TERMINATED, status_reason="internalError",
+                               status_message="the host ended the session", deadline_at=None,
+                               streaming_ended_at=at):
+                log.warning("session %s: ended by its host", sid)
 
     # -- timers ---------------------------------------------------------------------------------------
 
