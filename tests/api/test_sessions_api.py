@@ -152,6 +152,10 @@ def test_errors(gls: Any, ready: Any, app_dir: Path) -> None:
         start(gls, group, other)
     with aws_error("ValidationException", 400, "Status"):
         gls.list_stream_sessions_by_account(Status="SLEEPING")
+    with aws_error("ValidationException", 400, "NextToken"):
+        gls.list_stream_sessions(Identifier=group["Id"], NextToken="bogus")
+    with aws_error("ValidationException", 400):
+        gls.list_stream_sessions_by_account(MaxResults=500)
 
 
 def test_list_pagination_filters_and_tags(gls: Any, ready: Any, app_dir: Path) -> None:

@@ -115,6 +115,10 @@ def test_pagination_and_tags(gls: Any) -> None:
     assert gls.list_tags_for_resource(ResourceArn=arn)["Tags"] == {"y": "2"}
     with aws_error("ResourceNotFoundException"):
         gls.untag_resource(ResourceArn=arn.replace(ids[0], "sg-000000000"), TagKeys=["y"])
+    with aws_error("ValidationException", 400):
+        gls.list_stream_groups(MaxResults=101)
+    with aws_error("ValidationException", 400, "NextToken"):
+        gls.list_stream_groups(NextToken="bogus")
 
 
 def test_waiter_fails_when_deleting(gls: Any) -> None:
