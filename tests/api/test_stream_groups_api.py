@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,17 @@ def test_create_get_list_update_delete(procserver: Any, gls: Any, app_dir: Path)
     with aws_error("ResourceNotFoundException", 404):
         gls.get_stream_group(Identifier=group["Id"])
     assert procserver.pool.warm_targets[(group["Id"], "local")] == ([], 0)
+
+
+def test_default_waiter_config_returns_quickly(gls: Any) -> None:
+    # StreamGroupActive polls every 30 s in the model; activation is fast enough that the first poll sees ACTIVE
+    t0 = time.monotonic()
+    group = gls.create_stream_group(Description="quick", StreamClass="gen4n_high")
+    gls.get_waiter("stream_group_active").wait(Identifier=group["Id"])
+    assert time.monotonic() - t0 < 5
+    gls.add_stream_group_locations(Identifier=group["Id"], LocationConfigurations=[{"LocationName": "local-2"}])
+    gls.get_waiter("stream_group_active").wait(Identifier=group["Id"])
+    assert time.monotonic() - t0 < 10
 
 
 def test_locations_add_remove(gls: Any) -> None:

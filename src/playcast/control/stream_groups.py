@@ -29,6 +29,7 @@ DELETING = "DELETING"
 ERROR = "ERROR"
 USABLE = (ACTIVE, ACTIVE_WITH_ERRORS, UPDATING_LOCATIONS)
 EXPIRY_S = 365 * 24 * 3600
+ACTIVATION_WAIT_S = 2.0
 CAPACITY_KEYS = ("AlwaysOnCapacity", "OnDemandCapacity", "TargetIdleCapacity", "MaximumCapacity")
 
 
@@ -53,6 +54,7 @@ class StreamGroups:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
         self._locks: dict[str, asyncio.Lock] = {}
+        self._refreshing: dict[str, asyncio.Task[None]] = {}  # latest refresh per group
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -106,7 +108,16 @@ class StreamGroups:
                                          "Arn": self.plane.arns.application(row.default_application_id)}
         return out
 
-    async def get(self, identifier: str) -> dict[str, Any]:
+    async def get(self, identifier: str, settle: bool = True) -> dict[str, Any]:
+        """The group's AWS shape; with `settle`, a group being activated is answered once that is done (<= 2 s)."""
+        async with self.plane.db.session() as s:
+            row = await self.load(s, identifier)
+            pending = self._refreshing.get(row.id)
+            if not settle or row.status not in (ACTIVATING, UPDATING_LOCATIONS) or pending is None:
+                return await self.render(s, row)
+        # Activation takes milliseconds here: answer with its outcome rather than make a waiter (whose
+        # model delay is 30 s) sleep through a whole polling interval.
+        await asyncio.wait({pending}, timeout=ACTIVATION_WAIT_S)
         async with self.plane.db.session() as s:
             return await self.render(s, await self.load(s, identifier))
 
@@ -197,11 +208,11 @@ class StreamGroups:
 
         async def replay(group_id: str | None, _resp: Any) -> dict[str, Any]:
             assert group_id is not None
-            return await self.get(group_id)
+            return await self.get(group_id, settle=False)
 
         def after(group_id: str | None) -> None:
             assert group_id is not None
-            self.plane.spawn(self.refresh(group_id), f"activate-{group_id}")
+            self._spawn_refresh(group_id)
 
         return await self.plane.idempotent("CreateStreamGroup", params.get("ClientToken"), params,
                                            create, replay, after)
@@ -233,7 +244,7 @@ class StreamGroups:
             row.updated_at = time.time()
             await s.commit()
             out = await self.render(s, row)
-        self.plane.spawn(self.refresh(row.id), f"refresh-{row.id}")
+        self._spawn_refresh(row.id)
         return out
 
     async def add_locations(self, identifier: str, cfgs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -252,7 +263,7 @@ class StreamGroups:
             await s.commit()
             states = [self.location_state(c) for c in new]
             group_arn = row.arn
-        self.plane.spawn(self.refresh(row.id), f"refresh-{row.id}")
+        self._spawn_refresh(row.id)
         return {"Identifier": group_arn, "Locations": states}
 
     async def remove_locations(self, identifier: str, names: list[str]) -> None:
@@ -280,7 +291,7 @@ class StreamGroups:
             row.updated_at = time.time()
             await s.commit()
             out = {"Arn": row.arn, "ApplicationArns": [a.arn for a in apps]}
-        self.plane.spawn(self.refresh(row.id), f"refresh-{row.id}")
+        self._spawn_refresh(row.id)
         return out
 
     async def disassociate(self, identifier: str, app_identifiers: list[str]) -> dict[str, Any]:
@@ -295,7 +306,7 @@ class StreamGroups:
             row.updated_at = time.time()
             await s.commit()
             out = {"Arn": row.arn, "ApplicationArns": [self.plane.arns.application(a) for a in app_ids]}
-        self.plane.spawn(self.refresh(row.id), f"refresh-{row.id}")
+        self._spawn_refresh(row.id)
         return out
 
     async def delete(self, identifier: str) -> None:
@@ -331,6 +342,16 @@ class StreamGroups:
         log.info("stream group %s deleted", group_id)
 
     # -- warm capacity --------------------------------------------------------------------------------
+
+    def _spawn_refresh(self, group_id: str) -> None:
+        task = self.plane.spawn(self.refresh(group_id), f"refresh-{group_id}")
+        self._refreshing[group_id] = task
+
+        def _forget(done: asyncio.Task[None]) -> None:
+            if self._refreshing.get(group_id) is done:
+                del self._refreshing[group_id]
+
+        task.add_done_callback(_forget)
 
     async def _set_warm(self, group_id: str, location: str, launches: list[Any], count: int) -> None:
         await self.plane.host_pool.set_warm_target(group_id, location, launches, count)
@@ -383,4 +404,4 @@ class StreamGroups:
             if status == DELETING:
                 self.plane.spawn(self._finish_delete(gid), f"delete-{gid}")
             else:
-                self.plane.spawn(self.refresh(gid), f"refresh-{gid}")
+                self._spawn_refresh(gid)
