@@ -200,18 +200,18 @@ async def test_connection_and_reconnection_timeouts(plane: ControlPlane, pool: P
     t0 = time.monotonic()
     row = await status_becomes(plane, sid, "TERMINATED", timeout=5)
     assert row.status_reason == ("connectionTimeout" if phase == "ACTIVE" else "reconnectionTimeout")
-    assert 0.5 < time.monotonic() - t0 < 3
+    assert 0.5 < time.monotonic() - t0 < 5
     assert sid not in pool.running
 
 
 async def test_idle_timeout_counts_from_last_input(plane: ControlPlane, pool: ProcessHostPool, app_dir: Path) -> None:
-    plane.settings.idle_timeout_s = 1
+    plane.settings.idle_timeout_s = 2
     app, group = await setup_app(plane, app_dir)
     sid = await start(plane, group, app, OFFER)
     await settled(plane, sid)
     await pool.client_event(sid, SessionEventKind.CLIENT_CONNECTED)
-    for _ in range(4):  # input keeps it alive past the idle timeout
-        await asyncio.sleep(0.4)
+    for _ in range(6):  # input keeps it alive past the idle timeout
+        await asyncio.sleep(0.5)
         await pool.client_event(sid, SessionEventKind.INPUT)
     assert (await plane.sessions.get(group, sid))["Status"] == "CONNECTED"
     row = await status_becomes(plane, sid, "TERMINATED", timeout=5)
@@ -266,7 +266,7 @@ async def test_waiters_wake_on_change(plane: ControlPlane, pool: ProcessHostPool
     t0 = time.monotonic()
     await pool.client_event(sid, SessionEventKind.CLIENT_CONNECTED)
     row = await waiter
-    assert row.status == "CONNECTED" and time.monotonic() - t0 < 0.5
+    assert row.status == "CONNECTED" and time.monotonic() - t0 < 0.9  # woken, not the 1 s polling fallback
 
 
 async def test_restart_reconciles_lost_sessions(settings: Settings, app_dir: Path) -> None:
