@@ -5,6 +5,8 @@ round-trips -> the tab drops and reconnects to the same running game -> End -> n
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -149,3 +151,56 @@ def test_play_move_message_drop_reconnect_terminate() -> None:
         ctx.close()
     # After `playcast up` stops: no Xvfb, game, audio daemon, capture worker or session temp dir is left.
     assert_no_session_leftovers(before, wait_s=10)
+
+
+def _browser_pids() -> list[int]:
+    """Chromium processes started by this test process (through Playwright's driver)."""
+    children: dict[int, list[int]] = {}
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(p.name))
+    out, stack = [], [os.getpid()]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            if b"chromium" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                out.append(pid)
+        except OSError:
+            pass
+    return out
+
+
+def test_network_loss_goes_pending_then_the_page_resumes_the_same_game() -> None:
+    with playcast_up("--slots", "2") as pc, chromium() as browser:
+        client = pc.boto3()
+        page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+        page.goto(pc.login_url)
+        page.wait_for_function("!document.querySelector('#play').disabled", timeout=30000)
+        page.click("#play")
+        page.wait_for_function("document.documentElement.dataset.state === 'playing'", timeout=30000)
+        arn = client.list_stream_sessions_by_account()["Items"][0]["Arn"]
+        group_id, session_id = arn.split("/")[-2], arn.split("/")[-1]
+        _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+              ["Status"] == "CONNECTED", 10, "CONNECTED")
+        pids = _game_pids()
+        # The client goes silent without closing anything (as when the network drops): freeze the browser.
+        frozen = _browser_pids()
+        assert frozen
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+                  ["Status"] == "PENDING_CLIENT_RECONNECTION", 30, "PENDING_CLIENT_RECONNECTION after silence")
+        finally:
+            for pid in frozen:
+                os.kill(pid, signal.SIGCONT)
+        # The page notices and reconnects to the same game by itself.
+        _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+              ["Status"] == "CONNECTED", 60, "CONNECTED after the network came back")
+        page.wait_for_function("document.documentElement.dataset.state === 'playing'", timeout=30000)
+        assert pids <= _game_pids()

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from fractions import Fraction
 
 import av
+from aioice import ice as aioice_ice
 from aiortc import (
     RTCConfiguration,
     RTCDataChannel,
@@ -26,6 +27,11 @@ from playcast.media.fanout import PacketSink
 
 log = logging.getLogger(__name__)
 playout_delay.install()
+
+# Consent freshness (RFC 7675): aioice checks every 5 s and gives up after 6 misses (~30 s). A player whose network
+# vanished should reach PENDING_CLIENT_RECONNECTION in seconds, so check every 2 s and give up after 4 misses.
+aioice_ice.CONSENT_INTERVAL = 2
+aioice_ice.CONSENT_FAILURES = 4
 
 VIDEO_CLOCK = 90000
 MAX_OFFER_BYTES = 64 * 1024
