@@ -88,6 +88,7 @@ class Game:
         self.bullets: list[list[float]] = []
         self.flashes: list[Flash] = []
         self.space_held = False
+        self.fire_latched = False  # a press seen since the last shot (key down and up within one frame)
         self.mouse_fire = False
         self.relative_mouse = False
         self.pads: dict[int, pygame.joystick.JoystickType] = {}
@@ -128,6 +129,7 @@ class Game:
         if e.type == pygame.KEYDOWN:
             if e.key == pygame.K_SPACE:
                 self.space_held = True
+                self.fire_latched = True  # a tap shorter than one frame still fires
             elif e.key == pygame.K_m:
                 self.set_relative_mouse(not self.relative_mouse)
             elif e.key == pygame.K_ESCAPE:
@@ -143,6 +145,7 @@ class Game:
         elif e.type == pygame.MOUSEBUTTONDOWN:
             if e.button == 1:
                 self.mouse_fire = True
+                self.fire_latched = True
             elif e.button == 3:
                 self.set_relative_mouse(not self.relative_mouse)
         elif e.type == pygame.MOUSEBUTTONUP and e.button == 1:
@@ -200,7 +203,8 @@ class Game:
         if self.moving:
             self.move_to(self.x + vx * SHIP_SPEED * dt, self.y + vy * SHIP_SPEED * dt)
 
-        if (self.space_held or self.mouse_fire or pad_fire) and now >= self.next_shot:
+        if (self.space_held or self.mouse_fire or pad_fire or self.fire_latched) and now >= self.next_shot:
+            self.fire_latched = False
             self.bullets.append([self.x, self.y - SHIP_SIZE])
             self.next_shot = now + FIRE_INTERVAL
             self.sounds.shot()
