@@ -198,3 +198,18 @@ async def test_placement_times_out_when_full(tmp_path: Path) -> None:
     finally:
         await p.close()
     assert_no_session_leftovers(before)
+
+
+async def test_platform_messages_reach_the_game_and_come_back(pool) -> None:
+    demo = Path(__file__).resolve().parents[2] / "src" / "playcast" / "demo" / "app"
+    spec = LaunchSpec.make("a-demo", str(demo), "playcast-demo")
+    await pool.place(Placement("p1", "sg-1", (), spec, None), 60)
+    slot = next(s for s in pool.slots if s.session_id == "p1")
+    await wait_for(lambda: slot.runtime.bridge.game_connected, 20)
+    payload = json.dumps({"type": "chat", "user": "viewer", "text": "hi game"}).encode()
+    assert await pool.send_app_message("p1", payload)
+    # The demo echoes every message to its sender: for client id 0 that is the platform -> APP_MESSAGE event.
+    await wait_for(lambda: any(e.kind == "app_message" and e.detail.get("payload") == payload for e in pool.events), 10)
+    assert not await pool.send_app_message("nope", b"x")
+    assert not await pool.send_app_message("p1", b"x" * 70000)
+    await pool.terminate("p1")

@@ -61,11 +61,16 @@ class SignalError(Exception):
     """An offer could not be applied (malformed SDP/JSON, no H.264 in it, ...)."""
 
 
+PLATFORM_CLIENT_ID = 0
+"""Application-message client id of playcast itself (browser clients are 1..255)."""
+
+
 class SessionEventKind(enum.StrEnum):
     CLIENT_CONNECTED = "client_connected"  # ICE+DTLS up
     CLIENT_DISCONNECTED = "client_disconnected"  # peer lost or closed
     INPUT = "input"  # user input seen (sent at most once per second)
     APP_EXITED = "app_exited"  # the game process ended by itself (exit or crash)
+    APP_MESSAGE = "app_message"  # the game sent an application message to client id 0 (the platform): {"payload": bytes}
     ENDED = "ended"  # all processes of the session are gone after terminate
 
 
@@ -105,6 +110,10 @@ class HostPool(Protocol):
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
                               count: int) -> None:
         """Keep `count` idle slots in `location` pre-launched for this group (spread over its launch specs)."""
+
+    async def send_app_message(self, session_id: str, payload: bytes) -> bool:
+        """Deliver `payload` to the session's game as an application message from client id 0 (the platform,
+        e.g. chat and reactions). False if the session is not running here or the message was dropped."""
 
     def capacity(self, location: str) -> LocationCapacity: ...
 

@@ -172,6 +172,15 @@ class LocalHostPool(HostPool):
         except OfferError as exc:
             raise SignalError(str(exc)) from None
 
+    async def send_app_message(self, session_id: str, payload: bytes) -> bool:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            return False
+        try:
+            return slot.runtime.send_platform_message(payload)
+        except ValueError:  # over 65535 bytes
+            return False
+
     async def terminate(self, session_id: str, reason: str = "terminated") -> None:
         slot = self._slot_of(session_id)
         if slot is None:
@@ -232,6 +241,7 @@ class LocalHostPool(HostPool):
             "client_disconnected": SessionEventKind.CLIENT_DISCONNECTED,
             "input": SessionEventKind.INPUT,
             "app_exited": SessionEventKind.APP_EXITED,
+            "app_message": SessionEventKind.APP_MESSAGE,
         }
         event_kind = mapping.get(kind)
         if event_kind is not None:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from playcast.control.hostlink import LaunchSpec
+from playcast.control.hostlink import PLATFORM_CLIENT_ID, LaunchSpec
 from playcast.host.app import AppProcess
 from playcast.host.appmessages import AppMessageBridge
 from playcast.host.audio import AudioSink
@@ -45,7 +45,7 @@ class RuntimeOptions:
 
 
 RuntimeEventHandler = Callable[[str, dict[str, object]], None]
-"""(kind, detail): kinds are 'client_connected', 'client_disconnected', 'input', 'app_exited'."""
+"""(kind, detail): kinds are 'client_connected', 'client_disconnected', 'input', 'app_exited', 'app_message'."""
 
 
 class SessionRuntime:
@@ -95,6 +95,7 @@ class SessionRuntime:
         await self.audio.start()
         self.bridge = AppMessageBridge(self._from_app)
         port = await self.bridge.start(o.app_message_port)
+        self.bridge.client_connected(PLATFORM_CLIENT_ID)  # playcast itself: chat, reactions, game -> channel
         env = {
             "DISPLAY": self.display.name,
             "PLAYCAST_APP_MESSAGE_PORT": str(port),
@@ -252,7 +253,16 @@ class SessionRuntime:
             if self.peer is not None:
                 self.peer.send_control(input_protocol.encode_notice(input_protocol.NoticeCode.INPUT_ERROR, str(exc)))
 
+    def send_platform_message(self, payload: bytes) -> bool:
+        """To the game from client id 0 (the platform)."""
+        if self.bridge is None:
+            return False
+        return self.bridge.send_to_app(PLATFORM_CLIENT_ID, payload)
+
     def _from_app(self, client_id: int, payload: bytes) -> None:
+        if client_id == PLATFORM_CLIENT_ID:
+            self.on_event("app_message", {"payload": payload})
+            return
         peer = self.peer
         if peer is not None and client_id == self.client_id:
             peer.send_message(payload)
