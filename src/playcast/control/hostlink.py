@@ -115,6 +115,14 @@ class HostPool(Protocol):
         """Deliver `payload` to the session's game as an application message from client id 0 (the platform,
         e.g. chat and reactions). False if the session is not running here or the message was dropped."""
 
+    async def add_viewer(self, session_id: str, offer_sdp: str) -> tuple[str, str]:
+        """A receive-only broadcast viewer (WHEP) of a running session: returns (viewer id, answer SDP).
+        Raises LookupError when the session does not run here, SignalError for an unusable offer."""
+
+    async def remove_viewer(self, session_id: str, viewer_id: str) -> bool: ...
+
+    def viewer_count(self, session_id: str) -> int: ...
+
     def capacity(self, location: str) -> LocationCapacity: ...
 
     def locations(self) -> list[str]: ...

@@ -6,6 +6,7 @@ slot first, launches cold otherwise, relaunches warm capacity fresh after each s
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import Counter
@@ -180,6 +181,26 @@ class LocalHostPool(HostPool):
             return slot.runtime.send_platform_message(payload)
         except ValueError:  # over 65535 bytes
             return False
+
+    async def add_viewer(self, session_id: str, offer_sdp: str) -> tuple[str, str]:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            raise LookupError(f"session {session_id} is not running on this host")
+        try:
+            viewer_id, answer = await slot.runtime.add_viewer(json.dumps({"type": "offer", "sdp": offer_sdp}))
+        except OfferError as exc:
+            raise SignalError(str(exc)) from None
+        return viewer_id, json.loads(answer)["sdp"]
+
+    async def remove_viewer(self, session_id: str, viewer_id: str) -> bool:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            return False
+        return await slot.runtime.remove_viewer(viewer_id)
+
+    def viewer_count(self, session_id: str) -> int:
+        slot = self._slot_of(session_id)
+        return len(slot.runtime.viewers) if slot is not None and slot.runtime is not None else 0
 
     async def terminate(self, session_id: str, reason: str = "terminated") -> None:
         slot = self._slot_of(session_id)

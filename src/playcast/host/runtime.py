@@ -24,9 +24,9 @@ from playcast.host.audio import AudioSink
 from playcast.host.display import VirtualDisplay
 from playcast.host.input import protocol as input_protocol
 from playcast.host.input.injector import InputInjector
-from playcast.media.audio import PcmAudioTrack
 from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout, PacketSink
+from playcast.media.opus_fanout import OpusFanout
 from playcast.media.peer import ClientPeer
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ class SessionRuntime:
         self.fanout: PacketFanout | None = None
         self.injector: InputInjector | None = None
         self.peer: ClientPeer | None = None
+        self.opus: OpusFanout | None = None
+        self.viewers: dict[str, ClientPeer] = {}  # broadcast viewers (WHEP): video + audio out, nothing in
+        self._viewer_seq = 0
         self.client_id = 0
         self.launched_at = 0.0
         self.on_event: RuntimeEventHandler = lambda kind, detail: None
@@ -126,6 +129,7 @@ class SessionRuntime:
         self.fanout.on_first_sink = self.encoder.start_capture
         self.fanout.on_no_sinks = self.encoder.pause_capture
         self.fanout.start()
+        self.opus = OpusFanout(self.audio if self.audio.available else None)
         self.injector = InputInjector(self.display.name, o.width, o.height, send_control=self._send_control)
         self._exit_watch = asyncio.ensure_future(self._watch_app())
 
@@ -152,6 +156,10 @@ class SessionRuntime:
                 peer.send_control(input_protocol.encode_server_disconnect(reason))
                 await asyncio.sleep(0.05)  # let the control message leave before DTLS goes down
                 await peer.close()
+            viewers, self.viewers = list(self.viewers.values()), {}
+            await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
+            if self.opus is not None:
+                await self.opus.stop()
             if self.injector is not None:
                 self.injector.release_all()
                 self.injector.close()
@@ -186,7 +194,7 @@ class SessionRuntime:
         self.client_id = self.client_id % 255 + 1
         client_id = self.client_id
         fanout = self.fanout
-        audio = PcmAudioTrack(self.audio) if self.audio is not None and self.audio.available else None
+        audio = self.opus.subscribe() if self.opus is not None else None
 
         def open_sink() -> PacketSink:
             return fanout.add_sink(f"client-{client_id}")
@@ -206,6 +214,42 @@ class SessionRuntime:
                 input_protocol.NoticeCode.GAMEPAD_UNAVAILABLE,
                 "Gamepads are unavailable on this host (no /dev/uinput)."))
         return answer
+
+    # ------------------------------------------------------------------ viewers (broadcast, WHEP)
+    async def add_viewer(self, offer_json: str) -> tuple[str, str]:
+        """A receive-only viewer of this session's encoded video/audio; returns (viewer id, answer JSON).
+
+        Raises media.peer.OfferError. A viewer never affects the player: it has its own bounded sink that drops to
+        the next keyframe when it falls behind, and it cannot send input or messages."""
+        assert self.fanout is not None
+        self._viewer_seq += 1
+        viewer_id = f"v{self._viewer_seq}"
+        fanout = self.fanout
+        audio = self.opus.subscribe() if self.opus is not None else None
+
+        def open_sink() -> PacketSink:
+            return fanout.add_sink(f"viewer-{viewer_id}", max_packets=30)
+
+        def state(value: str) -> None:
+            if value in ("failed", "closed") and self.viewers.get(viewer_id) is peer:
+                del self.viewers[viewer_id]
+                asyncio.ensure_future(peer.close())
+
+        peer = ClientPeer(open_sink, audio, on_input=_ignore, on_message=_ignore, on_state=state)
+        try:
+            answer = await peer.answer(offer_json)
+        except Exception:
+            await peer.close()
+            raise
+        self.viewers[viewer_id] = peer
+        return viewer_id, answer
+
+    async def remove_viewer(self, viewer_id: str) -> bool:
+        peer = self.viewers.pop(viewer_id, None)
+        if peer is None:
+            return False
+        await peer.close()
+        return True
 
     async def _drop_client(self, peer: ClientPeer) -> None:
         if self.injector is not None:
@@ -266,6 +310,10 @@ class SessionRuntime:
         peer = self.peer
         if peer is not None and client_id == self.client_id:
             peer.send_message(payload)
+
+
+def _ignore(_: bytes) -> None:
+    """Viewers cannot drive the game."""
 
 
 async def _settle(task: asyncio.Task[EncoderProcess]) -> EncoderProcess | None:
