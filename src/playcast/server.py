@@ -14,9 +14,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .api.auth import CookieSigner
+from .api.broadcasts import BroadcastApi
 from .api.aws.app import AwsApi
 from .api.aws.model import root_segments
 from .api.player import LoginTokens, PlayerApi
+from .api.whep import whep_routes
 from .config import Settings
 from .control.hostlink import HostPool
 from .control.plane import ControlPlane
@@ -73,6 +75,8 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
         routes.append(Route(f"/{root}", aws, methods=None))
         routes.append(Route(f"/{root}/{{rest:path}}", aws, methods=None))
     routes.extend(player.routes())
+    routes.extend(BroadcastApi(admin_token).routes())
+    routes.extend(whep_routes())
     routes.extend(extra_routes)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

@@ -29,6 +29,7 @@ class ControlPlane:
 
     def __init__(self, settings: Settings, host_pool: HostPool, db: Database) -> None:
         from .applications import Applications
+        from .broadcasts import Broadcasts
         from .sessions import StreamSessions
         from .stream_groups import StreamGroups
         from .tags import Tags
@@ -44,6 +45,7 @@ class ControlPlane:
         self.stream_groups = StreamGroups(self)
         self.sessions = StreamSessions(self)
         self.tags = Tags(self)
+        self.broadcasts = Broadcasts(self)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -54,6 +56,7 @@ class ControlPlane:
         await self.sessions.reconcile()
         await self.stream_groups.resume()
         self.sessions.start_timers()
+        await self.broadcasts.start()
 
     async def stop(self) -> None:
         """Stop timers and wait (briefly) for background work to finish."""

@@ -11,6 +11,8 @@ from sqlalchemy import Connection, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from . import broadcasts as _broadcasts  # noqa: F401  (registers its table on Base)
+from . import chat as _chat_tables  # noqa: F401 - registers the chat tables on Base
 from .models import Base
 
 log = logging.getLogger(__name__)

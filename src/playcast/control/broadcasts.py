@@ -1,0 +1,157 @@
+"""Broadcasts: show a running stream session to viewers without a second encode.
+
+Creates/ends broadcasts, checks viewer access, asks the HostPool for receive-only viewers, ends broadcasts when
+their session ends. No HTTP, no media."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import secrets
+import string
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from playcast.control.errors import ConflictError, NotFoundError
+from playcast.control.hostlink import SessionEvent, SessionEventKind
+from playcast.store.broadcasts import BroadcastRow
+
+log = logging.getLogger(__name__)
+
+LIVE, ENDED = "LIVE", "ENDED"
+_RUNNING = ("ACTIVE", "CONNECTED", "PENDING_CLIENT_RECONNECTION", "RECONNECTING")
+_ALNUM = string.ascii_letters + string.digits
+
+
+class AccessDenied(Exception):
+    """Missing (`missing=True`) or wrong viewer token for a private broadcast."""
+
+    def __init__(self, message: str, missing: bool) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class NotLive(Exception):
+    """The broadcast exists but nothing is being shown (ended, or its session is not running)."""
+
+
+@dataclass
+class BroadcastOptions:
+    private: bool = False
+    hls: bool = True
+    record: bool = False
+
+
+@dataclass
+class _Live:
+    session_id: str
+    viewers: set[str] = field(default_factory=set)
+
+
+class Broadcasts:
+    def __init__(self, plane) -> None:  # type: ignore[no-untyped-def]
+        self.plane = plane
+        self._live: dict[str, _Live] = {}
+
+    async def start(self) -> None:
+        self.plane.host_pool.on_event(self._on_session_event)
+        # Broadcasts of a previous run cannot still be live: their viewers' peers were in that process.
+        async with self.plane.db.sessionmaker() as db:
+            rows = (await db.execute(select(BroadcastRow).where(BroadcastRow.status == LIVE))).scalars().all()
+            for row in rows:
+                row.status, row.ended_at, row.end_reason = ENDED, time.time(), "serverRestart"
+            await db.commit()
+
+    async def create(self, session_id: str, owner: str, options: BroadcastOptions) -> BroadcastRow:
+        session = await self.plane.sessions.row(session_id)
+        if session is None:
+            raise NotFoundError(f"stream session {session_id} not found")
+        if session.status not in _RUNNING:
+            raise ConflictError(f"stream session {session_id} is {session.status}; only running sessions broadcast")
+        async with self.plane.db.sessionmaker() as db:
+            existing = (await db.execute(select(BroadcastRow).where(
+                BroadcastRow.stream_session_id == session_id, BroadcastRow.status == LIVE))).scalars().first()
+            if existing is not None:
+                return existing  # one live broadcast per session: creating again returns it
+            row = BroadcastRow(
+                id="b-" + "".join(secrets.choice(_ALNUM) for _ in range(12)), stream_session_id=session_id,
+                stream_group_id=session.stream_group_id, owner=owner, status=LIVE, private=options.private,
+                viewer_token=secrets.token_urlsafe(24), hls=options.hls, record=options.record,
+                created_at=time.time())
+            db.add(row)
+            await db.commit()
+        self._live[row.id] = _Live(session_id)
+        log.info("broadcast started", extra={"broadcast": row.id, "session": session_id})
+        return row
+
+    async def get(self, broadcast_id: str) -> BroadcastRow | None:
+        async with self.plane.db.sessionmaker() as db:
+            return await db.get(BroadcastRow, broadcast_id)
+
+    async def list_for_session(self, session_id: str) -> list[BroadcastRow]:
+        async with self.plane.db.sessionmaker() as db:
+            return list((await db.execute(select(BroadcastRow).where(
+                BroadcastRow.stream_session_id == session_id).order_by(BroadcastRow.created_at))).scalars())
+
+    async def end(self, broadcast_id: str, reason: str = "apiEnded") -> BroadcastRow:
+        async with self.plane.db.sessionmaker() as db:
+            row = await db.get(BroadcastRow, broadcast_id)
+            if row is None:
+                raise NotFoundError(f"broadcast {broadcast_id} not found")
+            if row.status == LIVE:
+                row.status, row.ended_at, row.end_reason = ENDED, time.time(), reason
+                await db.commit()
+        live = self._live.pop(broadcast_id, None)
+        if live is not None:
+            for viewer_id in list(live.viewers):
+                await self.plane.host_pool.remove_viewer(live.session_id, viewer_id)
+            log.info("broadcast ended", extra={"broadcast": broadcast_id, "reason": reason})
+        return row
+
+    def check_access(self, row: BroadcastRow, token: str | None) -> None:
+        if not row.private:
+            return
+        if not token:
+            raise AccessDenied("this broadcast is private: send Authorization: Bearer <viewerToken>", True)
+        if not hmac.compare_digest(token.encode(), row.viewer_token.encode()):
+            raise AccessDenied("wrong viewer token", False)
+
+    async def add_viewer(self, broadcast_id: str, offer_sdp: str, token: str | None) -> tuple[str, str]:
+        """(viewer id, answer SDP). Raises NotFoundError, AccessDenied, NotLive, hostlink.SignalError."""
+        row = await self.get(broadcast_id)
+        if row is None:
+            raise NotFoundError(f"broadcast {broadcast_id} not found")
+        self.check_access(row, token)
+        live = self._live.get(broadcast_id)
+        if row.status != LIVE or live is None:
+            raise NotLive(f"broadcast {broadcast_id} is not live")
+        try:
+            viewer_id, answer = await self.plane.host_pool.add_viewer(live.session_id, offer_sdp)
+        except LookupError:
+            raise NotLive(f"broadcast {broadcast_id}: its session is not running") from None
+        live.viewers.add(viewer_id)
+        return viewer_id, answer
+
+    async def remove_viewer(self, broadcast_id: str, viewer_id: str) -> bool:
+        live = self._live.get(broadcast_id)
+        if live is None or viewer_id not in live.viewers:
+            return False
+        live.viewers.discard(viewer_id)
+        return await self.plane.host_pool.remove_viewer(live.session_id, viewer_id)
+
+    def viewer_count(self, broadcast_id: str) -> int:
+        live = self._live.get(broadcast_id)
+        return self.plane.host_pool.viewer_count(live.session_id) if live is not None else 0
+
+    def live_session(self, broadcast_id: str) -> str | None:
+        live = self._live.get(broadcast_id)
+        return live.session_id if live is not None else None
+
+    async def _on_session_event(self, event: SessionEvent) -> None:
+        if event.kind not in (SessionEventKind.ENDED, SessionEventKind.APP_EXITED):
+            return
+        for broadcast_id, live in list(self._live.items()):
+            if live.session_id == event.session_id:
+                await self.end(broadcast_id, "sessionEnded")
