@@ -14,9 +14,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .api.auth import CookieSigner
-from .api.broadcasts import BroadcastApi
 from .api.aws.app import AwsApi
 from .api.aws.model import root_segments
+from .api.broadcasts import BroadcastApi
 from .api.player import LoginTokens, PlayerApi
 from .api.whep import whep_routes
 from .config import Settings
