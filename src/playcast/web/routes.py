@@ -1,4 +1,4 @@
-"""Routes that serve the static web files: /sdk/*, /static/*, the player page at /play.
+"""Routes that serve the static web files: /sdk/*, /static/*, the player page /play, the viewer page /watch/<id>.
 
 Files only: no session logic here (the page talks to /v1/play/* like any other client)."""
 
@@ -27,6 +27,10 @@ async def _player(request: Request) -> Response:
     return FileResponse(WEB_DIR / "player.html", headers={"Cache-Control": "no-cache"})
 
 
+async def _viewer(request: Request) -> Response:
+    return FileResponse(WEB_DIR / "viewer.html", headers={"Cache-Control": "no-cache"})
+
+
 async def _root(request: Request) -> Response:
     return RedirectResponse("/play", status_code=307)
 
@@ -35,6 +39,7 @@ def web_routes() -> list[BaseRoute]:
     return [
         Route("/", _root, methods=["GET"]),
         Route("/play", _player, methods=["GET"]),
+        Route("/watch/{stream_session_id}", _viewer, methods=["GET"]),
         Mount("/sdk", app=_NoCacheStatic(directory=WEB_DIR / "sdk"), name="sdk"),
         Mount("/static", app=_NoCacheStatic(directory=WEB_DIR / "static"), name="static"),
     ]
