@@ -1,0 +1,270 @@
+"""HTTP origin for LL-HLS: /hls/{broadcastId}/... playlists (blocking reload), init, parts, segments; hls.js.
+
+A lean ASGI app mounted under /hls; serves what packagers in the registry hold and nothing else (no auth)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+
+from playcast.media.hls.packager import HlsPackager
+from playcast.media.hls.playlist import ADVANCE_PART_LIMIT
+from playcast.media.hls.segmenter import Segmenter
+
+log = logging.getLogger(__name__)
+
+PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
+MEDIA_TYPE = b"video/mp4"
+CACHE_LIVE_PLAYLIST = b"no-cache"
+CACHE_BLOCKING_PLAYLIST = b"public, max-age=2"  # _HLS_msn URLs name a state that only grows
+CACHE_MASTER = b"public, max-age=2"
+CACHE_ENDED = b"public, max-age=60"
+CACHE_MEDIA = b"public, max-age=31536000, immutable"
+CACHE_ERROR = b"no-store"
+_CORS = [(b"access-control-allow-origin", b"*"),
+         (b"access-control-expose-headers", b"age, content-length, date")]
+_PREFLIGHT = _CORS + [(b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+                      (b"access-control-allow-headers", b"range, cache-control, if-none-match, if-modified-since"),
+                      (b"access-control-max-age", b"86400"), (b"content-length", b"0")]
+
+
+class HlsRegistry:
+    """Live broadcasts by id; the broadcast service adds a packager when HLS starts and removes it at the end."""
+
+    def __init__(self) -> None:
+        self._packagers: dict[str, HlsPackager] = {}
+
+    def add(self, broadcast_id: str, packager: HlsPackager) -> None:
+        if not broadcast_id or "/" in broadcast_id:
+            raise ValueError(f"bad broadcast id {broadcast_id!r}")
+        self._packagers[broadcast_id] = packager
+
+    def remove(self, broadcast_id: str) -> HlsPackager | None:
+        return self._packagers.pop(broadcast_id, None)
+
+    def get(self, broadcast_id: str) -> HlsPackager | None:
+        return self._packagers.get(broadcast_id)
+
+    def __contains__(self, broadcast_id: str) -> bool:
+        return broadcast_id in self._packagers
+
+    def __len__(self) -> int:
+        return len(self._packagers)
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
+        self.status = status
+        self.message = message
+        self.retry_after = retry_after
+
+
+def _int(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 12:
+        raise _Reply(400, f"{name} must be a non-negative integer")
+    return int(value)
+
+
+class HlsOrigin:
+    """ASGI app for paths below its mount point:
+
+    `/{id}/master.m3u8`, `/{id}/{rendition}/index.m3u8[?_HLS_msn=N[&_HLS_part=M]][&_HLS_skip=YES|v2]`,
+    `/{id}/{rendition}/init{v}.mp4`, `/{id}/{rendition}/seg{N}.m4s`, `/{id}/{rendition}/part{N}.{M}.m4s`."""
+
+    def __init__(self, registry: HlsRegistry, *, ready_timeout_s: float = 6.0) -> None:
+        self.registry = registry
+        self.ready_timeout_s = ready_timeout_s
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        method = scope["method"]
+        head = method == "HEAD"
+        if method == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": _PREFLIGHT})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        try:
+            if method not in ("GET", "HEAD"):
+                raise _Reply(405, "method not allowed")
+            path = scope["path"]
+            root = scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root):]
+            body, content_type, cache = await self._resolve(path, scope["query_string"])
+        except _Reply as reply:
+            headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", CACHE_ERROR), *_CORS]
+            if reply.status == 405:
+                headers.append((b"allow", b"GET, HEAD, OPTIONS"))
+            if reply.retry_after is not None:
+                headers.append((b"retry-after", str(reply.retry_after).encode()))
+            payload = (reply.message + "\n").encode()
+            headers.append((b"content-length", str(len(payload)).encode()))
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if head else payload})
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", content_type), (b"cache-control", cache),
+            (b"content-length", str(len(body)).encode()), *_CORS]})
+        await send({"type": "http.response.body", "body": b"" if head else body})
+
+    async def _resolve(self, path: str, query: bytes) -> tuple[bytes, bytes, bytes]:
+        parts = path.split("/")
+        # "", id, file  |  "", id, rendition, file
+        if len(parts) < 3 or parts[0] != "":
+            raise _Reply(404, "not found")
+        packager = self.registry.get(parts[1])
+        if packager is None:
+            raise _Reply(404, "no such broadcast (unknown or ended)")
+        if len(parts) == 3:
+            if parts[2] != "master.m3u8":
+                raise _Reply(404, "not found")
+            await self._wait_ready(packager, all_renditions=True)
+            return packager.master(), PLAYLIST_TYPE, CACHE_ENDED if packager.closed else CACHE_MASTER
+        if len(parts) != 4:
+            raise _Reply(404, "not found")
+        seg = packager.segmenter(parts[2])
+        if seg is None:
+            raise _Reply(404, "no such rendition")
+        name = parts[3]
+        if name == "index.m3u8":
+            return await self._media_playlist(packager, seg, parts[2], query)
+        if name.endswith(".m4s"):
+            if name.startswith("part"):
+                return await self._part(seg, name[4:-4]), MEDIA_TYPE, CACHE_MEDIA
+            if name.startswith("seg"):
+                return await self._segment(seg, name[3:-4]), MEDIA_TYPE, CACHE_MEDIA
+        elif name.startswith("init") and name.endswith(".mp4"):
+            version = _int(name[4:-4], "init version")
+            await self._wait_ready(packager, seg)
+            init = seg.inits.get(version if version is not None else -1)
+            if init is None:
+                raise _Reply(404, "no such init segment")
+            return init, MEDIA_TYPE, CACHE_MEDIA
+        raise _Reply(404, "not found")
+
+    async def _wait_ready(self, packager: HlsPackager, seg: Segmenter | None = None,
+                          all_renditions: bool = False) -> None:
+        target = packager.source if seg is None else seg
+
+        def ready() -> bool:
+            return packager.ready if all_renditions else target.ready
+
+        if not ready() and not await target.wait(ready, self.ready_timeout_s) and not ready():
+            if all_renditions and packager.source.ready:
+                return  # list what is there rather than fail
+            raise _Reply(503, "the stream has not started yet", retry_after=1)
+
+    async def _media_playlist(self, packager: HlsPackager, seg: Segmenter, name: str,
+                              query: bytes) -> tuple[bytes, bytes, bytes]:
+        msn = part = None
+        skip = False
+        if query:
+            params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+            msn = _int(params.get("_HLS_msn"), "_HLS_msn")
+            part = _int(params.get("_HLS_part"), "_HLS_part")
+            skip_value = params.get("_HLS_skip")
+            if skip_value is not None:
+                if skip_value not in ("YES", "v2"):
+                    raise _Reply(400, "_HLS_skip must be YES or v2")
+                skip = True
+            if part is not None and msn is None:
+                raise _Reply(400, "_HLS_part requires _HLS_msn")
+        await self._wait_ready(packager, seg)
+        if msn is not None:
+            live = seg.live_msn
+            last_msn, last_index = seg.last_part
+            if msn > live + 2:
+                raise _Reply(400, f"_HLS_msn {msn} is too far in the future (live segment is {live})")
+            if part is not None and msn >= last_msn and not seg.ended:
+                ahead = part - last_index if msn == last_msn else part + msn - last_msn
+                if ahead > ADVANCE_PART_LIMIT:
+                    raise _Reply(400, f"_HLS_part {part} is too far ahead of the last part ({last_msn}.{last_index})")
+            timeout = 3.0 * seg.config.target_duration
+            if not await seg.wait(lambda: seg.has(msn, part), timeout) and not seg.ended:
+                raise _Reply(503, "the requested segment or part did not arrive in time", retry_after=1)
+            cache = CACHE_BLOCKING_PLAYLIST
+        else:
+            cache = CACHE_LIVE_PLAYLIST
+        if seg.ended:
+            cache = CACHE_ENDED
+        return packager.media(name, skip), PLAYLIST_TYPE, cache
+
+    async def _part(self, seg: Segmenter, ref: str) -> bytes:
+        msn_text, _, index_text = ref.partition(".")
+        msn = _int(msn_text, "part sequence")
+        index = _int(index_text, "part index")
+        assert msn is not None and index is not None
+
+        def available() -> bool:
+            s = seg.segment(msn)
+            return s is not None and index < len(s.parts)
+
+        if not available():
+            last_msn, last_index = seg.last_part
+            next_up = (msn == last_msn and index == last_index + 1) or (msn == last_msn + 1 and index == 0)
+            if not next_up or not seg.part_possible(msn, index):
+                raise _Reply(404, "no such part")
+            await seg.wait(lambda: available() or not seg.part_possible(msn, index),
+                           3.0 * seg.config.target_duration)
+            if not available():
+                raise _Reply(404, "no such part")
+        s = seg.segment(msn)
+        assert s is not None
+        if s.parts_dropped:
+            raise _Reply(404, "part no longer available")
+        return s.parts[index].data
+
+    async def _segment(self, seg: Segmenter, ref: str) -> bytes:
+        msn = _int(ref, "segment sequence")
+        assert msn is not None
+        s = seg.segment(msn)
+        if s is None:
+            raise _Reply(404, "no such segment")
+        if not s.complete:
+            await seg.wait(lambda: s.complete or s not in seg.segments, 3.0 * seg.config.target_duration)
+            if not s.complete or not s.parts:
+                raise _Reply(404, "segment did not complete")
+        return s.data
+
+
+def hls_routes(registry: HlsRegistry) -> list[BaseRoute]:
+    """`Mount("/hls", HlsOrigin)`: add to the server's routes."""
+    return [Mount("/hls", app=HlsOrigin(registry), name="hls")]
+
+
+def hlsjs_path() -> Path | None:
+    """dist/hls.min.js from node_modules (./dev install runs npm ci); $PLAYCAST_NODE_MODULES overrides."""
+    candidates = []
+    env = os.environ.get("PLAYCAST_NODE_MODULES")
+    if env:
+        candidates.append(Path(env))
+    here = Path(__file__).resolve()
+    candidates.extend(parent / "node_modules" for parent in here.parents)
+    candidates.append(Path.cwd() / "node_modules")
+    for base in candidates:
+        path = base / "hls.js" / "dist" / "hls.min.js"
+        if path.is_file():
+            return path
+    return None
+
+
+async def _hlsjs(request: Request) -> Response:
+    path = hlsjs_path()
+    if path is None:
+        return PlainTextResponse("hls.js is not installed (run ./dev install, which runs npm ci)", 404)
+    return FileResponse(path, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
+
+
+def vendor_routes() -> list[BaseRoute]:
+    """`/static/vendor/hls.js` served from node_modules: put it before any `/static` mount."""
+    return [Route("/static/vendor/hls.js", _hlsjs, methods=["GET", "HEAD"])]

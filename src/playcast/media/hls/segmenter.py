@@ -1,0 +1,361 @@
+"""One LL-HLS rendition: H.264 access units (+ AAC frames) -> fMP4 parts and keyframe-aligned segments.
+
+Keeps a sliding window in memory and lets requests wait for parts; no HTTP, no playlists text, no encoding."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from playcast.media.encoder import EncodedPacket
+from playcast.media.hls import boxes
+from playcast.media.hls.aac import FRAME_SAMPLES, SAMPLE_RATE, AacFrame
+from playcast.media.hls.h264 import parse_sps, to_sample
+
+log = logging.getLogger(__name__)
+
+KEYFRAME_LEAD_FRAMES = 2  # ask for the IDR this many frames before the segment should end
+
+
+@dataclass
+class Part:
+    msn: int
+    index: int
+    data: bytes
+    duration: float
+    independent: bool
+
+    @property
+    def uri(self) -> str:
+        return f"part{self.msn}.{self.index}.m4s"
+
+
+@dataclass
+class Segment:
+    msn: int
+    start_slot: int  # in frames since time zero
+    pdt: float  # unix time of the first frame
+    init_version: int
+    discontinuity: bool
+    parts: list[Part] = field(default_factory=list)
+    duration: float = 0.0
+    complete: bool = False
+    size: int = 0
+    parts_dropped: bool = False
+    _data: bytes | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"seg{self.msn}.m4s"
+
+    @property
+    def data(self) -> bytes:
+        """The whole segment: its parts' fragments back to back."""
+        if self._data is None:
+            data = b"".join(p.data for p in self.parts)
+            if not self.complete:
+                return data
+            self._data = data
+        return self._data
+
+
+@dataclass(frozen=True)
+class SegmenterConfig:
+    fps: int
+    part_target_s: float = 0.2
+    segment_target_s: float = 1.0
+    window: int = 7  # complete segments kept
+
+    @property
+    def part_frames(self) -> int:
+        return max(1, math.floor(self.part_target_s * self.fps + 1e-9))
+
+    @property
+    def target_duration(self) -> int:
+        """EXT-X-TARGETDURATION: room for a segment whose keyframe came late."""
+        return max(1, math.ceil(2 * self.segment_target_s))
+
+    @property
+    def timescale(self) -> int:
+        return 90000 if 90000 % self.fps == 0 else self.fps * 1000
+
+
+class Segmenter:
+    """Cuts one rendition. Call `push(packet, t0)` for each video packet; readers use the state and `wait()`."""
+
+    def __init__(self, name: str, config: SegmenterConfig, audio: boxes.AudioConfig | None,
+                 audio_frames: deque[AacFrame] | None,
+                 request_keyframe: Callable[[str], None] | None = None,
+                 on_segment: Callable[[str, Segment], None] | None = None) -> None:
+        self.name = name
+        self.config = config
+        self.audio = audio
+        self._audio_frames = audio_frames
+        self._request_keyframe = request_keyframe
+        self._on_segment = on_segment
+        self.segments: deque[Segment] = deque()
+        self.inits: dict[int, bytes] = {}
+        self.init_version = -1
+        self.video_codec: str | None = None
+        self.width = 0
+        self.height = 0
+        self.ended = False
+        self.first_msn = 0
+        self.discontinuity_sequence = 0
+        self.peak_bitrate = 0
+        self._params: tuple[bytes, bytes] | None = None
+        self._ticks = config.timescale // config.fps
+        self._current: Segment | None = None
+        self._samples: list[boxes.Sample] = []
+        self._part_start_slot = 0
+        self._part_independent = False
+        self._pending: tuple[bytes, int, bool] | None = None  # (sample, slot, idr) waiting for its duration
+        self._last_slot = -1
+        self._audio_next: int | None = None
+        self._sequence = 0
+        self._next_msn = 0
+        self._keyframe_asked_for = -1
+        self._keyframe_asked_at = 0
+        self._changed = asyncio.Event()
+        self.version = 0  # bumps on every published part/segment (playlist caches key on it)
+
+    # ------------------------------------------------------------------ feeding
+    def push(self, packet: EncodedPacket, t0: float) -> None:
+        if self.ended:
+            return
+        au = to_sample(packet.data)
+        idr = packet.keyframe and au.idr
+        if self._current is None and not idr:
+            return  # start at a keyframe
+        if idr and au.sps is not None and au.pps is not None and (au.sps, au.pps) != self._params:
+            self._new_init(au.sps, au.pps)
+        if not au.sample:
+            return
+        slot = round((packet.captured_at - t0) * self.config.fps)
+        if slot <= self._last_slot:
+            slot = self._last_slot + 1
+        self._last_slot = slot
+        if self._pending is not None:
+            sample, pslot, pidr = self._pending
+            self._samples.append(boxes.Sample(sample, (slot - pslot) * self._ticks, pidr))
+        current = self._current
+        if current is None:
+            self._start_segment(slot, t0)
+        else:
+            seconds = (slot - current.start_slot) / self.config.fps
+            new_init = self.init_version != current.init_version
+            if idr and (seconds >= 0.75 * self.config.segment_target_s or new_init):
+                self._close_part(slot)
+                self._close_segment(slot)
+                self._start_segment(slot, t0)
+            elif idr or slot - self._part_start_slot >= self.config.part_frames:
+                self._close_part(slot)
+        if not self._samples:
+            self._part_start_slot = slot
+            self._part_independent = idr
+        self._pending = (au.sample, slot, idr)
+        self._maybe_request_keyframe(slot)
+
+    def _new_init(self, sps: bytes, pps: bytes) -> None:
+        info = parse_sps(sps)
+        self._params = (sps, pps)
+        self.init_version += 1
+        video = boxes.VideoConfig(sps, pps, self.config.timescale)
+        self.inits[self.init_version] = boxes.init_segment(video, self.audio)
+        self.video_codec = info.codec_string
+        self.width, self.height = info.width, info.height
+        log.info("hls %s: init %d, %dx%d %s", self.name, self.init_version, info.width, info.height,
+                 info.codec_string)
+
+    def _start_segment(self, slot: int, t0: float) -> None:
+        prev = self.segments[-1] if self.segments else None
+        discontinuity = prev is not None and prev.init_version != self.init_version
+        seg = Segment(self._next_msn, slot, t0 + slot / self.config.fps, self.init_version, discontinuity)
+        self._next_msn += 1
+        self._current = seg
+        self.segments.append(seg)
+
+    def _maybe_request_keyframe(self, slot: int) -> None:
+        seg = self._current
+        if seg is None or self._request_keyframe is None:
+            return
+        due = self.config.segment_target_s * self.config.fps - KEYFRAME_LEAD_FRAMES
+        if slot - seg.start_slot < due:
+            return
+        # ask once when due, again every half second while none came (the fan-out coalesces)
+        if self._keyframe_asked_for != seg.msn or slot - self._keyframe_asked_at >= self.config.fps / 2:
+            self._keyframe_asked_for = seg.msn
+            self._keyframe_asked_at = slot
+            self._request_keyframe(f"hls {self.name}: segment {seg.msn} boundary")
+
+    def _audio_run(self, end_slot: int) -> boxes.TrackRun | None:
+        frames = self._audio_frames
+        if frames is None or self.audio is None:
+            return None
+        end = end_slot * SAMPLE_RATE // self.config.fps
+        samples: list[boxes.Sample] = []
+        base: int | None = None
+        while frames and frames[0].position < end:
+            frame = frames.popleft()
+            if self._audio_next is not None and frame.position < self._audio_next:
+                continue  # overlaps what was already sent
+            if base is None:
+                base = frame.position
+            elif frame.position != base + len(samples) * FRAME_SAMPLES:
+                frames.appendleft(frame)  # a jump: it starts the next run
+                break
+            samples.append(boxes.Sample(frame.data, FRAME_SAMPLES))
+        if base is None:
+            return None
+        self._audio_next = base + len(samples) * FRAME_SAMPLES
+        return boxes.TrackRun(boxes.AUDIO_TRACK, base, samples, with_flags=False)
+
+    def _close_part(self, end_slot: int) -> None:
+        seg = self._current
+        if seg is None or not self._samples:
+            return
+        runs = [boxes.TrackRun(boxes.VIDEO_TRACK, self._part_start_slot * self._ticks, self._samples, True)]
+        audio = self._audio_run(end_slot)
+        if audio is not None:
+            runs.append(audio)
+        self._sequence += 1
+        data = boxes.fragment(self._sequence, runs)
+        duration = (end_slot - self._part_start_slot) / self.config.fps
+        seg.parts.append(Part(seg.msn, len(seg.parts), data, duration, self._part_independent))
+        seg.size += len(data)
+        self._samples = []
+        self._publish()
+
+    def _close_segment(self, end_slot: int) -> None:
+        seg = self._current
+        if seg is None:
+            return
+        self._current = None
+        if not seg.parts:
+            self.segments.remove(seg)
+            return
+        seg.duration = (end_slot - seg.start_slot) / self.config.fps
+        seg.complete = True
+        if seg.duration > 0:
+            self.peak_bitrate = max(self.peak_bitrate, int(seg.size * 8 / seg.duration))
+        self._trim()
+        self._publish()
+        if self._on_segment is not None:
+            try:
+                self._on_segment(self.name, seg)
+            except Exception:  # noqa: BLE001 - a listener never breaks the stream
+                log.exception("hls %s: segment listener failed", self.name)
+
+    def _trim(self) -> None:
+        complete = [s for s in self.segments if s.complete]
+        while len(complete) > self.config.window:
+            old = complete.pop(0)
+            self.segments.remove(old)
+            if old.discontinuity:
+                self.discontinuity_sequence += 1
+        if self.segments:
+            self.first_msn = self.segments[0].msn
+        # parts older than three target durations from the live edge leave the playlist (and memory)
+        age = 0.0
+        for seg in reversed(self.segments):
+            if seg.complete:
+                age += seg.duration
+                if age > 3 * self.config.target_duration and not seg.parts_dropped:
+                    _ = seg.data  # keep the joined segment
+                    for part in seg.parts:
+                        part.data = b""
+                    seg.parts_dropped = True
+        used = {s.init_version for s in self.segments}
+        for version in [v for v in self.inits if v not in used and v != self.init_version]:
+            del self.inits[version]
+
+    def _publish(self) -> None:
+        self.version += 1
+        event, self._changed = self._changed, asyncio.Event()
+        event.set()
+
+    def finish(self) -> None:
+        """End of stream: the pending frame closes the last part and segment; waiters wake up."""
+        if self.ended:
+            return
+        if self._pending is not None and self._current is not None:
+            sample, slot, idr = self._pending
+            end = slot + 1
+            self._samples.append(boxes.Sample(sample, self._ticks, idr))
+            self._pending = None
+            self._close_part(end)
+            self._close_segment(end)
+        self.ended = True
+        self._publish()
+
+    # ------------------------------------------------------------------ reading
+    @property
+    def ready(self) -> bool:
+        return bool(self.inits) and any(s.parts for s in self.segments)
+
+    def segment(self, msn: int) -> Segment | None:
+        if not self.segments:
+            return None
+        i = msn - self.segments[0].msn
+        if 0 <= i < len(self.segments):
+            return self.segments[i]
+        return None
+
+    @property
+    def last_part(self) -> tuple[int, int]:
+        """(msn, index) of the newest published part; (-1, -1) before the first."""
+        for seg in reversed(self.segments):
+            if seg.parts:
+                return seg.msn, len(seg.parts) - 1
+        return -1, -1
+
+    @property
+    def last_complete_msn(self) -> int:
+        for seg in reversed(self.segments):
+            if seg.complete:
+                return seg.msn
+        return -1
+
+    @property
+    def live_msn(self) -> int:
+        """The msn of the segment being written (or of the last one once ended)."""
+        return self.segments[-1].msn if self.segments else 0
+
+    def has(self, msn: int, part: int | None) -> bool:
+        """True when a playlist now contains segment `msn` (or its part `part`), per _HLS_msn/_HLS_part."""
+        if part is None:
+            return msn <= self.last_complete_msn
+        last_msn, last_index = self.last_part
+        if msn < last_msn:
+            return True
+        return msn == last_msn and part <= last_index or (self.ended and msn <= last_msn)
+
+    def part_possible(self, msn: int, index: int) -> bool:
+        """False when part (msn, index) can never be published."""
+        if self.ended:
+            seg = self.segment(msn)
+            return seg is not None and index < len(seg.parts)
+        seg = self.segment(msn)
+        if seg is not None:
+            return not seg.complete or index < len(seg.parts)
+        return msn > self.live_msn
+
+    async def wait(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `ready()` (re-checked after each publish), the stream ends, or the timeout passes."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not ready():
+            if self.ended:
+                return ready()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                return ready()
+        return True
