@@ -36,6 +36,7 @@ logger = logging.getLogger("playcast.demo")
 
 PROBE_SIZE = 64  # the latency probe square at (0, 0); nothing else draws there
 HUD_X = PROBE_SIZE + 20
+STARFIELD_SPEED = 40.0  # px/s
 SHIP_SPEED = 520.0  # px/s for keyboard and gamepad
 SHIP_SIZE = 22
 BULLET_SPEED = 1100.0
@@ -259,7 +260,10 @@ class Game:
 
     def draw(self, now: float) -> None:
         s = self.screen
-        s.blit(self._background, (0, 0))
+        # The starfield drifts down, as space shooters do: the picture is never still.
+        off = int(now * STARFIELD_SPEED) % self.h
+        s.blit(self._background, (0, off))
+        s.blit(self._background, (0, off - self.h))
         for t in self.targets:
             color = BONUS if t.bonus else TARGET
             pygame.draw.circle(s, color, (int(t.x), int(t.y)), int(t.r))
