@@ -47,6 +47,7 @@ def describe(request: Request, row: BroadcastRow, *, with_token: bool) -> dict[s
     }
     if with_token:
         doc["viewerToken"] = row.viewer_token
+        doc["publishToken"] = row.publish_token
         if row.private:
             doc["viewerPageUrl"] += f"&token={row.viewer_token}"
     return doc

@@ -78,7 +78,7 @@ class Broadcasts:
             row = BroadcastRow(
                 id="b-" + "".join(secrets.choice(_ALNUM) for _ in range(12)), stream_session_id=session_id,
                 stream_group_id=session.stream_group_id, owner=owner, status=LIVE, private=options.private,
-                viewer_token=secrets.token_urlsafe(24), hls=options.hls, record=options.record,
+                viewer_token=secrets.token_urlsafe(24), publish_token=secrets.token_urlsafe(24), hls=options.hls, record=options.record,
                 created_at=time.time())
             db.add(row)
             await db.commit()

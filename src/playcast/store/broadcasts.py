@@ -20,6 +20,7 @@ class BroadcastRow(Base):
     status: Mapped[str] = mapped_column(String(16))  # LIVE | ENDED
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     viewer_token: Mapped[str] = mapped_column(String(128))
+    publish_token: Mapped[str] = mapped_column(String(128), default="")  # WHIP ingest into this broadcast's stage
     hls: Mapped[bool] = mapped_column(Boolean, default=True)
     record: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
