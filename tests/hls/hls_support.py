@@ -128,3 +128,64 @@ async def serve(app, port: int | None = None) -> AsyncIterator[str]:  # type: ig
     finally:
         server.should_exit = True
         await task
+
+
+class LiveFeed:
+    """Pushes synthetic video (and a tone) into a packager in real time, as the fan-out would."""
+
+    def __init__(self, packager, enc: SyntheticEncoder, audio: bool = True) -> None:  # type: ignore[no-untyped-def]
+        self.packager = packager
+        self.enc = enc
+        self.audio = audio
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        i = 0
+        import time as _time
+        while True:
+            now = _time.time()
+            self.packager.push_video(self.enc.encode(now))
+            if self.audio:
+                self.packager.push_audio(tone(1 / self.enc.fps, start_sample=i * 48000 // self.enc.fps),
+                                         at=now - 1 / self.enc.fps)
+            i += 1
+            await asyncio.sleep(max(0.0, start + i / self.enc.fps - loop.time()))
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+
+def parse_playlist(text: str) -> dict:
+    """The bits tests look at: tags by name, segments (uri, duration), parts, hint."""
+    out: dict = {"tags": {}, "segments": [], "parts": [], "hint": None, "pdt": [], "lines": text.splitlines()}
+    lines = text.splitlines()
+    assert lines[0] == "#EXTM3U"
+    pending_duration = None
+    for line in lines[1:]:
+        if line.startswith("#EXTINF:"):
+            pending_duration = float(line[8:].split(",")[0])
+        elif line.startswith("#EXT-X-PART:"):
+            attrs = dict(kv.split("=", 1) for kv in line[12:].split(","))
+            out["parts"].append({"uri": attrs["URI"].strip('"'), "duration": float(attrs["DURATION"]),
+                                 "independent": attrs.get("INDEPENDENT") == "YES"})
+        elif line.startswith("#EXT-X-PRELOAD-HINT:"):
+            attrs = dict(kv.split("=", 1) for kv in line[20:].split(","))
+            out["hint"] = attrs["URI"].strip('"')
+        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            out["pdt"].append(line[25:])
+        elif line.startswith("#"):
+            name, _, value = line[1:].partition(":")
+            out["tags"].setdefault(name, []).append(value)
+        elif line:
+            out["segments"].append((line, pending_duration))
+            pending_duration = None
+    return out

@@ -1,0 +1,132 @@
+"""LL-HLS playlists: tags, windows, parts, preload hints, delta updates and the multivariant playlist."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+
+from hls_support import SyntheticEncoder, parse_playlist
+
+from playcast.media.hls import HlsPackager
+
+
+def _push(packager: HlsPackager, enc: SyntheticEncoder, seconds: float, t0: float, start: int = 0) -> None:
+    for i in range(start, start + round(seconds * enc.fps)):
+        packager.push_video(enc.encode(t0 + i / enc.fps))
+
+
+def _pdt(value: str) -> float:
+    return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).timestamp()
+
+
+async def test_live_playlist_tags_window_and_parts() -> None:
+    enc = SyntheticEncoder(fps=30)
+    packager = HlsPackager(30, audio=False, window=4, request_keyframe=enc.request_keyframe)
+    t0 = time.time()
+    _push(packager, enc, 9.1, t0)
+    pl = parse_playlist(packager.media("source").decode())
+    tags = pl["tags"]
+    assert tags["EXT-X-VERSION"] == ["9"]
+    target = int(tags["EXT-X-TARGETDURATION"][0])
+    assert target == 2
+    assert tags["EXT-X-SERVER-CONTROL"] == ["CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,CAN-SKIP-UNTIL=12.0"]
+    assert tags["EXT-X-PART-INF"] == ["PART-TARGET=0.20000"]
+    assert tags["EXT-X-MAP"] == ['URI="init0.mp4"']
+    # the window: 4 complete segments, the oldest ones slid out
+    assert len(pl["segments"]) == 4
+    first_msn = int(tags["EXT-X-MEDIA-SEQUENCE"][0])
+    assert first_msn > 0
+    assert [uri for uri, _ in pl["segments"]] == [f"seg{first_msn + i}.m4s" for i in range(4)]
+    for _, duration in pl["segments"]:
+        assert 0.7 <= duration <= 1.1 and round(duration) <= target
+    # parts: each <= PART-TARGET, INDEPENDENT on each segment's first part, summing to the EXTINF
+    assert pl["parts"] and all(p["duration"] <= 0.2 + 1e-9 for p in pl["parts"])
+    seg_msn = first_msn + 3
+    own = [p for p in pl["parts"] if p["uri"].startswith(f"part{seg_msn}.")]
+    assert own[0]["independent"] and not any(p["independent"] for p in own[1:])
+    assert math.isclose(sum(p["duration"] for p in own), pl["segments"][3][1], abs_tol=1e-4)
+    # the segment in progress: its parts are listed, then a preload hint for the next part
+    live = [p for p in pl["parts"] if p["uri"].startswith(f"part{seg_msn + 1}.")]
+    assert pl["hint"] == f"part{seg_msn + 1}.{len(live)}.m4s"
+    # PDT before each segment, one wall-clock second per second of media
+    pdts = [_pdt(v) for v in pl["pdt"]]
+    assert abs(pdts[0] - (t0 + packager.source.segments[0].start_slot / 30)) < 0.002
+    for (_, duration), a, b in zip(pl["segments"], pdts, pdts[1:], strict=False):
+        assert abs(b - a - duration) < 0.002
+    assert "#EXT-X-ENDLIST" not in pl["lines"]
+    await packager.close()
+    ended = parse_playlist(packager.media("source").decode())
+    assert ended["lines"][-1] == "#EXT-X-ENDLIST" and ended["hint"] is None
+
+
+async def test_old_parts_leave_the_playlist_after_three_target_durations() -> None:
+    enc = SyntheticEncoder(fps=30)
+    packager = HlsPackager(30, audio=False, window=12, request_keyframe=enc.request_keyframe)
+    _push(packager, enc, 11, time.time())
+    pl = parse_playlist(packager.media("source").decode())
+    with_parts = {p["uri"].split(".")[0][4:] for p in pl["parts"]}
+    listed = [int(uri[3:-4]) for uri, _ in pl["segments"]]
+    old = [m for m in listed if str(m) not in with_parts]
+    assert old and old == listed[:len(old)]  # the oldest segments lost their parts, the recent ones kept them
+    recent = sum(d for uri, d in pl["segments"] if str(int(uri[3:-4])) in with_parts)
+    assert recent <= 3 * 2 + 1.1  # three target durations (plus the segment that crossed the line)
+    seg = packager.source.segment(old[0])
+    assert seg is not None and seg.parts_dropped and seg.data  # the whole segment is still served
+    await packager.close()
+
+
+async def test_delta_update_skips_old_segments() -> None:
+    enc = SyntheticEncoder(fps=30)
+    packager = HlsPackager(30, audio=False, window=20, request_keyframe=enc.request_keyframe)
+    _push(packager, enc, 18, time.time())
+    full = parse_playlist(packager.media("source").decode())
+    delta = parse_playlist(packager.media("source", skip=True).decode())
+    skipped = int(delta["tags"]["EXT-X-SKIP"][0].split("=")[1])
+    assert skipped > 0
+    assert len(delta["segments"]) + skipped == len(full["segments"])
+    assert delta["segments"] == full["segments"][skipped:]
+    # what remains reaches back at least CAN-SKIP-UNTIL (12 s) from the live edge
+    assert sum(d for _, d in delta["segments"]) + 0.5 >= 12 - 1.1
+    assert delta["tags"]["EXT-X-MEDIA-SEQUENCE"] == full["tags"]["EXT-X-MEDIA-SEQUENCE"]
+    assert delta["tags"]["EXT-X-MAP"]
+    await packager.close()
+
+
+async def test_master_playlist_lists_codecs_and_resolution() -> None:
+    enc = SyntheticEncoder(320, 240, fps=30)
+    packager = HlsPackager(30, request_keyframe=enc.request_keyframe, nominal_bitrate_kbps=600)
+    _push(packager, enc, 1.5, time.time())
+    lines = packager.master().decode().splitlines()
+    assert lines[:3] == ["#EXTM3U", "#EXT-X-VERSION:9", "#EXT-X-INDEPENDENT-SEGMENTS"]
+    inf = lines[3]
+    assert inf.startswith("#EXT-X-STREAM-INF:BANDWIDTH=")
+    assert 'CODECS="avc1.42c00d,mp4a.40.2"' in inf and "RESOLUTION=320x240" in inf and "FRAME-RATE=30.000" in inf
+    bandwidth = int(inf.split("BANDWIDTH=")[1].split(",")[0])
+    assert bandwidth >= 600_000 + 128_000
+    assert lines[4] == "source/index.m3u8"
+    await packager.close()
+
+
+async def test_segment_boundaries_ask_for_keyframes() -> None:
+    enc = SyntheticEncoder(fps=30)
+    packager = HlsPackager(30, audio=False, segment_target_s=1.5, request_keyframe=enc.request_keyframe)
+    _push(packager, enc, 6, time.time())
+    complete = [s for s in packager.source.segments if s.complete]
+    assert len(complete) >= 3
+    for s in complete:
+        assert 1.4 <= s.duration <= 1.55
+    assert enc.keyframe_requests >= len(complete)
+    assert parse_playlist(packager.media("source").decode())["tags"]["EXT-X-TARGETDURATION"] == ["3"]
+    await packager.close()
+
+
+async def test_bad_rendition_names_are_refused() -> None:
+    import pytest
+
+    from playcast.media.hls import RenditionSpec
+
+    with pytest.raises(ValueError):
+        HlsPackager(30, audio=False, renditions=[RenditionSpec("source", 120, 200)])
+    with pytest.raises(ValueError):
+        HlsPackager(30, audio=False, renditions=[RenditionSpec("a/b", 120, 200)])
