@@ -39,7 +39,7 @@ def describe(request: Request, row: BroadcastRow, *, with_token: bool) -> dict[s
         "private": row.private,
         "viewerPageUrl": f"{base}/watch/{row.stream_session_id}?broadcast={row.id}",
         "whepUrl": f"{base}/whep/{row.id}",
-        "hlsUrl": f"{base}/hls/{row.id}/index.m3u8",
+        "hlsUrl": f"{base}/hls/{row.id}/master.m3u8",
         "whipIngestUrl": f"{base}/whip/{row.id}",
         "createdAt": row.created_at,
         "endedAt": row.ended_at,

@@ -83,6 +83,11 @@ class Broadcasts:
             db.add(row)
             await db.commit()
         self._live[row.id] = _Live(session_id)
+        if row.hls:
+            try:
+                await self.plane.host_pool.start_hls(session_id, row.id)
+            except Exception:  # the WebRTC broadcast still works without LL-HLS
+                log.exception("LL-HLS could not start", extra={"broadcast": row.id})
         log.info("broadcast started", extra={"broadcast": row.id, "session": session_id})
         return row
 
@@ -105,6 +110,8 @@ class Broadcasts:
                 await db.commit()
         live = self._live.pop(broadcast_id, None)
         if live is not None:
+            if row.hls:
+                await self.plane.host_pool.stop_hls(live.session_id, broadcast_id)
             for viewer_id in list(live.viewers):
                 await self.plane.host_pool.remove_viewer(live.session_id, viewer_id)
             log.info("broadcast ended", extra={"broadcast": broadcast_id, "reason": reason})

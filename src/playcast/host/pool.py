@@ -26,6 +26,7 @@ from playcast.control.hostlink import (
 )
 from playcast.host.app import LaunchError
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
+from playcast.media.hls.origin import HlsRegistry
 from playcast.media.peer import OfferError
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,10 @@ class StartTimes:
 class LocalHostPool(HostPool):
     """Slots on this machine, in one location."""
 
-    def __init__(self, location: str, slots: int, options: RuntimeOptions, host_id: str = "host-local") -> None:
+    def __init__(self, location: str, slots: int, options: RuntimeOptions, host_id: str = "host-local",
+                 hls_registry: HlsRegistry | None = None) -> None:
         self.location = location
+        self.hls_registry = hls_registry if hls_registry is not None else HlsRegistry()
         self.host_id = host_id
         self.options = options
         self.slots = [Slot(f"slot-{i}") for i in range(slots)]
@@ -201,6 +204,17 @@ class LocalHostPool(HostPool):
     def viewer_count(self, session_id: str) -> int:
         slot = self._slot_of(session_id)
         return len(slot.runtime.viewers) if slot is not None and slot.runtime is not None else 0
+
+    async def start_hls(self, session_id: str, broadcast_id: str) -> None:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            raise LookupError(f"session {session_id} is not running on this host")
+        await slot.runtime.start_hls(broadcast_id, self.hls_registry)
+
+    async def stop_hls(self, session_id: str, broadcast_id: str) -> None:
+        slot = self._slot_of(session_id)
+        if slot is not None and slot.runtime is not None:
+            await slot.runtime.stop_hls(broadcast_id)
 
     async def terminate(self, session_id: str, reason: str = "terminated") -> None:
         slot = self._slot_of(session_id)

@@ -26,6 +26,8 @@ from playcast.host.input import protocol as input_protocol
 from playcast.host.input.injector import InputInjector
 from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout, PacketSink
+from playcast.media.hls.origin import HlsRegistry
+from playcast.media.hls.packager import HlsPackager
 from playcast.media.opus_fanout import OpusFanout
 from playcast.media.peer import ClientPeer
 
@@ -65,6 +67,7 @@ class SessionRuntime:
         self.peer: ClientPeer | None = None
         self.opus: OpusFanout | None = None
         self.viewers: dict[str, ClientPeer] = {}  # broadcast viewers (WHEP): video + audio out, nothing in
+        self.hls: dict[str, _HlsFeed] = {}  # broadcast id -> LL-HLS packager fed from the shared encode
         self._viewer_seq = 0
         self.client_id = 0
         self.launched_at = 0.0
@@ -156,6 +159,8 @@ class SessionRuntime:
                 peer.send_control(input_protocol.encode_server_disconnect(reason))
                 await asyncio.sleep(0.05)  # let the control message leave before DTLS goes down
                 await peer.close()
+            for broadcast_id in list(self.hls):
+                await self.stop_hls(broadcast_id)
             viewers, self.viewers = list(self.viewers.values()), {}
             await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
             if self.opus is not None:
@@ -251,6 +256,37 @@ class SessionRuntime:
         await peer.close()
         return True
 
+    # ------------------------------------------------------------------ LL-HLS
+    async def start_hls(self, broadcast_id: str, registry: HlsRegistry) -> HlsPackager:
+        """Package the session's encoded video (no re-encode) and its audio (AAC) as LL-HLS for `broadcast_id`."""
+        assert self.fanout is not None
+        existing = self.hls.get(broadcast_id)
+        if existing is not None:
+            return existing.packager
+        o = self.options
+        sink = self.fanout.add_sink(f"hls-{broadcast_id}", max_packets=4 * o.fps)
+        audio = self.audio is not None and self.audio.available
+        packager = HlsPackager(o.fps, audio=audio, request_keyframe=sink.request_keyframe,
+                               nominal_bitrate_kbps=o.bitrate_kbps)
+        tasks = [asyncio.ensure_future(packager.pump_video(sink))]
+        if audio:
+            assert self.audio is not None
+            tasks.append(asyncio.ensure_future(packager.pump_audio(self.audio.chunks())))
+        self.hls[broadcast_id] = _HlsFeed(packager, sink, tasks, registry)
+        registry.add(broadcast_id, packager)
+        return packager
+
+    async def stop_hls(self, broadcast_id: str) -> None:
+        feed = self.hls.pop(broadcast_id, None)
+        if feed is None:
+            return
+        feed.sink.close()
+        for task in feed.tasks:
+            task.cancel()
+        await asyncio.gather(*feed.tasks, return_exceptions=True)
+        await feed.packager.close()  # playlists end with EXT-X-ENDLIST; players see the end
+        feed.registry.remove(broadcast_id)
+
     async def _drop_client(self, peer: ClientPeer) -> None:
         if self.injector is not None:
             self.injector.release_all()
@@ -310,6 +346,14 @@ class SessionRuntime:
         peer = self.peer
         if peer is not None and client_id == self.client_id:
             peer.send_message(payload)
+
+
+@dataclass
+class _HlsFeed:
+    packager: HlsPackager
+    sink: PacketSink
+    tasks: list[asyncio.Task[None]]
+    registry: HlsRegistry
 
 
 def _ignore(_: bytes) -> None:
