@@ -1,0 +1,45 @@
+"""The viewer page plays a broadcast: WHEP video with a live badge and viewer count; LL-HLS when asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.broadcast.test_whep import _start_session, _wait
+from tests.harness import chromium, playcast_up
+
+pytestmark = pytest.mark.netns
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+
+DECODED_JS = """() => { const v = document.querySelector('#video');
+  return v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().totalVideoFrames : 0; }"""
+
+
+def test_viewer_page_shows_the_live_broadcast() -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playcast_up("--slots", "2") as pc, chromium() as browser:
+        admin = {"Authorization": f"Bearer {pc.credentials['admin_token']}"}
+        http = httpx.Client(base_url=pc.base_url, timeout=30)
+        group, sid = _start_session(pc)
+        b = http.post("/v1/broadcasts", headers=admin, json={"streamSessionId": sid, "private": True}).json()
+        page = browser.new_context(viewport={"width": 1400, "height": 820}).new_page()
+        page.goto(b["viewerPageUrl"])
+        page.wait_for_function("document.documentElement.dataset.broadcast === 'live'", timeout=30000)
+        page.wait_for_function("document.querySelector('#video').videoWidth === 1280", timeout=20000)
+        _wait(lambda: page.evaluate(DECODED_JS) > 30, 20, "frames in the viewer page")
+        assert page.evaluate("document.documentElement.dataset.transport") == "whep"
+        _wait(lambda: "1 watching" in page.inner_text("#liveBadge"), 10, "the viewer count")
+        page.screenshot(path=str(ARTIFACTS / "viewer-live.png"))
+
+        # Without the viewer token a private broadcast shows nothing.
+        other = browser.new_context().new_page()
+        other.goto(b["viewerPageUrl"].split("&token=")[0])
+        other.wait_for_function("document.documentElement.dataset.broadcast === 'error'", timeout=20000)
+
+        # Ending the broadcast turns the page offline.
+        http.delete(f"/v1/broadcasts/{b['broadcastId']}", headers=admin)
+        page.wait_for_function("document.documentElement.dataset.broadcast === 'offline'", timeout=20000)
+        pc.boto3().terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
