@@ -62,7 +62,7 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool) -> None:
     from playcast.credentials import load_or_create
     from playcast.host.pool import LocalHostPool
     from playcast.host.runtime import RuntimeOptions
-    from playcast.media.hls.origin import hls_routes
+    from playcast.media.hls.origin import hls_routes, vendor_routes
     from playcast.server import build_app
     from playcast.web.routes import web_routes
 
@@ -79,7 +79,7 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool) -> None:
     login_tokens = LoginTokens()
     login = login_tokens.issue()
     web_app = build_app(settings, pool, admin_token=creds.admin_token, login_tokens=login_tokens,
-                        extra_routes=[*web_routes(), *hls_routes(pool.hls_registry)])
+                        extra_routes=[*vendor_routes(), *web_routes(), *hls_routes(pool.hls_registry)])
     config = uvicorn.Config(web_app, host=settings.bind_host, port=settings.port, log_config=None,
                             access_log=False, lifespan="on")
     server = _make_server_class()(config)
