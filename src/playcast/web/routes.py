@@ -31,6 +31,10 @@ async def _viewer(request: Request) -> Response:
     return FileResponse(WEB_DIR / "viewer.html", headers={"Cache-Control": "no-cache"})
 
 
+async def _openapi(request: Request) -> Response:
+    return FileResponse(WEB_DIR / "openapi.yaml", media_type="application/yaml", headers={"Cache-Control": "no-cache"})
+
+
 async def _root(request: Request) -> Response:
     return RedirectResponse("/play", status_code=307)
 
@@ -39,6 +43,7 @@ def web_routes() -> list[BaseRoute]:
     return [
         Route("/", _root, methods=["GET"]),
         Route("/play", _player, methods=["GET"]),
+        Route("/openapi.yaml", _openapi, methods=["GET"]),
         Route("/watch/{stream_session_id}", _viewer, methods=["GET"]),
         Mount("/sdk", app=_NoCacheStatic(directory=WEB_DIR / "sdk"), name="sdk"),
         Mount("/static", app=_NoCacheStatic(directory=WEB_DIR / "static"), name="static"),
