@@ -17,11 +17,15 @@ from .api.auth import CookieSigner
 from .api.aws.app import AwsApi
 from .api.aws.model import root_segments
 from .api.broadcasts import BroadcastApi
+from .api.chat import ChatApi
 from .api.player import LoginTokens, PlayerApi
 from .api.whep import whep_routes
+from .api.whip import whip_routes
 from .config import Settings
+from .control.chat_bridge import start_chat
 from .control.hostlink import HostPool
 from .control.plane import ControlPlane
+from .media.stage import Stages
 from .store.db import open_database
 from .store.queries import get_or_create_secret
 
@@ -55,10 +59,17 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
         app.state.plane = plane
         app.state.db = db
         await plane.start()
+        stages = app.state.stages = Stages()  # WHIP ingest stages, one per broadcast, ended with it
+        plane.broadcasts.on_end.append(stages.end)
         log.info("control plane started (region %s, location %s)", settings.region, settings.effective_location)
+        chat = await start_chat(getattr(app.state, "events", None), db, host_pool)  # chat rooms + game bridge
+        app.state.chat = chat.service if chat is not None else None
         try:
             yield
         finally:
+            await stages.close()
+            if chat is not None:
+                await chat.close()
             await plane.stop()
             await db.close()
             log.info("control plane stopped")
@@ -76,7 +87,9 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
         routes.append(Route(f"/{root}/{{rest:path}}", aws, methods=None))
     routes.extend(player.routes())
     routes.extend(BroadcastApi(admin_token).routes())
+    routes.extend(whip_routes())  # before whep_routes: /whep/{id}/cam is the stage's, not a viewer id
     routes.extend(whep_routes())
+    routes.extend(ChatApi(admin_token).routes())
     routes.extend(extra_routes)
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings

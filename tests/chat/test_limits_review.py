@@ -110,7 +110,8 @@ def test_config_from_env() -> None:
     assert cfg.room_rate == Rate(20) and cfg.user_rate == Rate(2) and cfg.max_message_length == 200
     assert cfg.review_budget_s == 0.05 and cfg.review_fallback == DENY and callable(cfg.review_hook)
     assert ChatConfig.from_env({}).room_rate == Rate(10)
-    for bad in ({"PLAYCAST_CHAT_ROOM_RATE": "ten"}, {"PLAYCAST_CHAT_REVIEW_FALLBACK": "MAYBE"},
+    assert ChatConfig.from_env({"PLAYCAST_CHAT_USER_RATE": "5/30"}).user_rate == Rate(5, 30.0)
+    for bad in ({"PLAYCAST_CHAT_ROOM_RATE": "ten"}, {"PLAYCAST_CHAT_ROOM_RATE": "0"}, {"PLAYCAST_CHAT_ROOM_RATE": "5/x"}, {"PLAYCAST_CHAT_REVIEW_FALLBACK": "MAYBE"},
                 {"PLAYCAST_CHAT_REVIEW_HOOK": "no_colon"}, {"PLAYCAST_CHAT_MAX_LENGTH": "0"}):
         with pytest.raises(ValueError):
             ChatConfig.from_env(bad)

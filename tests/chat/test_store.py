@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from playcast.events.chat import shapes
-from playcast.store.chat import BAN_USER, DELETE_MESSAGE, MESSAGE, REACTION, UNBAN_USER, ChatStore, StoreClosed
+from playcast.store.chat import (
+    BAN_USER,
+    DELETE_MESSAGE,
+    MESSAGE,
+    REACTION,
+    UNBAN_USER,
+    ChatStore,
+    StoreClosed,
+)
 from playcast.store.db import open_database
 
 WHO = {"userId": "u-1", "displayName": "Ann", "role": "viewer"}

@@ -9,10 +9,14 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..events.chat import shapes
 from .hostlink import HostPool, SessionEvent, SessionEventKind
+
+if TYPE_CHECKING:
+    from ..events.chat.service import ChatService
+    from ..store.db import Database
 
 log = logging.getLogger(__name__)
 
@@ -111,3 +115,33 @@ class ChatGameBridge:
             await self.chat.rooms.deliver(event.session_id, shapes.from_game(bytes(payload), event.at), shapes.GAME)
         except Exception:  # noqa: BLE001 - the game keeps running whatever chat does
             log.exception("publishing a message of the game of session %s failed", event.session_id)
+
+
+class RunningChat:
+    """Chat plus its game bridge, as the server runs them; `close()` stops both."""
+
+    def __init__(self, service: ChatService, bridge: ChatGameBridge | None) -> None:
+        self.service = service
+        self.bridge = bridge
+
+    async def close(self) -> None:
+        if self.bridge is not None:
+            await self.bridge.close()
+        await self.service.close()
+
+
+async def start_chat(events: Any, db: Database, host_pool: HostPool) -> RunningChat | None:
+    """Start chat on the events service (None when the server runs without one) and bridge it to the games.
+    Settings come from PLAYCAST_CHAT_* (see ChatConfig.from_env); a bad value stops the server with its error."""
+    if events is None:
+        return None
+    from ..events.chat.config import ChatConfig
+    from ..events.chat.service import ChatService
+
+    service = ChatService(events, db, ChatConfig.from_env())
+    await service.start()
+    bridge = None
+    if service.config.bridge_to_game:
+        bridge = ChatGameBridge(host_pool, service)
+        bridge.start()
+    return RunningChat(service, bridge)

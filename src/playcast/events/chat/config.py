@@ -42,16 +42,16 @@ class ChatConfig:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> ChatConfig:
         """Defaults, overridden by PLAYCAST_CHAT_MAX_LENGTH, PLAYCAST_CHAT_ROOM_RATE, PLAYCAST_CHAT_USER_RATE
-        (messages per second), PLAYCAST_CHAT_REVIEW_HOOK ('module:function'), PLAYCAST_CHAT_REVIEW_BUDGET_MS,
+        ('N' messages per second or 'N/S' per S seconds), PLAYCAST_CHAT_REVIEW_HOOK ('module:function'), PLAYCAST_CHAT_REVIEW_BUDGET_MS,
         PLAYCAST_CHAT_REVIEW_FALLBACK (ALLOW|DENY)."""
         e = os.environ if env is None else env
         cfg = cls()
         if e.get("PLAYCAST_CHAT_MAX_LENGTH"):
             cfg.max_message_length = _int(e, "PLAYCAST_CHAT_MAX_LENGTH", 1, 10_000)
         if e.get("PLAYCAST_CHAT_ROOM_RATE"):
-            cfg.room_rate = Rate(_int(e, "PLAYCAST_CHAT_ROOM_RATE", 1, 100_000))
+            cfg.room_rate = _rate(e, "PLAYCAST_CHAT_ROOM_RATE")
         if e.get("PLAYCAST_CHAT_USER_RATE"):
-            cfg.user_rate = Rate(_int(e, "PLAYCAST_CHAT_USER_RATE", 1, 100_000))
+            cfg.user_rate = _rate(e, "PLAYCAST_CHAT_USER_RATE")
         if e.get("PLAYCAST_CHAT_REVIEW_HOOK"):
             cfg.review_hook = load_hook(e["PLAYCAST_CHAT_REVIEW_HOOK"])
         if e.get("PLAYCAST_CHAT_REVIEW_BUDGET_MS"):
@@ -61,6 +61,17 @@ class ChatConfig:
             if cfg.review_fallback not in ("ALLOW", "DENY"):
                 raise ValueError("PLAYCAST_CHAT_REVIEW_FALLBACK must be ALLOW or DENY")
         return cfg
+
+
+def _rate(env: dict[str, str] | os._Environ[str], name: str) -> Rate:
+    count, _, per = env[name].strip().partition("/")
+    try:
+        rate = Rate(int(count), float(per) if per else 1.0)
+    except ValueError:
+        raise ValueError(f"{name} must be 'N' (per second) or 'N/S' (per S seconds), got {env[name]!r}") from None
+    if rate.count > 100_000 or rate.per_s > 3600:
+        raise ValueError(f"{name} is out of range: at most 100000 per at most 3600 s")
+    return rate
 
 
 def _int(env: dict[str, str] | os._Environ[str], name: str, lo: int, hi: int) -> int:
