@@ -35,6 +35,8 @@ class Settings:
     fps: int = field(default_factory=lambda: _env_int("PLAYCAST_FPS", 60))
     bitrate_kbps: int = field(default_factory=lambda: _env_int("PLAYCAST_BITRATE_KBPS", 6000))
     encoder: str = field(default_factory=lambda: os.environ.get("PLAYCAST_ENCODER", "auto"))
+    recording_storage: str | None = field(
+        default_factory=lambda: os.environ.get("PLAYCAST_RECORDING_STORAGE") or None)  # path, file:// or s3://
     # control plane timeouts
     idle_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_IDLE_TIMEOUT_S", 3600))
     placement_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_PLACEMENT_TIMEOUT_S", 75))

@@ -43,3 +43,43 @@ def test_viewer_page_shows_the_live_broadcast() -> None:
         http.delete(f"/v1/broadcasts/{b['broadcastId']}", headers=admin)
         page.wait_for_function("document.documentElement.dataset.broadcast === 'offline'", timeout=20000)
         pc.boto3().terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
+
+
+def test_recorded_broadcast_plays_back_as_vod_and_seeks() -> None:
+    with playcast_up("--slots", "2") as pc, chromium() as browser:
+        admin = {"Authorization": f"Bearer {pc.credentials['admin_token']}"}
+        http = httpx.Client(base_url=pc.base_url, timeout=30)
+        group, sid = _start_session(pc)
+        b = http.post("/v1/broadcasts", headers=admin, json={"streamSessionId": sid, "record": True}).json()
+        assert b["recording"]["status"] in ("STARTING", "RECORDING")
+        # Someone watches live for a while, so there is something to record.
+        page = browser.new_context(viewport={"width": 1400, "height": 820}).new_page()
+        page.goto(b["viewerPageUrl"])
+        page.wait_for_function("document.documentElement.dataset.broadcast === 'live'", timeout=30000)
+        _wait(lambda: http.get(f"/v1/broadcasts/{b['broadcastId']}", headers=admin).json()["recording"]
+              ["status"] == "RECORDING", 20, "recording")
+        # Wait until several segments are recorded, then end the session (and so the broadcast).
+        vod_dir = pc.data_dir / "recordings" / "recordings" / b["broadcastId"]
+        _wait(lambda: len(list(vod_dir.glob("media/hls/*/seg*.m4s"))) >= 4, 30, "recorded segments")
+        pc.boto3().terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
+        _wait(lambda: http.get(f"/v1/broadcasts/{b['broadcastId']}", headers=admin).json()["status"] == "ENDED",
+              20, "broadcast ended")
+        assert (vod_dir / "events" / "recording-started.json").exists()
+        assert (vod_dir / "events" / "recording-ended.json").exists()
+        assert list(vod_dir.glob("media/thumbnails/*.jpg"))
+        master = http.get(f"/recordings/{b['broadcastId']}/media/hls/master.m3u8")
+        assert master.status_code == 200
+        media_uri = [line for line in master.text.splitlines() if line and not line.startswith("#")][0]
+        media = http.get(f"/recordings/{b['broadcastId']}/media/hls/{media_uri}").text
+        assert "#EXT-X-ENDLIST" in media and "#EXT-X-PROGRAM-DATE-TIME" in media
+        # The viewer page switches to the recording, which plays and seeks.
+        page.wait_for_function("document.documentElement.dataset.transport === 'vod'", timeout=30000)
+        page.wait_for_function("isFinite(document.querySelector('#video').duration) && "
+                               "document.querySelector('#video').duration > 3", timeout=30000)
+        page.evaluate("document.querySelector('#video').play()")
+        page.evaluate("""() => new Promise((resolve) => { const v = document.querySelector('#video');
+            v.addEventListener('seeked', resolve, {once: true}); v.currentTime = v.duration / 2; })""")
+        _wait(lambda: page.evaluate("document.querySelector('#video').readyState") >= 2, 20, "frames after seek")
+        page.screenshot(path=str(ARTIFACTS / "viewer-vod.png"))
+        assert page.inner_text("#liveBadge") == "Recording"
+        assert http.get(f"/recordings/{b['broadcastId']}/../../credentials.json").status_code == 404

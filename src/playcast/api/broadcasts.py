@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from playcast.api.auth import Identity, bearer_token, identify
-from playcast.control.broadcasts import AccessDenied, BroadcastOptions, Broadcasts
+from playcast.control.broadcasts import AccessDenied, BroadcastOptions, Broadcasts, WhipEgressRequest
 from playcast.control.errors import ControlError
+from playcast.control.hostlink import EgressStatus
 from playcast.store.broadcasts import BroadcastRow
 
 log = logging.getLogger(__name__)
@@ -44,13 +46,41 @@ def describe(request: Request, row: BroadcastRow, *, with_token: bool) -> dict[s
         "createdAt": row.created_at,
         "endedAt": row.ended_at,
         "viewerCount": _broadcasts(request).viewer_count(row.id),
+        "whipEgress": [_egress_doc(e) for e in _broadcasts(request).egress_status(row.id)],
     }
+    stage = getattr(request.app.state, "stages", None)
+    stage = stage.get(row.id) if stage is not None else None
+    doc["stage"] = stage.describe() if stage is not None else {"live": False, "viewers": 0}
+    if row.record:
+        live = _broadcasts(request).recording_status(row.id)
+        doc["recording"] = {
+            "status": (live or {}).get("status", "ENDED" if row.status == "ENDED" else "STARTING"),
+            "vodUrl": f"{base}/recordings/{row.id}/media/hls/master.m3u8",
+            **({"message": live["message"]} if live and live.get("message") else {}),
+        }
     if with_token:
         doc["viewerToken"] = row.viewer_token
         doc["publishToken"] = row.publish_token
         if row.private:
             doc["viewerPageUrl"] += f"&token={row.viewer_token}"
     return doc
+
+
+def _egress_doc(e: EgressStatus) -> dict[str, Any]:
+    return {"egressId": e.egress_id, "url": e.url, "origin": e.origin, "state": e.state, "attempts": e.attempts,
+            "lastError": e.last_error, "connectedAt": e.connected_at, "nextRetryAt": e.next_retry_at}
+
+
+def _egress_request(value: object) -> WhipEgressRequest | str:
+    """`whipEgress: {"url": "https://...", "token": "..."}` -> request, or an error message."""
+    if not isinstance(value, dict) or not isinstance(value.get("url"), str):
+        return 'whipEgress must be {"url": "https://...", "token": "..."}'
+    url, token = value["url"].strip(), value.get("token")
+    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname or len(url) > 2048:
+        return "whipEgress.url must be an absolute http(s) URL (at most 2048 characters)"
+    if token is not None and (not isinstance(token, str) or len(token) > 8192):
+        return "whipEgress.token must be a string (at most 8192 characters)"
+    return WhipEgressRequest(url, token or None)
 
 
 class BroadcastApi:
@@ -79,11 +109,16 @@ class BroadcastApi:
         flags = {k: body.get(k, d) for k, d in (("private", False), ("hls", True), ("record", False))}
         if not all(isinstance(v, bool) for v in flags.values()):
             return _error(400, "ValidationException", "private, hls and record must be booleans")
+        egress = None
+        if body.get("whipEgress") is not None:
+            egress = _egress_request(body["whipEgress"])
+            if isinstance(egress, str):
+                return _error(400, "ValidationException", egress)
         session_id = body["streamSessionId"].rsplit("/", 1)[-1]  # accept the ARN too
         if not await self._may_manage(request, who, session_id):
             return _error(404, "ResourceNotFoundException", f"stream session {session_id} not found")
         try:
-            row = await _broadcasts(request).create(session_id, who.user_id, BroadcastOptions(**flags))
+            row = await _broadcasts(request).create(session_id, who.user_id, BroadcastOptions(**flags), egress)
         except ControlError as exc:
             return _error(_STATUS.get(exc.code, 500), exc.code, exc.message)
         return JSONResponse(describe(request, row, with_token=True), status_code=201)
@@ -123,7 +158,8 @@ class BroadcastApi:
             return _error(401 if exc.missing else 403, "AccessDeniedException", str(exc))
         doc = describe(request, row, with_token=False)
         return JSONResponse({k: doc[k] for k in ("broadcastId", "streamSessionId", "status", "whepUrl", "hlsUrl",
-                                                  "viewerCount", "private")})
+                                                  "viewerCount", "private", "recording", "createdAt", "endedAt")
+                             if k in doc})
 
     def routes(self) -> list[BaseRoute]:
         return [

@@ -10,12 +10,13 @@ import logging
 import secrets
 import string
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
 from playcast.control.errors import ConflictError, NotFoundError
-from playcast.control.hostlink import SessionEvent, SessionEventKind
+from playcast.control.hostlink import EgressStatus, SessionEvent, SessionEventKind
 from playcast.store.broadcasts import BroadcastRow
 
 log = logging.getLogger(__name__)
@@ -44,16 +45,26 @@ class BroadcastOptions:
     record: bool = False
 
 
+@dataclass(frozen=True)
+class WhipEgressRequest:
+    """Push the broadcast to an external WHIP endpoint (IVS stage, LiveKit, MediaMTX, another playcast ...)."""
+
+    url: str
+    token: str | None = None
+
+
 @dataclass
 class _Live:
     session_id: str
     viewers: set[str] = field(default_factory=set)
+    egress: set[str] = field(default_factory=set)  # WHIP egress ids started for this broadcast
 
 
 class Broadcasts:
     def __init__(self, plane) -> None:  # type: ignore[no-untyped-def]
         self.plane = plane
         self._live: dict[str, _Live] = {}
+        self.on_end: list[Callable[[str], Awaitable[None]]] = []  # called with the broadcast id when it ends
 
     async def start(self) -> None:
         self.plane.host_pool.on_event(self._on_session_event)
@@ -64,7 +75,19 @@ class Broadcasts:
                 row.status, row.ended_at, row.end_reason = ENDED, time.time(), "serverRestart"
             await db.commit()
 
-    async def create(self, session_id: str, owner: str, options: BroadcastOptions) -> BroadcastRow:
+    async def create(self, session_id: str, owner: str, options: BroadcastOptions,
+                     egress: WhipEgressRequest | None = None) -> BroadcastRow:
+        """Start (or return the session's live) broadcast; `egress` also pushes it to a WHIP endpoint."""
+        row = await self._create(session_id, owner, options)
+        live = self._live.get(row.id)
+        if egress is not None and live is not None:
+            try:
+                live.egress.add(await self.plane.host_pool.start_egress(live.session_id, egress.url, egress.token))
+            except LookupError:
+                raise ConflictError(f"stream session {session_id} is not running on a host") from None
+        return row
+
+    async def _create(self, session_id: str, owner: str, options: BroadcastOptions) -> BroadcastRow:
         session = await self.plane.sessions.row(session_id)
         if session is None:
             raise NotFoundError(f"stream session {session_id} not found")
@@ -85,7 +108,7 @@ class Broadcasts:
         self._live[row.id] = _Live(session_id)
         if row.hls:
             try:
-                await self.plane.host_pool.start_hls(session_id, row.id)
+                await self.plane.host_pool.start_hls(session_id, row.id, record=row.record)
             except Exception:  # the WebRTC broadcast still works without LL-HLS
                 log.exception("LL-HLS could not start", extra={"broadcast": row.id})
         log.info("broadcast started", extra={"broadcast": row.id, "session": session_id})
@@ -111,9 +134,19 @@ class Broadcasts:
         live = self._live.pop(broadcast_id, None)
         if live is not None:
             if row.hls:
+                rec = self.plane.host_pool.recording_status(live.session_id, broadcast_id)
                 await self.plane.host_pool.stop_hls(live.session_id, broadcast_id)
+                if rec is not None:
+                    log.info("recording finished", extra={"broadcast": broadcast_id, **rec})
             for viewer_id in list(live.viewers):
                 await self.plane.host_pool.remove_viewer(live.session_id, viewer_id)
+            for egress_id in list(live.egress):
+                await self.plane.host_pool.stop_egress(live.session_id, egress_id)
+            for hook in list(self.on_end):
+                try:
+                    await hook(broadcast_id)
+                except Exception:
+                    log.exception("broadcast end hook failed", extra={"broadcast": broadcast_id})
             log.info("broadcast ended", extra={"broadcast": broadcast_id, "reason": reason})
         return row
 
@@ -151,6 +184,15 @@ class Broadcasts:
     def viewer_count(self, broadcast_id: str) -> int:
         live = self._live.get(broadcast_id)
         return self.plane.host_pool.viewer_count(live.session_id) if live is not None else 0
+
+    def recording_status(self, broadcast_id: str) -> dict[str, object] | None:
+        live = self._live.get(broadcast_id)
+        return self.plane.host_pool.recording_status(live.session_id, broadcast_id) if live is not None else None
+
+    def egress_status(self, broadcast_id: str) -> list[EgressStatus]:
+        """The WHIP egresses of the broadcast's session (started by the API or by IVS_WHIP_ENDPOINT)."""
+        live = self._live.get(broadcast_id)
+        return self.plane.host_pool.egress_status(live.session_id) if live is not None else []
 
     def live_session(self, broadcast_id: str) -> str | None:
         live = self._live.get(broadcast_id)

@@ -86,6 +86,20 @@ SessionEventHandler = Callable[[SessionEvent], Awaitable[None]]
 
 
 @dataclass(frozen=True)
+class EgressStatus:
+    """One WHIP egress of a session: the host pushing the session's encoded stream to an external WHIP endpoint."""
+
+    egress_id: str
+    url: str  # the endpoint, without query string or credentials
+    origin: str  # "env" (IVS_WHIP_ENDPOINT in AdditionalEnvironmentVariables) | "api"
+    state: str  # connecting | connected | retrying | failed | stopped
+    attempts: int
+    last_error: str | None = None
+    connected_at: float | None = None  # unix time
+    next_retry_at: float | None = None  # unix time, while retrying
+
+
+@dataclass(frozen=True)
 class LocationCapacity:
     location: str
     total_slots: int  # all slots on all hosts in that location
@@ -123,11 +137,24 @@ class HostPool(Protocol):
 
     def viewer_count(self, session_id: str) -> int: ...
 
-    async def start_hls(self, session_id: str, broadcast_id: str) -> None:
-        """Package the session's stream as LL-HLS under `broadcast_id` (served by the HLS origin).
-        Raises LookupError when the session does not run here."""
+    async def start_hls(self, session_id: str, broadcast_id: str, record: bool = False) -> None:
+        """Package the session's stream as LL-HLS under `broadcast_id` (served by the HLS origin); with `record`,
+        also record it to the host's recording storage. Raises LookupError when the session does not run here."""
+
+    def recording_status(self, session_id: str, broadcast_id: str) -> dict[str, object] | None:
+        """{"status": STARTING|RECORDING|ENDED|FAILED, "message", "segments"} while live, None if not recording."""
 
     async def stop_hls(self, session_id: str, broadcast_id: str) -> None: ...
+
+    async def start_egress(self, session_id: str, url: str, token: str | None) -> str:
+        """Push the session's stream (its one encode, H.264 + Opus) to a WHIP endpoint until stopped; retries with
+        backoff while the endpoint is down. Returns the egress id. Raises LookupError when the session does not
+        run here. Sessions whose AdditionalEnvironmentVariables hold IVS_WHIP_ENDPOINT (+ IVS_STAGE_TOKEN) get one
+        started by the host itself."""
+
+    async def stop_egress(self, session_id: str, egress_id: str) -> bool: ...
+
+    def egress_status(self, session_id: str) -> list[EgressStatus]: ...
 
     def capacity(self, location: str) -> LocationCapacity: ...
 

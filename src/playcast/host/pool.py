@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from playcast.control.hostlink import (
+    EgressStatus,
     HostPool,
     LaunchSpec,
     LocationCapacity,
@@ -28,6 +29,7 @@ from playcast.host.app import LaunchError
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
 from playcast.media.hls.origin import HlsRegistry
 from playcast.media.peer import OfferError
+from playcast.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +73,9 @@ class LocalHostPool(HostPool):
     """Slots on this machine, in one location."""
 
     def __init__(self, location: str, slots: int, options: RuntimeOptions, host_id: str = "host-local",
-                 hls_registry: HlsRegistry | None = None) -> None:
+                 hls_registry: HlsRegistry | None = None, recordings: Storage | None = None) -> None:
         self.location = location
+        self.recordings = recordings
         self.hls_registry = hls_registry if hls_registry is not None else HlsRegistry()
         self.host_id = host_id
         self.options = options
@@ -148,6 +151,7 @@ class LocalHostPool(HostPool):
             answer = None
             if placement.signal_request is not None:
                 answer = await runtime.attach(placement.signal_request)
+            runtime.whip_egress().start_from_env(dict(placement.launch.env))  # IVS_WHIP_ENDPOINT: the seed's sidecar
         except OfferError as exc:
             await self._release(slot)
             raise PlacementError("invalidSignalRequest", str(exc)) from None
@@ -205,16 +209,42 @@ class LocalHostPool(HostPool):
         slot = self._slot_of(session_id)
         return len(slot.runtime.viewers) if slot is not None and slot.runtime is not None else 0
 
-    async def start_hls(self, session_id: str, broadcast_id: str) -> None:
+    async def start_hls(self, session_id: str, broadcast_id: str, record: bool = False) -> None:
         slot = self._slot_of(session_id)
         if slot is None or slot.runtime is None:
             raise LookupError(f"session {session_id} is not running on this host")
-        await slot.runtime.start_hls(broadcast_id, self.hls_registry)
+        await slot.runtime.start_hls(broadcast_id, self.hls_registry, self.recordings if record else None)
+
+    def recording_status(self, session_id: str, broadcast_id: str) -> dict[str, object] | None:
+        slot = self._slot_of(session_id)
+        feed = slot.runtime.hls.get(broadcast_id) if slot is not None and slot.runtime is not None else None
+        rec = feed.recorder if feed is not None else None
+        if rec is None:
+            return None
+        return {"status": str(rec.status), "message": rec.status_message, "segments": rec.segments_written}
 
     async def stop_hls(self, session_id: str, broadcast_id: str) -> None:
         slot = self._slot_of(session_id)
         if slot is not None and slot.runtime is not None:
             await slot.runtime.stop_hls(broadcast_id)
+
+    async def start_egress(self, session_id: str, url: str, token: str | None) -> str:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            raise LookupError(f"session {session_id} is not running on this host")
+        return slot.runtime.whip_egress().start(url, token)
+
+    async def stop_egress(self, session_id: str, egress_id: str) -> bool:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None or slot.runtime.egress is None:
+            return False
+        return await slot.runtime.egress.stop(egress_id)
+
+    def egress_status(self, session_id: str) -> list[EgressStatus]:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None or slot.runtime.egress is None:
+            return []
+        return slot.runtime.egress.status()
 
     async def terminate(self, session_id: str, reason: str = "terminated") -> None:
         slot = self._slot_of(session_id)

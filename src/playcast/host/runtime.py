@@ -22,6 +22,7 @@ from playcast.host.app import AppProcess
 from playcast.host.appmessages import AppMessageBridge
 from playcast.host.audio import AudioSink
 from playcast.host.display import VirtualDisplay
+from playcast.host.egress import WhipEgresses
 from playcast.host.input import protocol as input_protocol
 from playcast.host.input.injector import InputInjector
 from playcast.media.encoder import EncoderProcess
@@ -30,6 +31,8 @@ from playcast.media.hls.origin import HlsRegistry
 from playcast.media.hls.packager import HlsPackager
 from playcast.media.opus_fanout import OpusFanout
 from playcast.media.peer import ClientPeer
+from playcast.media.recorder import Recorder
+from playcast.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ class SessionRuntime:
         self.peer: ClientPeer | None = None
         self.opus: OpusFanout | None = None
         self.viewers: dict[str, ClientPeer] = {}  # broadcast viewers (WHEP): video + audio out, nothing in
+        self.egress: WhipEgresses | None = None  # WHIP pushes to external endpoints (see whip_egress())
         self.hls: dict[str, _HlsFeed] = {}  # broadcast id -> LL-HLS packager fed from the shared encode
         self._viewer_seq = 0
         self.client_id = 0
@@ -161,6 +165,8 @@ class SessionRuntime:
                 await peer.close()
             for broadcast_id in list(self.hls):
                 await self.stop_hls(broadcast_id)
+            if self.egress is not None:
+                await self.egress.close()
             viewers, self.viewers = list(self.viewers.values()), {}
             await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
             if self.opus is not None:
@@ -256,9 +262,20 @@ class SessionRuntime:
         await peer.close()
         return True
 
+    # ------------------------------------------------------------------ WHIP egress
+    def whip_egress(self) -> WhipEgresses:
+        """This session's WHIP egresses (the shared encode's packets + shared Opus; no second encode)."""
+        if self.egress is None:
+            assert self.fanout is not None
+            self.egress = WhipEgresses(self.fanout, self.opus)
+        return self.egress
+
     # ------------------------------------------------------------------ LL-HLS
-    async def start_hls(self, broadcast_id: str, registry: HlsRegistry) -> HlsPackager:
-        """Package the session's encoded video (no re-encode) and its audio (AAC) as LL-HLS for `broadcast_id`."""
+    async def start_hls(self, broadcast_id: str, registry: HlsRegistry,
+                        recording: Storage | None = None) -> HlsPackager:
+        """Package the session's encoded video (no re-encode) and its audio (AAC) as LL-HLS for `broadcast_id`;
+        with `recording`, also record it there under `recordings/<broadcast_id>/` (a failing storage stops only
+        the recording, never the broadcast)."""
         assert self.fanout is not None
         existing = self.hls.get(broadcast_id)
         if existing is not None:
@@ -272,7 +289,16 @@ class SessionRuntime:
         if audio:
             assert self.audio is not None
             tasks.append(asyncio.ensure_future(packager.pump_audio(self.audio.chunks())))
-        self.hls[broadcast_id] = _HlsFeed(packager, sink, tasks, registry)
+        recorder = None
+        if recording is not None:
+            recorder = Recorder(packager, recording, f"recordings/{broadcast_id}", broadcast_id=broadcast_id,
+                                recording_id=broadcast_id, thumbnail_interval_s=10)
+            try:
+                await recorder.start()
+            except StorageError:
+                log.warning("recording could not start", extra={"broadcast": broadcast_id,
+                                                                 "reason": recorder.status_message})
+        self.hls[broadcast_id] = _HlsFeed(packager, sink, tasks, registry, recorder)
         registry.add(broadcast_id, packager)
         return packager
 
@@ -285,6 +311,8 @@ class SessionRuntime:
             task.cancel()
         await asyncio.gather(*feed.tasks, return_exceptions=True)
         await feed.packager.close()  # playlists end with EXT-X-ENDLIST; players see the end
+        if feed.recorder is not None:
+            await feed.recorder.stop()  # after the packager: the last segment is in the recording
         feed.registry.remove(broadcast_id)
 
     async def _drop_client(self, peer: ClientPeer) -> None:
@@ -354,6 +382,7 @@ class _HlsFeed:
     sink: PacketSink
     tasks: list[asyncio.Task[None]]
     registry: HlsRegistry
+    recorder: Recorder | None = None
 
 
 def _ignore(_: bytes) -> None:

@@ -92,6 +92,32 @@ function playWhep(url) {
 
 let current = null;
 
+async function playVod(url) {
+  // The recording, seekable, from the start: a live hls.js (if any) is replaced.
+  hls?.destroy();
+  hls = null;
+  root.dataset.transport = "vod";
+  root.dataset.broadcast = "vod";
+  video.srcObject = null; // the live WebRTC stream is over
+  const el = badge();
+  el.dataset.state = "vod";
+  el.textContent = "Recording";
+  const src = token ? `${url}?token=${encodeURIComponent(token)}` : url;
+  video.controls = true;
+  if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = src;
+    return;
+  }
+  const Hls = await loadHlsJs();
+  hls = new Hls({
+    xhrSetup: (xhr, u) => {
+      if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
+    },
+  });
+  hls.loadSource(url);
+  hls.attachMedia(video);
+}
+
 async function tick() {
   let s;
   try {
@@ -101,15 +127,19 @@ async function tick() {
   }
   if (s.status === "LIVE") {
     current = s;
-    setVideoState(video.readyState >= 2 ? "live" : "waiting", s.viewerCount);
+    if (root.dataset.transport !== "vod") setVideoState(video.readyState >= 2 ? "live" : "waiting", s.viewerCount);
     if (!whep && !hls) {
       if (forceHls) playHls(s.hlsUrl);
       else playWhep(s.whepUrl);
     }
   } else if (s.status === "ENDED") {
-    setVideoState("offline");
     whep?.stop();
     whep = null;
+    if (s.recording?.vodUrl && s.recording.status === "ENDED") {
+      if (root.dataset.transport !== "vod") playVod(s.recording.vodUrl);
+    } else {
+      setVideoState("offline");
+    }
   } else {
     setVideoState("error");
   }
@@ -117,7 +147,9 @@ async function tick() {
 
 if (broadcastId) {
   setVideoState("waiting");
-  video.addEventListener("playing", () => setVideoState("live", current?.viewerCount));
+  video.addEventListener("playing", () => {
+    if (root.dataset.transport !== "vod") setVideoState("live", current?.viewerCount);
+  });
   tick();
   setInterval(tick, 3000);
 } else {
