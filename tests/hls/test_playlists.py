@@ -30,8 +30,8 @@ async def test_live_playlist_tags_window_and_parts() -> None:
     assert tags["EXT-X-VERSION"] == ["9"]
     target = int(tags["EXT-X-TARGETDURATION"][0])
     assert target == 2
-    assert tags["EXT-X-SERVER-CONTROL"] == ["CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.600,CAN-SKIP-UNTIL=12.0"]
-    assert tags["EXT-X-PART-INF"] == ["PART-TARGET=0.20000"]
+    assert tags["EXT-X-SERVER-CONTROL"] == ["CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.625,CAN-SKIP-UNTIL=12.0"]
+    assert tags["EXT-X-PART-INF"] == ["PART-TARGET=0.20834"]  # 6 frames + room for jitter
     assert tags["EXT-X-MAP"] == ['URI="init0.mp4"']
     # the window: 4 complete segments, the oldest ones slid out
     assert len(pl["segments"]) == 4
@@ -41,7 +41,7 @@ async def test_live_playlist_tags_window_and_parts() -> None:
     for _, duration in pl["segments"]:
         assert 0.7 <= duration <= 1.1 and round(duration) <= target
     # parts: each <= PART-TARGET, INDEPENDENT on each segment's first part, summing to the EXTINF
-    assert pl["parts"] and all(p["duration"] <= 0.2 + 1e-9 for p in pl["parts"])
+    assert pl["parts"] and all(p["duration"] <= 0.20834 for p in pl["parts"])
     seg_msn = first_msn + 3
     own = [p for p in pl["parts"] if p["uri"].startswith(f"part{seg_msn}.")]
     assert own[0]["independent"] and not any(p["independent"] for p in own[1:])
@@ -51,7 +51,7 @@ async def test_live_playlist_tags_window_and_parts() -> None:
     assert pl["hint"] == f"part{seg_msn + 1}.{len(live)}.m4s"
     # PDT before each segment, one wall-clock second per second of media
     pdts = [_pdt(v) for v in pl["pdt"]]
-    assert abs(pdts[0] - (t0 + packager.source.segments[0].start_slot / 30)) < 0.002
+    assert abs(pdts[0] - (t0 + packager.source.segments[0].start / 90000)) < 0.002
     for (_, duration), a, b in zip(pl["segments"], pdts, pdts[1:], strict=False):
         assert abs(b - a - duration) < 0.002
     assert "#EXT-X-ENDLIST" not in pl["lines"]

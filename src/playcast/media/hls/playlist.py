@@ -25,7 +25,7 @@ def can_skip_until(seg: Segmenter) -> float:
 def media_playlist(seg: Segmenter, skip: bool = False) -> str:
     """The live media playlist (with EXT-X-ENDLIST once ended). `skip`: a delta update (_HLS_skip=YES)."""
     cfg = seg.config
-    part_target = cfg.part_frames / cfg.fps
+    part_target = cfg.part_target
     segments = list(seg.segments)
     skip_until = can_skip_until(seg)
     out = [

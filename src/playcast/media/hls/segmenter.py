@@ -19,6 +19,7 @@ from playcast.media.hls.h264 import parse_sps, to_sample
 log = logging.getLogger(__name__)
 
 KEYFRAME_LEAD_FRAMES = 2  # ask for the IDR this many frames before the segment should end
+TIMESCALE = 90000  # video ticks per second
 
 
 @dataclass
@@ -37,7 +38,7 @@ class Part:
 @dataclass
 class Segment:
     msn: int
-    start_slot: int  # in frames since time zero
+    start: int  # decode time of the first frame, in 90 kHz ticks since time zero
     pdt: float  # unix time of the first frame
     init_version: int
     discontinuity: bool
@@ -75,13 +76,18 @@ class SegmenterConfig:
         return max(1, math.floor(self.part_target_s * self.fps + 1e-9))
 
     @property
+    def part_target(self) -> float:
+        """EXT-X-PART-INF PART-TARGET: whole frames plus a quarter frame of room for capture-clock jitter."""
+        return math.ceil((self.part_frames + 0.25) / self.fps * 1e5) / 1e5  # as written in the playlist
+
+    @property
     def target_duration(self) -> int:
         """EXT-X-TARGETDURATION: room for a segment whose keyframe came late."""
         return max(1, math.ceil(2 * self.segment_target_s))
 
     @property
     def timescale(self) -> int:
-        return 90000 if 90000 % self.fps == 0 else self.fps * 1000
+        return TIMESCALE
 
 
 class Segmenter:
@@ -108,13 +114,16 @@ class Segmenter:
         self.discontinuity_sequence = 0
         self.peak_bitrate = 0
         self._params: tuple[bytes, bytes] | None = None
-        self._ticks = config.timescale // config.fps
+        self._frame_ticks = TIMESCALE // config.fps
+        self._min_step = max(1, self._frame_ticks // 8)
+        self._part_ticks = round(config.part_frames * TIMESCALE / config.fps)
+        self._max_part_ticks = math.floor(config.part_target * TIMESCALE)
         self._current: Segment | None = None
         self._samples: list[boxes.Sample] = []
-        self._part_start_slot = 0
+        self._part_start = 0
         self._part_independent = False
-        self._pending: tuple[bytes, int, bool] | None = None  # (sample, slot, idr) waiting for its duration
-        self._last_slot = -1
+        self._pending: tuple[bytes, int, bool] | None = None  # (sample, dts, idr) waiting for its duration
+        self._last_dts = -TIMESCALE
         self._audio_next: int | None = None
         self._sequence = 0
         self._next_msn = 0
@@ -125,6 +134,7 @@ class Segmenter:
 
     # ------------------------------------------------------------------ feeding
     def push(self, packet: EncodedPacket, t0: float) -> None:
+        """Add one access unit. Its decode time is its capture time (90 kHz) since `t0`, kept increasing."""
         if self.ended:
             return
         au = to_sample(packet.data)
@@ -135,68 +145,68 @@ class Segmenter:
             self._new_init(au.sps, au.pps)
         if not au.sample:
             return
-        slot = round((packet.captured_at - t0) * self.config.fps)
-        if slot <= self._last_slot:
-            slot = self._last_slot + 1
-        self._last_slot = slot
+        dts = round((packet.captured_at - t0) * TIMESCALE)
+        if dts < self._last_dts + self._min_step:
+            dts = self._last_dts + self._min_step  # a capture burst: squeeze, never reorder
+        self._last_dts = dts
         if self._pending is not None:
-            sample, pslot, pidr = self._pending
-            self._samples.append(boxes.Sample(sample, (slot - pslot) * self._ticks, pidr))
+            sample, pdts, pidr = self._pending
+            self._samples.append(boxes.Sample(sample, dts - pdts, pidr))
         current = self._current
         if current is None:
-            self._start_segment(slot, t0)
+            self._start_segment(dts, t0)
         else:
-            seconds = (slot - current.start_slot) / self.config.fps
+            seconds = (dts - current.start) / TIMESCALE
             new_init = self.init_version != current.init_version
             if idr and (seconds >= 0.75 * self.config.segment_target_s or new_init):
-                self._close_part(slot)
-                self._close_segment(slot)
-                self._start_segment(slot, t0)
-            elif idr or slot - self._part_start_slot >= self.config.part_frames:
-                self._close_part(slot)
+                self._close_part(dts)
+                self._close_segment()
+                self._start_segment(dts, t0)
+            elif idr or dts - self._part_start >= self._part_ticks - self._frame_ticks // 2:
+                self._close_part(dts)
         if not self._samples:
-            self._part_start_slot = slot
+            self._part_start = dts
             self._part_independent = idr
-        self._pending = (au.sample, slot, idr)
-        self._maybe_request_keyframe(slot)
+        self._pending = (au.sample, dts, idr)
+        self._maybe_request_keyframe(dts)
 
     def _new_init(self, sps: bytes, pps: bytes) -> None:
         info = parse_sps(sps)
         self._params = (sps, pps)
         self.init_version += 1
-        video = boxes.VideoConfig(sps, pps, self.config.timescale)
+        video = boxes.VideoConfig(sps, pps, TIMESCALE)
         self.inits[self.init_version] = boxes.init_segment(video, self.audio)
         self.video_codec = info.codec_string
         self.width, self.height = info.width, info.height
         log.info("hls %s: init %d, %dx%d %s", self.name, self.init_version, info.width, info.height,
                  info.codec_string)
 
-    def _start_segment(self, slot: int, t0: float) -> None:
+    def _start_segment(self, dts: int, t0: float) -> None:
         prev = self.segments[-1] if self.segments else None
         discontinuity = prev is not None and prev.init_version != self.init_version
-        seg = Segment(self._next_msn, slot, t0 + slot / self.config.fps, self.init_version, discontinuity)
+        seg = Segment(self._next_msn, dts, t0 + dts / TIMESCALE, self.init_version, discontinuity)
         self._next_msn += 1
         self._current = seg
         self.segments.append(seg)
 
-    def _maybe_request_keyframe(self, slot: int) -> None:
+    def _maybe_request_keyframe(self, dts: int) -> None:
         seg = self._current
         if seg is None or self._request_keyframe is None:
             return
-        due = self.config.segment_target_s * self.config.fps - KEYFRAME_LEAD_FRAMES
-        if slot - seg.start_slot < due:
+        due = round(self.config.segment_target_s * TIMESCALE) - KEYFRAME_LEAD_FRAMES * self._frame_ticks
+        if dts - seg.start < due:
             return
         # ask once when due, again every half second while none came (the fan-out coalesces)
-        if self._keyframe_asked_for != seg.msn or slot - self._keyframe_asked_at >= self.config.fps / 2:
+        if self._keyframe_asked_for != seg.msn or dts - self._keyframe_asked_at >= TIMESCALE // 2:
             self._keyframe_asked_for = seg.msn
-            self._keyframe_asked_at = slot
+            self._keyframe_asked_at = dts
             self._request_keyframe(f"hls {self.name}: segment {seg.msn} boundary")
 
-    def _audio_run(self, end_slot: int) -> boxes.TrackRun | None:
+    def _audio_run(self, end_dts: int) -> boxes.TrackRun | None:
         frames = self._audio_frames
         if frames is None or self.audio is None:
             return None
-        end = end_slot * SAMPLE_RATE // self.config.fps
+        end = end_dts * SAMPLE_RATE // TIMESCALE
         samples: list[boxes.Sample] = []
         base: int | None = None
         while frames and frames[0].position < end:
@@ -214,23 +224,29 @@ class Segmenter:
         self._audio_next = base + len(samples) * FRAME_SAMPLES
         return boxes.TrackRun(boxes.AUDIO_TRACK, base, samples, with_flags=False)
 
-    def _close_part(self, end_slot: int) -> None:
+    def _close_part(self, end_dts: int) -> None:
         seg = self._current
         if seg is None or not self._samples:
             return
-        runs = [boxes.TrackRun(boxes.VIDEO_TRACK, self._part_start_slot * self._ticks, self._samples, True)]
-        audio = self._audio_run(end_slot)
+        excess = end_dts - self._part_start - self._max_part_ticks
+        if excess > 0:
+            # a late frame: keep the part within PART-TARGET; the next part starts at its real time
+            last = self._samples[-1]
+            self._samples[-1] = boxes.Sample(last.data, max(1, last.duration - excess), last.sync)
+        ticks = sum(x.duration for x in self._samples)
+        runs = [boxes.TrackRun(boxes.VIDEO_TRACK, self._part_start, self._samples, True)]
+        audio = self._audio_run(end_dts)
         if audio is not None:
             runs.append(audio)
         self._sequence += 1
         data = boxes.fragment(self._sequence, runs)
-        duration = (end_slot - self._part_start_slot) / self.config.fps
-        seg.parts.append(Part(seg.msn, len(seg.parts), data, duration, self._part_independent))
+        seg.parts.append(Part(seg.msn, len(seg.parts), data, ticks / TIMESCALE, self._part_independent))
         seg.size += len(data)
+        seg.duration += ticks / TIMESCALE
         self._samples = []
         self._publish()
 
-    def _close_segment(self, end_slot: int) -> None:
+    def _close_segment(self) -> None:
         seg = self._current
         if seg is None:
             return
@@ -238,7 +254,6 @@ class Segmenter:
         if not seg.parts:
             self.segments.remove(seg)
             return
-        seg.duration = (end_slot - seg.start_slot) / self.config.fps
         seg.complete = True
         if seg.duration > 0:
             self.peak_bitrate = max(self.peak_bitrate, int(seg.size * 8 / seg.duration))
@@ -283,12 +298,12 @@ class Segmenter:
         if self.ended:
             return
         if self._pending is not None and self._current is not None:
-            sample, slot, idr = self._pending
-            end = slot + 1
-            self._samples.append(boxes.Sample(sample, self._ticks, idr))
+            sample, dts, idr = self._pending
+            end = dts + self._frame_ticks
+            self._samples.append(boxes.Sample(sample, self._frame_ticks, idr))
             self._pending = None
             self._close_part(end)
-            self._close_segment(end)
+            self._close_segment()
         self.ended = True
         self._publish()
 
