@@ -122,11 +122,17 @@ async def test_segment_boundaries_ask_for_keyframes() -> None:
 
 
 async def test_bad_rendition_names_are_refused() -> None:
+    import threading
+
     import pytest
 
     from playcast.media.hls import RenditionSpec
 
+    before = set(threading.enumerate())
     with pytest.raises(ValueError):
         HlsPackager(30, audio=False, renditions=[RenditionSpec("source", 120, 200)])
     with pytest.raises(ValueError):
         HlsPackager(30, audio=False, renditions=[RenditionSpec("a/b", 120, 200)])
+    with pytest.raises(ValueError):
+        HlsPackager(30, segment_target_s=0.1)
+    assert set(threading.enumerate()) <= before  # nothing started for a refused one

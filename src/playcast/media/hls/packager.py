@@ -33,6 +33,11 @@ class HlsPackager:
                  request_keyframe: Callable[[str], None] | None = None,
                  renditions: Sequence[RenditionSpec] = (), source_name: str = "source",
                  nominal_bitrate_kbps: int = 0, audio_bitrate: int = 128_000) -> None:
+        names = [source_name, *(r.name for r in renditions)]
+        if len(set(names)) != len(names) or any(not n or "/" in n or n.startswith(".") for n in names):
+            raise ValueError(f"rendition names must be unique path segments: {names}")
+        if fps <= 0 or part_target_s <= 0 or segment_target_s < part_target_s or window < 1:
+            raise ValueError("need fps > 0, 0 < part target <= segment target, window >= 1")
         self.fps = fps
         self.config = SegmenterConfig(fps, part_target_s, segment_target_s, window)
         self.source_name = source_name
@@ -46,9 +51,6 @@ class HlsPackager:
         self._nominal = {source_name: nominal_bitrate_kbps * 1000}
         self._segmenters: dict[str, Segmenter] = {}
         self._transcoders: list[Transcoder] = []
-        names = [source_name, *(r.name for r in renditions)]
-        if len(set(names)) != len(names) or any(not n or "/" in n or n.startswith(".") for n in names):
-            raise ValueError(f"rendition names must be unique path segments: {names}")
         for name in names:
             frames: deque[AacFrame] | None = None
             if self._aac is not None:
