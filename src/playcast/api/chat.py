@@ -176,9 +176,6 @@ class ChatApi:
             name = name.strip()
             if not NAME_RE.match(name):
                 return _error(400, "BadRequestException", "displayName must be 1-32 printable characters")
-        if name is None:
-            name = "admin" if "admin" in who.roles else f"viewer-{who.user_id[-4:]}"
-        who = Identity(who.auth_mode, who.user_id, name, who.roles)
         room_doc = None
         room_id = request.query_params.get("room")
         if room_id:
@@ -189,6 +186,11 @@ class ChatApi:
             room_doc = self._room_doc(chat, room, who)
         elif shapes.guest_room(who.user_id):
             return _error(400, "BadRequestException", "guests ask for a token with ?room=<streamSessionId>")
+        if name is None:
+            role = room_doc["role"] if room_doc else ("admin" if "admin" in who.roles else "viewer")
+            kind = "guest" if shapes.guest_room(who.user_id) else role
+            name = {"admin": "Admin", "player": "Player"}.get(kind, f"{kind}-{who.user_id[-4:]}")
+        who = Identity(who.auth_mode, who.user_id, name, who.roles)
         ttl = chat.config.token_ttl_s
         token = chat.events.auth.issue_user_token(who.user_id, name, sorted(who.roles),
                                                   {NAMESPACE: {"pub": True, "sub": True}}, ttl)

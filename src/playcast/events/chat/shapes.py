@@ -110,8 +110,9 @@ def sender(identity: Identity, role: str) -> dict[str, Any]:
 
 
 def entry_for(kind: str, room_id: str, who: dict[str, Any], ts: float, **fields: Any) -> Entry:
+    """A new entry; its time is kept to the microsecond, so the `ts` clients see is exactly what is stored."""
     return Entry(id=new_id(), room_id=room_id, kind=kind, sender_id=who["userId"], sender_name=who["displayName"],
-                 sender_role=who["role"], created_at=ts, **fields)
+                 sender_role=who["role"], created_at=round(ts, 6), **fields)
 
 
 # -- parsing what clients publish --------------------------------------------------------------------------

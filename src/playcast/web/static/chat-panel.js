@@ -334,7 +334,12 @@ export class PlaycastChat extends HTMLElement {
       if (gen !== this.generation) return;
       if (this.socket) this.socket.close();
       this.socket = null;
-      if ([401, 403, 404, 503].includes(err.status)) {
+      if (err.status === 503) {
+        this.setState("unavailable"); // this server runs without chat: the page may hide the panel
+        this.notice(err.message, "warn", 0);
+        return;
+      }
+      if ([401, 403, 404].includes(err.status)) {
         this.setState(err.status === 403 && /banned/i.test(err.message) ? "banned" : "error");
         this.notice(err.message, "bad", 0);
         return;
@@ -433,10 +438,16 @@ export class PlaycastChat extends HTMLElement {
         break;
       case "GAME": {
         const d = event.data;
-        let text = event.text ?? (d === undefined ? `${event.binaryBytes ?? 0} bytes` : JSON.stringify(d));
-        if (d && typeof d === "object" && d.type === "reaction") text = `${d.user ?? "someone"} reacted ${d.emoji ?? ""}`;
-        else if (d && typeof d === "object" && d.type === "chat") text = `${d.user ?? "someone"}: ${d.text ?? ""}`;
-        this.system(`🎮 ${text}`, "game");
+        const echoed = d && typeof d === "object" && d.type === "chat" ? this.items.get(d.id) : null;
+        if (echoed) {
+          echoed.classList.add("game-seen"); // the game got this message: a small mark, not a second line
+          echoed.title = "The game received this message";
+        } else if (d && typeof d === "object" && d.type === "reaction") {
+          this.system(`game: ${d.user ?? "someone"} reacted ${d.emoji ?? ""}`, "game");
+        } else {
+          this.system(`game: ${event.text ?? (d === undefined ? `${event.binaryBytes ?? 0} bytes` : JSON.stringify(d))}`,
+            "game");
+        }
         this.fire("chat-game", event);
         break;
       }

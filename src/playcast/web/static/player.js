@@ -3,6 +3,7 @@
 
 import { PlaycastStreams } from "/sdk/playcast-streams.js";
 import { StatsTracker } from "/sdk/stats.js";
+import "/static/chat-panel.js";
 
 const STORAGE_KEY = "playcast.session";
 const FINAL = new Set(["TERMINATED", "TERMINATING", "ERROR"]);
@@ -19,7 +20,7 @@ const el = {
   fullscreen: $("fullscreen"), end: $("end"), padIndicator: $("padIndicator"), toasts: $("toasts"),
   messages: $("messages"), messagesToggle: $("messagesToggle"), messagesClose: $("messagesClose"),
   messageLog: $("messageLog"), messageForm: $("messageForm"), messageText: $("messageText"),
-  messageSend: $("messageSend"),
+  messageSend: $("messageSend"), chat: $("chat"), share: $("share"),
 };
 
 let apps = [];
@@ -100,6 +101,45 @@ function setState(state, { title = "", text = "", actions = [], error = null } =
   el.fullscreen.disabled = !live;
   el.messageText.disabled = !live;
   el.messageSend.disabled = !live;
+  syncChat(state);
+}
+
+// ---- chat (the session's room; the player moderates it) -------------------------------------------
+
+let chatUnavailable = false; // the server runs without chat: no panel, no share button
+
+function syncChat(state) {
+  const id = session?.sessionId;
+  const show = Boolean(id) && !chatUnavailable && (state === "playing" || state === "reconnecting");
+  el.share.disabled = !show;
+  el.share.hidden = chatUnavailable;
+  if (show) {
+    if (el.chat.room !== id) el.chat.room = id;
+    el.chat.hidden = false;
+  } else if (state !== "starting") {
+    el.chat.hidden = true;
+    el.chat.room = "";
+  }
+}
+
+async function share() {
+  const id = session?.sessionId;
+  if (!id) return;
+  try {
+    const doc = await api("POST", `/v1/chat/${encodeURIComponent(id)}/invites`);
+    el.share.dataset.url = doc.url;
+    let copied = false;
+    try {
+      await navigator.clipboard.writeText(doc.url);
+      copied = true;
+    } catch {
+      copied = false;
+    }
+    toast(copied ? "Viewer link copied. Anyone with it can watch and chat for 24 h."
+      : `Viewer link (valid 24 h): ${doc.url}`, "", 12000);
+  } catch (err) {
+    toast(`Could not create a viewer link: ${err.message}`, "bad");
+  }
 }
 
 function toast(text, kind = "", ms = 6000) {
@@ -518,6 +558,12 @@ el.picker.addEventListener("submit", (e) => {
   play();
 });
 el.end.addEventListener("click", () => end());
+el.share.addEventListener("click", () => share());
+el.chat.addEventListener("chat-state", (e) => {
+  if (e.detail.state !== "unavailable") return;
+  chatUnavailable = true;
+  syncChat(root.dataset.state);
+});
 el.fullscreen.addEventListener("click", async () => {
   try {
     await el.screen.requestFullscreen({ navigationUI: "hide" });
