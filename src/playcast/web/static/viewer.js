@@ -1,5 +1,5 @@
 // The viewer page at /watch/<streamSessionId>: redeems an invitation (?invite=...) into a guest cookie, then
-// shows the stream's chat panel. Page glue only: the chat component speaks to the server itself.
+// shows the stream's chat panel (viewer-video.js plays the video). Page glue only: the component talks to the server.
 
 import "/static/chat-panel.js";
 
@@ -8,11 +8,22 @@ const root = document.documentElement;
 const room = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
 const chat = $("chat");
 
-function show(state, title, text = "") {
+function status(state, text) {
   root.dataset.state = state;
-  $("statusText").textContent = { loading: "Loading", live: "Watching", error: "Error" }[state] ?? state;
+  $("statusText").textContent = text;
+}
+
+function lockChat(text) {
+  chat.hidden = true;
+  $("chatLockedText").textContent = text;
+  $("chatLocked").hidden = false;
+}
+
+function fatal(title, text) {
+  status("error", "Error");
   $("cardTitle").textContent = title;
   $("cardText").textContent = text;
+  lockChat(text);
 }
 
 async function redeem(invite) {
@@ -31,33 +42,31 @@ async function redeem(invite) {
 
 async function boot() {
   if (!room) {
-    show("error", "No stream here", "This address does not name a stream.");
+    fatal("No stream here", "This address does not name a stream.");
     return;
   }
   $("title").textContent = `Stream ${room}`;
+  status("loading", "Loading");
   const invite = new URLSearchParams(location.search).get("invite");
+  let res;
   try {
     if (invite) await redeem(invite);
-    const res = await fetch(`/v1/chat/${encodeURIComponent(room)}`, { credentials: "same-origin" });
-    if (res.status === 401) {
-      show("error", "Ask for an invitation", "Open the share link the player sent you to watch and chat.");
-      return;
-    }
-    if (res.status === 404) {
-      show("error", "Stream not found", "This stream does not exist (any more).");
-      return;
-    }
-    if (!res.ok) {
-      const doc = await res.json().catch(() => ({}));
-      show("error", "Cannot join this stream", doc?.error?.message ?? `HTTP ${res.status}`);
-      return;
-    }
+    res = await fetch(`/v1/chat/${encodeURIComponent(room)}`, { credentials: "same-origin" });
   } catch (err) {
-    show("error", "Cannot join this stream", err.message);
+    status("live", "Watching");
+    lockChat(`Chat is unavailable: ${err.message}`);
     return;
   }
-  show("live", "Chat is live", "The stream's video shows here when it is broadcast.");
-  chat.room = room;
+  status("live", "Watching");
+  if (res.ok) {
+    chat.hidden = false;
+    chat.room = room;
+    return;
+  }
+  const doc = await res.json().catch(() => ({}));
+  if (res.status === 404) fatal("Stream not found", "This stream does not exist (any more).");
+  else if (res.status === 401) lockChat("Open the share link the player sent you to chat.");
+  else lockChat(doc?.error?.message ?? `Chat is unavailable (HTTP ${res.status}).`);
 }
 
 $("video").addEventListener("playing", () => { root.dataset.video = "playing"; });
