@@ -18,13 +18,23 @@ from playcast.store.chat import (
     StoreClosed,
 )
 from playcast.store.db import open_database
+from tests.control.test_postgres import postgres_url  # noqa: F401 - the fixture
 
 WHO = {"userId": "u-1", "displayName": "Ann", "role": "viewer"}
 MOD = {"userId": "u-mod", "displayName": "Mo", "role": "moderator"}
 
 
-async def test_store_roundtrip(tmp_path: Path) -> None:
-    db = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+async def test_store_sqlite(tmp_path: Path) -> None:
+    await _roundtrip(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+
+
+async def test_store_postgres(postgres_url: str) -> None:  # noqa: F811
+    """The same over a real PostgreSQL (asyncpg) started on loopback for this module."""
+    await _roundtrip(postgres_url)
+
+
+async def _roundtrip(url: str) -> None:
+    db = await open_database(url)
     store = ChatStore(db)
     store.start()
     try:
@@ -70,7 +80,7 @@ async def test_store_roundtrip(tmp_path: Path) -> None:
         await store.record(entries[0])
 
     # Everything survived a restart of the database.
-    db = await open_database(f"sqlite+aiosqlite:///{tmp_path / 'chat.db'}")
+    db = await open_database(url)
     store = ChatStore(db)
     try:
         assert len(await store.entries("room1", 0, 3000, 1000)) == 55
