@@ -70,6 +70,7 @@ async def test_init_and_segments_decode_with_pyav() -> None:
     t0 = time.time()
     await _feed(packager, enc, 4.0, t0)
     await packager.close()
+    assert packager._aac is not None and not packager._aac._thread.is_alive()  # the AAC thread ended
     seg = packager.source
     init = seg.inits[0]
     assert [k for k, _, _ in boxes_of(init)] == [b"ftyp", b"moov"]
