@@ -55,17 +55,16 @@ def up(
         pass
 
 
-async def _run_up(settings: Settings, *, warm: int, demo: bool) -> None:
+async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "playcast is up") -> None:
     import uvicorn
 
     from playcast.api.player import LoginTokens
-    from playcast.api.recordings import recording_routes
     from playcast.credentials import load_or_create
+    from playcast.events.uvicorn_ws import FastFrameWebSocketProtocol
+    from playcast.events.wiring import WS_MAX_MESSAGE_BYTES, attach, create_events_service
     from playcast.host.pool import LocalHostPool
     from playcast.host.runtime import RuntimeOptions
-    from playcast.media.hls.origin import hls_routes, vendor_routes
     from playcast.server import build_app
-    from playcast.storage import open_storage
     from playcast.web.routes import web_routes
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -74,18 +73,19 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool) -> None:
     settings.secret_access_key = creds.aws_secret_access_key
     creds_path = creds.write(settings.data_dir)
 
-    recordings = open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
     pool = LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
         width=settings.width, height=settings.height, fps=settings.fps,
-        bitrate_kbps=settings.bitrate_kbps, encoder=settings.encoder), recordings=recordings)
+        bitrate_kbps=settings.bitrate_kbps, encoder=settings.encoder))
     await pool.start()
+    events = create_events_service(creds.events_api_key)
     login_tokens = LoginTokens()
     login = login_tokens.issue()
     web_app = build_app(settings, pool, admin_token=creds.admin_token, login_tokens=login_tokens,
-                        extra_routes=[*vendor_routes(), *web_routes(), *hls_routes(pool.hls_registry),
-                                      *recording_routes(recordings)])
+                        extra_routes=[*events.routes(), *web_routes()])
+    attach(web_app, events)
     config = uvicorn.Config(web_app, host=settings.bind_host, port=settings.port, log_config=None,
-                            access_log=False, lifespan="on")
+                            access_log=False, lifespan="on", ws=FastFrameWebSocketProtocol,
+                            ws_max_size=WS_MAX_MESSAGE_BYTES)
     server = _make_server_class()(config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -101,11 +101,13 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool) -> None:
             if demo:
                 status.update("registering the demo game ...")
                 await asyncio.to_thread(_ensure_demo, creds, settings, warm)
-        console.print(f"[bold green]playcast is up[/] (data: {settings.data_dir})")
+        console.print(f"[bold green]{banner}[/] (data: {settings.data_dir})")
         console.print(f"  player:      {settings.base_url}/login?token={login}", soft_wrap=True)
         console.print(f"  API:         {creds.endpoint_url}  region {creds.region_name}")
         console.print(f"  access key:  {creds.aws_access_key_id}")
         console.print(f"  secret key:  {creds.aws_secret_access_key}")
+        console.print(f"  events:      {creds.events_realtime_url}  (HTTP {creds.events_http_url})", soft_wrap=True)
+        console.print(f"  events key:  {creds.events_api_key}  (bus: {type(events.bus).__name__})")
         console.print(f"  credentials: {creds_path}")
         print(f"PLAYCAST_READY {settings.base_url}/login?token={login}", flush=True)
         await serve
@@ -172,6 +174,34 @@ def _all(call) -> list[dict]:  # type: ignore[no-untyped-def]
         token = page.get("NextToken")
         if not token:
             return items
+
+
+@app.command()
+def server(
+    port: int = typer.Option(None, help="HTTP port (env PLAYCAST_PORT, default 8000)."),
+    data_dir: Path = typer.Option(None, help="Data directory (env PLAYCAST_DATA_DIR, default ./.playcast)."),
+    bind: str = typer.Option(None, help="Address to listen on (env PLAYCAST_BIND, default 127.0.0.1)."),
+    slots: int = typer.Option(0, help="Stream slots run on this machine (0: API, pages and events only)."),
+    log_level: str = typer.Option("info", help="debug | info | warning"),
+) -> None:
+    """Run one server replica: the API, the pages and the events service, without the demo game.
+
+    Replicas share events through Redis (PLAYCAST_REDIS_URL) and state through PLAYCAST_DATABASE_URL; give them
+    the same PLAYCAST_EVENTS_API_KEY (and PLAYCAST_EVENTS_SECRET unless they share the database)."""
+    settings = Settings()
+    if port is not None:
+        settings.port = port
+    if data_dir is not None:
+        settings.data_dir = data_dir
+    if bind is not None:
+        settings.bind_host = bind
+    settings.slots = slots
+    settings.data_dir = settings.data_dir.resolve()
+    _setup_logging(log_level)
+    try:
+        asyncio.run(_run_up(settings, warm=0, demo=False, banner="playcast server is up"))
+    except KeyboardInterrupt:
+        pass
 
 
 @app.command()

@@ -1,7 +1,8 @@
 """API credentials for one data directory: load, generate, and write `credentials.json`.
 
-Fixed keys come from PLAYCAST_ACCESS_KEY_ID / PLAYCAST_SECRET_ACCESS_KEY; otherwise the keys already in the data
-directory are kept, so restarts do not break clients; otherwise new ones are made. No HTTP here."""
+Fixed keys come from PLAYCAST_ACCESS_KEY_ID / PLAYCAST_SECRET_ACCESS_KEY (and PLAYCAST_EVENTS_API_KEY for the
+events API); otherwise the keys already in the data directory are kept, so restarts do not break clients;
+otherwise new ones are made. No HTTP here."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from playcast.config import Settings
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
+_EVENTS_KEY_ALPHABET = string.ascii_lowercase + string.digits
 
 
 @dataclass
@@ -24,6 +26,9 @@ class Credentials:
     aws_secret_access_key: str
     region_name: str
     admin_token: str
+    events_api_key: str = ""  # x-api-key of the AppSync Events-compatible API
+    events_http_url: str = ""  # POST <base>/event
+    events_realtime_url: str = ""  # ws://<host:port>/event/realtime
 
     def write(self, data_dir: Path) -> Path:
         """Write credentials.json readable by the owner only."""
@@ -52,10 +57,18 @@ def load_or_create(settings: Settings) -> Credentials:
         previous.get("aws_secret_access_key") if previous.get("aws_access_key_id") == key_id else None
     ) or secrets.token_urlsafe(30)[:40]
     admin = previous.get("admin_token") or secrets.token_urlsafe(32)
+    events_key = os.environ.get("PLAYCAST_EVENTS_API_KEY") or previous.get("events_api_key") or (
+        "da2-" + "".join(secrets.choice(_EVENTS_KEY_ALPHABET) for _ in range(26)))
+    base = settings.base_url.rstrip("/")
+    scheme, sep, rest = base.partition("://")
+    realtime = (("wss" if scheme == "https" else "ws") + "://" + rest if sep else base) + "/event/realtime"
     return Credentials(
         endpoint_url=settings.base_url,
         aws_access_key_id=key_id,
         aws_secret_access_key=secret,
         region_name=settings.region,
         admin_token=admin,
+        events_api_key=events_key,
+        events_http_url=base + "/event",
+        events_realtime_url=realtime,
     )

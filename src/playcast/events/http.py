@@ -1,0 +1,76 @@
+"""`POST /event`: AppSync Events HTTP publish ({channel, events} with x-api-key or Authorization headers).
+
+Request parsing and HTTP status mapping only; the publish itself is EventsService's."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from . import protocol
+from .auth import PUB
+from .channels import parse_channel
+from .protocol import BAD_REQUEST, UNAUTHORIZED, UNAVAILABLE, ProtocolError
+
+if TYPE_CHECKING:
+    from .service import EventsService
+
+log = logging.getLogger(__name__)
+
+_STATUS = {BAD_REQUEST: 400, UNAUTHORIZED: 401, UNAVAILABLE: 503, protocol.INTERNAL: 500,
+           protocol.TOO_MANY_REQUESTS: 429}
+
+
+def _error(exc: ProtocolError) -> Response:
+    return JSONResponse({"errors": protocol.errors_body(exc.error_type, exc.message)},
+                        status_code=_STATUS.get(exc.error_type, 400))
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > protocol.MAX_MESSAGE_BYTES:
+        raise ProtocolError(BAD_REQUEST, f"request body is larger than {protocol.MAX_MESSAGE_BYTES} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > protocol.MAX_MESSAGE_BYTES:
+            raise ProtocolError(BAD_REQUEST, f"request body is larger than {protocol.MAX_MESSAGE_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def publish_endpoint(service: EventsService) -> Callable[[Request], Awaitable[Response]]:
+    async def publish(request: Request) -> Response:
+        try:
+            identity = service.auth.authenticate(dict(request.headers))
+            body = await _read_body(request)
+            try:
+                msg: Any = json.loads(body)
+            except ValueError:
+                raise ProtocolError(BAD_REQUEST, "body is not valid JSON") from None
+            if not isinstance(msg, dict):
+                raise ProtocolError(BAD_REQUEST, "body must be a JSON object {channel, events}")
+            channel_path = msg.get("channel")
+            events = msg.get("events")
+            if not isinstance(channel_path, str) or not channel_path:
+                raise ProtocolError(BAD_REQUEST, "a non-empty string 'channel' is required")
+            if not isinstance(events, list) or not events:
+                raise ProtocolError(BAD_REQUEST, "'events' must be a non-empty list of JSON strings")
+            if len(events) > protocol.MAX_EVENTS_PER_PUBLISH:
+                raise ProtocolError(BAD_REQUEST, f"at most {protocol.MAX_EVENTS_PER_PUBLISH} events per publish "
+                                    f"({len(events)} given)")
+            channel = parse_channel(channel_path, allow_wildcard=False)
+            config = service.namespace_config(channel.namespace)
+            service.auth.authorize(identity, config, PUB)
+            successful, failed = await service.publish_raw(channel, config, identity, events)
+        except ProtocolError as exc:
+            return _error(exc)
+        return JSONResponse({"failed": failed, "successful": successful})
+
+    return publish

@@ -1,0 +1,22 @@
+"""uvicorn's WebSocket protocol, lending its transport to the events fan-out through an ASGI scope extension.
+
+Behaves exactly like uvicorn's default (websockets-sansio) implementation otherwise; servers that do not use
+it still work, the events endpoint then sends through plain ASGI (slower)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from .sockets import EXTENSION
+
+
+class FastFrameWebSocketProtocol(WebSocketsSansIOProtocol):
+    """Adds scope["extensions"]["playcast.websocket.transport"] = this protocol object."""
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        scope = getattr(self, "scope", None)
+        if scope is not None and self.response.status_code == 101:
+            scope.setdefault("extensions", {})[EXTENSION] = self

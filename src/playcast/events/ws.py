@@ -1,0 +1,78 @@
+"""The `/event/realtime` WebSocket endpoint: handshake (subprotocols, header auth), then one Connection per socket.
+
+ASGI plumbing only: accepting, reading frames in order, and cleaning up; protocol decisions are Connection's."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from . import protocol
+from .connection import Connection
+from .hooks import Identity
+from .protocol import UNAUTHORIZED, ProtocolError
+from .sockets import make_sender
+
+if TYPE_CHECKING:
+    from .service import EventsService
+
+log = logging.getLogger(__name__)
+
+
+def _client(scope: dict[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "?"
+
+
+class RealtimeEndpoint:
+    """A raw ASGI app (Starlette routes a class instance to it as-is)."""
+
+    def __init__(self, service: EventsService) -> None:
+        self.service = service
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        if message["type"] != "websocket.connect":
+            return
+        subprotocols: list[str] = scope.get("subprotocols") or []
+        if protocol.SUBPROTOCOL not in subprotocols:
+            # No AppSync client: refuse the handshake (HTTP 403) with nothing accepted.
+            await send({"type": "websocket.close", "code": 1002})
+            return
+        identity: Identity | None = None
+        auth_error: ProtocolError | None = None
+        headers = protocol.decode_auth_subprotocols(subprotocols)
+        try:
+            if headers is None:
+                raise ProtocolError(UNAUTHORIZED, "missing or undecodable 'header-' subprotocol with credentials")
+            identity = self.service.auth.authenticate(headers)
+        except ProtocolError as exc:
+            auth_error = exc
+        await send({"type": "websocket.accept", "subprotocol": protocol.SUBPROTOCOL})
+        conn: Connection | None = None
+
+        def on_slow() -> None:
+            if conn is not None:
+                conn.slow_consumer()
+
+        sender = make_sender(scope, send, on_slow)
+        conn = Connection(self.service, sender, identity, auth_error, _client(scope))
+        self.service.register(conn)
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind == "websocket.receive":
+                    text = message.get("text")
+                    if text is not None:
+                        await conn.handle_text(text)
+                    else:
+                        await conn.handle_binary()
+                elif kind == "websocket.disconnect":
+                    break
+        except Exception:  # noqa: BLE001 - a bug in our handling must not leak the connection's subscriptions
+            log.exception("events connection %s failed", conn.id)
+        finally:
+            sender.mark_closed()
+            await self.service.unregister(conn)
+            await sender.aclose()

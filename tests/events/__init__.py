@@ -1,0 +1,1 @@
+"""Events tests: the AppSync Events-compatible service with real WebSocket clients, Redis and processes."""
