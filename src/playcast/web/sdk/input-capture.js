@@ -72,7 +72,8 @@ export class InputCapture {
     };
     if (c.autoKeyboard) {
       const key = (e) => {
-        if (isEditable(e.target) && e.target !== this.element) return;
+        const target = (e.composedPath && e.composedPath()[0]) || e.target; // the real target, even in a shadow root
+        if (isEditable(target) && target !== this.element) return;
         if (this.processKeyboardEvent(e)) e.preventDefault();
       };
       on(window, "keydown", key, true);

@@ -27,14 +27,17 @@ class ChatError extends Error {
   }
 }
 
-/** One AppSync Events connection: connection_init/ack, ka watchdog, subscribe/publish/unsubscribe by id. */
+/** One AppSync Events connection: connection_init/ack, ka watchdog, subscribe/publish/unsubscribe by id, and
+ * playcast's recovery extension (positions on `data`, `since` on subscribe, `gap`). */
 class EventsSocket {
-  constructor({ realtimeUrl, httpUrl, token, onData, onState, onSubscribeError }) {
+  constructor({ realtimeUrl, httpUrl, token, onData, onState, onSubscribeError, onPosition, onGap }) {
     this.url = realtimeUrl;
     this.auth = { host: new URL(httpUrl).host, Authorization: token };
     this.onData = onData;
     this.onState = onState;
     this.onSubscribeError = onSubscribeError;
+    this.onPosition = onPosition;
+    this.onGap = onGap;
     this.subs = new Map(); // id -> {channel, ok}
     this.pending = new Map(); // publish id -> {resolve, reject, timer}
     this.ws = null;
@@ -97,12 +100,23 @@ class EventsSocket {
         } catch {
           return;
         }
+        if (msg.epoch !== undefined) this.onPosition(sub.channel, { epoch: msg.epoch, offset: msg.offset });
         this.onData(sub.channel, event);
         break;
       }
       case "subscribe_success": {
         const sub = this.subs.get(msg.id);
-        if (sub) sub.ok = true;
+        if (!sub) return;
+        sub.ok = true;
+        if (msg.recovered === false) this.onGap(sub.channel); // history moved on: what was missed is unknown
+        else if (msg.epoch !== undefined && !sub.since) this.onPosition(sub.channel, { epoch: msg.epoch, offset: msg.offset });
+        break;
+      }
+      case "gap": {
+        const sub = this.subs.get(msg.id);
+        if (!sub) return;
+        if (msg.epoch !== undefined) this.onPosition(sub.channel, { epoch: msg.epoch, offset: msg.offset });
+        this.onGap(sub.channel);
         break;
       }
       case "publish_success": {
@@ -140,10 +154,12 @@ class EventsSocket {
     }
   }
 
-  subscribe(channel) {
+  subscribe(channel, since = null) {
     const id = randomId();
-    this.subs.set(id, { channel, ok: false });
-    this.ws.send(JSON.stringify({ type: "subscribe", id, channel, authorization: this.auth }));
+    this.subs.set(id, { channel, ok: false, since });
+    const msg = { type: "subscribe", id, channel, authorization: this.auth };
+    if (since) msg.since = since; // recover what was missed while away
+    this.ws.send(JSON.stringify(msg));
     return id;
   }
 
@@ -222,6 +238,7 @@ export class PlaycastChat extends HTMLElement {
     this.generation = 0;
     this.items = new Map(); // message id -> li
     this.deleted = new Set();
+    this.positions = new Map(); // channel -> {epoch, offset} of the last event seen (for recovery)
     this.el.form.addEventListener("submit", (e) => {
       e.preventDefault();
       const text = this.el.text.value.trim();
@@ -321,11 +338,16 @@ export class PlaycastChat extends HTMLElement {
         onData: (channel, event) => this.onEvent(channel, event),
         onState: (state, info) => gen === this.generation && this.onSocketState(state, info),
         onSubscribeError: (channel, err) => gen === this.generation && this.onSubscribeError(channel, err),
+        onPosition: (channel, pos) => this.positions.set(channel, pos),
+        onGap: (channel) => gen === this.generation && channel === `/chat/${room}` && this.loadHistory(room, gen),
       });
       this.socket = socket;
       await socket.open();
       if (gen !== this.generation) return socket.close();
-      for (const sub of ["", "/reactions", "/meta", "/presence", "/game"]) socket.subscribe(`/chat/${room}${sub}`);
+      for (const sub of ["", "/reactions", "/meta", "/presence", "/game"]) {
+        const channel = `/chat/${room}${sub}`;
+        socket.subscribe(channel, this.positions.get(channel) ?? null);
+      }
       await this.loadHistory(room, gen);
       if (gen !== this.generation) return;
       this.attempt = 0;
@@ -561,6 +583,7 @@ export class PlaycastChat extends HTMLElement {
   clear() {
     this.items.clear();
     this.deleted.clear();
+    this.positions.clear();
     this.el.log.replaceChildren();
     this.setViewers(0);
   }
