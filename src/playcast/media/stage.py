@@ -33,6 +33,7 @@ MAX_WIDTH, MAX_HEIGHT = 1280, 720  # the stage's rendition is at most 720p (IVS 
 STAGE_FPS = 30
 STAGE_BITRATE_KBPS = 1500
 VIEWER_GRACE_S = 5.0  # viewers stay this long after the publisher left without a replacement
+PUBLISHER_MEDIA_TIMEOUT_S = 10.0  # a connected publisher that sends nothing for this long is gone
 PCM_BYTES_PER_SAMPLE = 4  # s16 stereo
 
 __all__ = ["NoPublisher", "OfferRejected", "Stage", "Stages", "fit_size"]
@@ -188,6 +189,7 @@ class Publisher:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     connected: bool = False
     video_size: tuple[int, int] | None = None
+    last_media: float = field(default_factory=time.monotonic)
 
 
 class Stage:
@@ -222,6 +224,7 @@ class Stage:
         pc = publisher.pc
         pc.on("track", lambda track: self._on_track(publisher, track))
         pc.on("connectionstatechange", lambda: self._publisher_state(publisher))
+        pc.on("iceconnectionstatechange", lambda: _skip_consent(pc))
         try:
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
@@ -298,6 +301,7 @@ class Stage:
                 if self.publisher is not publisher:
                     return
                 publisher.video_size = (frame.width, frame.height)
+                publisher.last_media = time.monotonic()
                 self.video.submit(frame)  # type: ignore[arg-type]
         except MediaStreamError:
             pass
@@ -309,6 +313,7 @@ class Stage:
                 frame = await track.recv()
                 if self.publisher is not publisher:
                     return
+                publisher.last_media = time.monotonic()
                 for out in resampler.resample(frame):  # type: ignore[arg-type]
                     self.pcm.push(bytes(out.planes[0])[:out.samples * PCM_BYTES_PER_SAMPLE])
         except MediaStreamError:
@@ -318,10 +323,22 @@ class Stage:
         state = publisher.pc.connectionState
         if state == "connected":
             publisher.connected = True
+            publisher.last_media = time.monotonic()
+            publisher.tasks.append(asyncio.ensure_future(self._watch_media(publisher)))
             self.video.request_keyframe()
         elif state in ("failed", "closed") and self.publisher is publisher:
             log.info("stage publisher connection %s", state, extra={"broadcast": self.broadcast_id})
             asyncio.ensure_future(self.unpublish(publisher.publisher_id))
+
+    async def _watch_media(self, publisher: Publisher) -> None:
+        """Consent checks are off for publishers (see _skip_consent): a publisher that went silent is gone."""
+        while self.publisher is publisher:
+            await asyncio.sleep(1.0)
+            if time.monotonic() - publisher.last_media > PUBLISHER_MEDIA_TIMEOUT_S and self.publisher is publisher:
+                log.info("stage publisher sent no media for %.0f s", PUBLISHER_MEDIA_TIMEOUT_S,
+                         extra={"broadcast": self.broadcast_id, "publisher": publisher.publisher_id})
+                asyncio.ensure_future(self.unpublish(publisher.publisher_id))
+                return
 
     async def _drop_publisher(self, publisher: Publisher) -> None:
         for task in publisher.tasks:
@@ -430,6 +447,22 @@ class Stages:
     async def close(self) -> None:
         stages, self._stages = list(self._stages.values()), {}
         await asyncio.gather(*(s.close() for s in stages), return_exceptions=True)
+
+
+def _skip_consent(pc: RTCPeerConnection) -> None:
+    """Stop ICE consent-freshness checks (RFC 7675) on a publisher's receive-only connection once ICE is up.
+
+    Consent protects a *sender* from flooding a peer that never agreed; the stage only receives. Some WHIP clients
+    (FFmpeg's `whip` muxer) never answer the checks, and aioice would tear them down after a few seconds.
+    Liveness comes from the media itself (PUBLISHER_MEDIA_TIMEOUT_S), DELETE, or DTLS close instead."""
+    if pc.iceConnectionState not in ("connected", "completed"):
+        return
+    for transceiver in pc.getTransceivers():
+        connection = getattr(transceiver.receiver.transport.transport, "_connection", None)
+        task = getattr(connection, "_query_consent_task", None)
+        if task is not None and not task.done():
+            task.cancel()
+            connection._query_consent_task = None  # type: ignore[union-attr]
 
 
 def _ignore(_: bytes) -> None:
