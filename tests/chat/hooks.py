@@ -10,7 +10,7 @@ from playcast.events.chat.review import ALLOW, DENY, ReviewRequest, ReviewResult
 async def deny_swearing(req: ReviewRequest) -> ReviewResult:
     """Denies 'forbidden', masks 'darn', sleeps past any budget on 'slow', raises on 'crash'."""
     if "slow" in req.content:
-        await asyncio.sleep(2)
+        await asyncio.sleep(5)
     if "crash" in req.content:
         raise RuntimeError("the review service is down")
     if "forbidden" in req.content:
