@@ -22,6 +22,11 @@ def _mine(entry: str, root: str) -> bool:
     pid = entry.split(":", 1)[0].removeprefix("pid ").strip()
     if root in entry:
         return True
+    try:  # a process of a server we ran in a subprocess with TMPDIR=<root> (reparented if it leaked)
+        if f"TMPDIR={root}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+            return True
+    except OSError:
+        pass
     me = os.getpid()
     while pid.isdigit() and int(pid) > 1:
         if int(pid) == me:

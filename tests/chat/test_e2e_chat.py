@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.chat.conftest import assert_nothing_left
-from tests.chat.support import DEMO_APP_DIR, FAST, REGION, ChatServer, start_chat_server, wait
-from tests.harness import chromium
+from tests.chat.support import wait
+from tests.harness import Playcast, chromium, playcast_up
 
 pytestmark = pytest.mark.netns
 
@@ -38,33 +39,27 @@ def panel_texts(page, selector: str = "li.msg") -> list[str]:  # type: ignore[no
 
 
 @pytest.fixture
-def srv(tmp_path: Path, own_tmp: str) -> Iterator[ChatServer]:
-    server = start_chat_server(tmp_path, slots=1, video=(960, 540, 30))
+def pc(own_tmp: str) -> Iterator[Playcast]:
+    """The real `playcast up` (demo game, warm slot, events + chat), its session files under our temp dir."""
+    env = {"PLAYCAST_WIDTH": "960", "PLAYCAST_HEIGHT": "540", "PLAYCAST_FPS": "30", "TMPDIR": own_tmp}
     try:
-        gls = server.gls()
-        app = gls.create_application(Description="playcast-demo", ExecutablePath="playcast-demo",
-                                     RuntimeEnvironment={"Type": "UBUNTU", "Version": "22_04_LTS"},
-                                     ApplicationSourceUri=str(DEMO_APP_DIR))
-        gls.get_waiter("application_ready").wait(Identifier=app["Id"], WaiterConfig=FAST)
-        group = gls.create_stream_group(Description="default", StreamClass="gen4n_high",
-                                        DefaultApplicationIdentifier=app["Id"],
-                                        LocationConfigurations=[{"LocationName": REGION, "AlwaysOnCapacity": 1}])
-        gls.get_waiter("stream_group_active").wait(Identifier=group["Id"], WaiterConfig=FAST)
-        wait(lambda: gls.get_stream_group(Identifier=group["Id"])["LocationStates"][0].get("IdleCapacity", 0) >= 1,
-             60, "a warm slot with the demo game")
-        yield server
+        with playcast_up("--slots", "1", env=env) as up:
+            gls = up.boto3()
+            group = gls.list_stream_groups()["Items"][0]["Id"]
+            wait(lambda: gls.get_stream_group(Identifier=group)["LocationStates"][0].get("IdleCapacity", 0) >= 1,
+                 90, "a warm slot with the demo game")
+            yield up
     finally:
-        server.stop()
         assert_nothing_left(own_tmp)
 
 
-def test_player_and_viewer_chat_react_moderate(srv: ChatServer) -> None:
+def test_player_and_viewer_chat_react_moderate(pc: Playcast) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     with chromium() as browser:
         # The player: log in, play, the chat panel opens beside the game with the player as its moderator.
         pctx = browser.new_context(viewport={"width": 1500, "height": 820})
         player = pctx.new_page()
-        player.goto(f"{srv.url}/login?token={srv.login_tokens.issue()}")
+        player.goto(pc.login_url)
         player.wait_for_function("!document.querySelector('#play').disabled", timeout=30000)
         player.click("#play")
         player.wait_for_function("document.documentElement.dataset.state === 'playing'", timeout=60000)
@@ -93,7 +88,7 @@ def test_player_and_viewer_chat_react_moderate(srv: ChatServer) -> None:
                                  timeout=15000)
         # Without an invitation the viewer page says how to get in, and shows no chat.
         stranger = browser.new_context().new_page()
-        stranger.goto(f"{srv.url}/watch/{sid}")
+        stranger.goto(f"{pc.base_url}/watch/{sid}")
         stranger.wait_for_selector("#chatLocked:not([hidden])", timeout=15000)
         assert "share link" in stranger.inner_text("#chatLocked") and stranger.is_hidden("playcast-chat")
         stranger.context.close()
@@ -125,7 +120,8 @@ def test_player_and_viewer_chat_react_moderate(srv: ChatServer) -> None:
         # The viewer's connection drops (disconnected by the admin): the panel reconnects by itself and gets
         # what was said meanwhile.
         guest_id = viewer.evaluate("document.querySelector('playcast-chat').session.userId")
-        r = srv.admin().post(f"/v1/chat/{sid}/disconnections", json={"userId": guest_id})
+        r = httpx.post(f"{pc.base_url}/v1/chat/{sid}/disconnections", json={"userId": guest_id},
+                       headers={"Authorization": f"Bearer {pc.credentials['admin_token']}"}, timeout=30)
         assert r.status_code == 200 and r.json()["connections"] == 1
         # (typed key by key: the game's input capture leaves keys typed into the chat box alone)
         player.locator("playcast-chat .text").press_sequentially("said while you were away")
