@@ -68,7 +68,7 @@ class Running:
 @contextlib.asynccontextmanager
 async def events_server(service: EventsService, *, fast: bool = True) -> AsyncIterator[Running]:
     """uvicorn on a pre-bound loopback socket in this event loop; `fast` = the transport fan-out path."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # asyncio: TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -163,7 +163,7 @@ class Client:
             msg["since"] = since
         await self.send(msg)
         return await self.wait_for(lambda m: m.get("id") == sub_id and m["type"] in ("subscribe_success",
-                                                                                      "subscribe_error"))
+                                                                                      "subscribe_error", "error"))
 
     async def publish(self, channel: str, events: list[Any], auth: dict[str, str] | None = None,
                       raw: bool = False) -> dict[str, Any]:
@@ -174,7 +174,7 @@ class Client:
             msg["authorization"] = auth
         await self.send(msg)
         return await self.wait_for(lambda m: m.get("id") == pub_id and m["type"] in ("publish_success",
-                                                                                     "publish_error"))
+                                                                                     "publish_error", "error"))
 
     async def data(self, sub_id: str | None = None, timeout: float = TIMEOUT) -> dict[str, Any]:
         return await self.wait_for(lambda m: m["type"] == "data" and (sub_id is None or m["id"] == sub_id),

@@ -5,6 +5,7 @@ writes to other sockets and never lets one client's bad input reach another."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from dataclasses import dataclass, replace
@@ -46,6 +47,8 @@ class EventsLimits:
     max_subscriptions: int = 200  # per connection
     keepalive_s: float = 60.0  # a `ka` message this often
     connection_timeout_ms: int = 300_000  # told to clients in connection_ack
+    send_buffer_bytes: int = 8 * 1024 * 1024  # unread bytes before a subscriber is cut off as too slow
+    send_queue_messages: int = 20_000  # the same for the plain-ASGI sender, in messages
 
 
 class Connection:
@@ -65,6 +68,7 @@ class Connection:
         self._bucket = TokenBucket(limits.messages_per_s, limits.burst)
         self._strikes = 0
         self.closing = False
+        self.abandoned = asyncio.Event()  # set when a close frame could not be delivered: stop serving it
 
     # ------------------------------------------------------------------ entry points
     async def handle_text(self, text: str) -> None:
@@ -109,7 +113,8 @@ class Connection:
         if self.closing:
             return
         self.closing = True
-        await self.sender.close(code, reason)
+        if not await self.sender.close(code, reason):
+            self.abandoned.set()
 
     def slow_consumer(self) -> None:
         """The socket's send buffer overflowed: cut it off (it can reconnect and recover)."""

@@ -43,7 +43,8 @@ class Sender:
     def send_text(self, text: str) -> None:
         raise NotImplementedError
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str) -> bool:
+        """Send a close frame; False when it could not be delivered (the socket must be abandoned)."""
         raise NotImplementedError
 
     def mark_closed(self) -> None:
@@ -83,15 +84,18 @@ class TransportSender(Sender):
         payload = text.encode()
         self._write(text_frame_header(len(payload)) + payload)
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str) -> bool:
         self.closed = True
         if self._protocol.close_sent or self._protocol.disconnected:
-            return
+            return True
         if self._transport.get_write_buffer_size() > self._max_buffer:
             self._transport.abort()  # it does not read: a close frame would wait behind megabytes
-            return
-        with contextlib.suppress(Exception):
+            return True
+        try:
             await asyncio.wait_for(self._send({"type": "websocket.close", "code": code, "reason": reason}), 5)
+        except Exception:  # noqa: BLE001
+            self._transport.abort()
+        return True
 
 
 class AsgiSender(Sender):
@@ -143,14 +147,18 @@ class AsgiSender(Sender):
             queue.clear()
             self._idle.set()
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int, reason: str) -> bool:
         if not self.closed:
-            with contextlib.suppress(asyncio.TimeoutError):
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), 5)
         self.closed = True
         self._queue.clear()
-        with contextlib.suppress(Exception):
+        self._task.cancel()
+        try:
             await asyncio.wait_for(self._send({"type": "websocket.close", "code": code, "reason": reason}), 5)
+        except Exception:  # noqa: BLE001 - the peer does not read: nothing more can be written to it
+            return False
+        return True
 
     async def aclose(self) -> None:
         self.closed = True
@@ -159,8 +167,9 @@ class AsgiSender(Sender):
             await self._task
 
 
-def make_sender(scope: dict[str, Any], send: Callable[[dict[str, Any]], Any], on_slow: Callable[[], None]) -> Sender:
+def make_sender(scope: dict[str, Any], send: Callable[[dict[str, Any]], Any], on_slow: Callable[[], None], *,
+                max_buffer: int = MAX_BUFFER_BYTES, max_queued: int = MAX_QUEUED_MESSAGES) -> Sender:
     protocol = scope.get("extensions", {}).get(EXTENSION)
     if protocol is not None and getattr(protocol, "transport", None) is not None:
-        return TransportSender(protocol, send, on_slow)
-    return AsgiSender(send, on_slow)
+        return TransportSender(protocol, send, on_slow, max_buffer)
+    return AsgiSender(send, on_slow, max_queued)

@@ -4,6 +4,7 @@ ASGI plumbing only: accepting, reading frames in order, and cleaning up; protoco
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from . import protocol
 from .connection import Connection
 from .hooks import Identity
 from .protocol import UNAUTHORIZED, ProtocolError
-from .sockets import make_sender
+from .sockets import TransportSender, make_sender
 
 if TYPE_CHECKING:
     from .service import EventsService
@@ -55,12 +56,23 @@ class RealtimeEndpoint:
             if conn is not None:
                 conn.slow_consumer()
 
-        sender = make_sender(scope, send, on_slow)
+        limits = self.service.limits
+        sender = make_sender(scope, send, on_slow, max_buffer=limits.send_buffer_bytes,
+                             max_queued=limits.send_queue_messages)
         conn = Connection(self.service, sender, identity, auth_error, _client(scope))
         self.service.register(conn)
+        abandoned = asyncio.ensure_future(conn.abandoned.wait())
         try:
             while True:
-                message = await receive()
+                if isinstance(sender, TransportSender):
+                    message = await receive()  # an abandoned transport is aborted: receive() returns disconnect
+                else:
+                    incoming = asyncio.ensure_future(receive())
+                    await asyncio.wait((incoming, abandoned), return_when=asyncio.FIRST_COMPLETED)
+                    if not incoming.done():
+                        incoming.cancel()
+                        break
+                    message = incoming.result()
                 kind = message["type"]
                 if kind == "websocket.receive":
                     text = message.get("text")
@@ -73,6 +85,7 @@ class RealtimeEndpoint:
         except Exception:  # noqa: BLE001 - a bug in our handling must not leak the connection's subscriptions
             log.exception("events connection %s failed", conn.id)
         finally:
+            abandoned.cancel()
             sender.mark_closed()
             await self.service.unregister(conn)
             await sender.aclose()
