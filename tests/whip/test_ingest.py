@@ -294,6 +294,8 @@ async def test_ingest_statuses_for_bad_input(pc: Playcast) -> None:
         assert (await http.delete(f"/v1/broadcasts/{bid}", headers=_admin(pc))).status_code == 204
         r = await http.post(url, content=offer, headers={**auth, **sdp_h})
         assert r.status_code == 409 and "ended" in r.text
+        r = await http.post(cam, content=viewer_offer, headers={**sdp_h, **vt})
+        assert r.status_code == 404 and "ended" in r.text  # for good: players stop retrying
     for p in peers:
         await p.close()
     silent.close()

@@ -210,7 +210,7 @@ async def cam_view(request: Request) -> Response:
     if denied is not None:
         return denied
     if row.status != LIVE:
-        return _text(409, f"broadcast {row.id} has ended")
+        return _text(404, f"broadcast {row.id} has ended")  # for good: players stop asking
     stage = _stages(request).get(row.id)
     if stage is None or not stage.live:
         return _text(409, "nothing is published on this stage yet", **{"Retry-After": str(RETRY_AFTER_S)})
