@@ -11,6 +11,7 @@ from starlette.routing import Mount, Route
 from playcast.api.broadcasts import BroadcastApi
 from playcast.api.player import LoginTokens, PlayerApi
 from playcast.api.whep import whep_routes
+from playcast.api.whip import whip_routes
 
 SPEC = Path(__file__).resolve().parents[2] / "src" / "playcast" / "web" / "openapi.yaml"
 
@@ -18,7 +19,8 @@ SPEC = Path(__file__).resolve().parents[2] / "src" / "playcast" / "web" / "opena
 def test_spec_paths_exist_in_the_app() -> None:
     spec = yaml.safe_load(SPEC.read_text())
     assert spec["openapi"].startswith("3.")
-    routes = [*PlayerApi("x", LoginTokens()).routes(), *BroadcastApi("x").routes(), *whep_routes()]
+    routes = [*PlayerApi("x", LoginTokens()).routes(), *BroadcastApi("x").routes(), *whep_routes(),
+              *whip_routes()]
     served: dict[str, set[str]] = {}
     for r in routes:
         if isinstance(r, Route):
