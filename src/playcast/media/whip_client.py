@@ -222,6 +222,7 @@ class WhipClient:
         self._attempt: _Attempt | None = None
         self._changed = asyncio.Event()
         self._stopping = False
+        self._http: httpx.AsyncClient | None = None
 
     # ------------------------------------------------------------------ public
     @property
@@ -287,6 +288,9 @@ class WhipClient:
                     error = f"endpoint did not answer within {self.request_timeout_s:g} s"
                 except httpx.HTTPError as exc:
                     error = f"endpoint unreachable: {exc.__class__.__name__}: {exc}"
+                except Exception as exc:  # a WebRTC-side surprise must not end the egress silently
+                    log.exception("WHIP egress attempt failed unexpectedly")
+                    error = f"{exc.__class__.__name__}: {exc}"
                 await self._end_attempt(delete=True)
                 failures += 1
                 log.warning("WHIP egress attempt failed: %s", error, extra={"endpoint": redact(self.url)})
@@ -402,7 +406,7 @@ class WhipClient:
             track.stop()
 
     async def _delete(self, resource_url: str) -> None:
-        http = getattr(self, "_http", None)
+        http = self._http
         try:
             if http is not None and not http.is_closed:
                 await asyncio.wait_for(self._request(http, "DELETE", resource_url), 3)
