@@ -9,6 +9,7 @@ import yaml
 from starlette.routing import Mount, Route
 
 from playcast.api.broadcasts import BroadcastApi
+from playcast.api.chat import ChatApi
 from playcast.api.player import LoginTokens, PlayerApi
 from playcast.api.whep import whep_routes
 from playcast.api.whip import whip_routes
@@ -20,7 +21,7 @@ def test_spec_paths_exist_in_the_app() -> None:
     spec = yaml.safe_load(SPEC.read_text())
     assert spec["openapi"].startswith("3.")
     routes = [*PlayerApi("x", LoginTokens()).routes(), *BroadcastApi("x").routes(), *whep_routes(),
-              *whip_routes()]
+              *whip_routes(), *ChatApi("x").routes()]
     served: dict[str, set[str]] = {}
     for r in routes:
         if isinstance(r, Route):
