@@ -170,13 +170,17 @@ def parse_playlist(text: str) -> dict:
     lines = text.splitlines()
     assert lines[0] == "#EXTM3U"
     pending_duration = None
+    first_msn = 0
     for line in lines[1:]:
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            first_msn = int(line.split(":")[1])
         if line.startswith("#EXTINF:"):
             pending_duration = float(line[8:].split(",")[0])
         elif line.startswith("#EXT-X-PART:"):
             attrs = dict(kv.split("=", 1) for kv in line[12:].split(","))
             out["parts"].append({"uri": attrs["URI"].strip('"'), "duration": float(attrs["DURATION"]),
-                                 "independent": attrs.get("INDEPENDENT") == "YES"})
+                                 "independent": attrs.get("INDEPENDENT") == "YES",
+                                 "msn": first_msn + len(out["segments"])})  # the segment it belongs to
         elif line.startswith("#EXT-X-PRELOAD-HINT:"):
             attrs = dict(kv.split("=", 1) for kv in line[20:].split(","))
             out["hint"] = attrs["URI"].strip('"')

@@ -86,16 +86,19 @@ async def test_blocking_reload_waits_for_the_next_part(live: Live) -> None:
     assert r.status_code == 200
     assert r.headers["cache-control"] == "public, max-age=2"
     got = parse_playlist(r.text)
-    uris = [p["uri"] for p in got["parts"]]
+    coords = [(p["msn"], sum(1 for q in got["parts"][:i] if q["msn"] == p["msn"])) for i, p in
+              enumerate(got["parts"])]
     # the answer holds the requested part (or, had that segment ended, the next segment's first part)
-    assert f"part{nxt_msn}.{nxt_index}.m4s" in uris or f"part{nxt_msn + 1}.0.m4s" in uris
+    assert (nxt_msn, nxt_index) in coords or (nxt_msn + 1, 0) in coords
     assert waited < 3 * 1 + 1
-    # the preload hint: the request is held until the part exists, then served
-    assert hinted is not None
+    # the preload hint names the next part: the request is held until it exists, then served
+    assert hinted == f"part{int(pl['parts'][-1]['uri'][4:-4]) + 1}.m4s"
     t = time.monotonic()
     part = await live.client.get(live.url("source/" + hinted))
     assert part.status_code == 200 and part.content[4:8] == b"moof"
     assert time.monotonic() - t < 3
+    numbers = [int(p["uri"][4:-4]) for p in parse_playlist((await live.playlist()).text)["parts"]]
+    assert int(hinted[4:-4]) in numbers
 
 
 async def test_blocking_reload_for_a_whole_segment(live: Live) -> None:
@@ -126,9 +129,9 @@ async def test_bad_requests_and_missing_things(live: Live) -> None:
         "/hls/b1/other/index.m3u8": 404,  # unknown rendition
         "/hls/b1/source/init7.mp4": 404,
         "/hls/b1/source/whatever.txt": 404,
-        "/hls/b1/source/partx.0.m4s": 400,
-        "/hls/b1/source/part0.99.m4s": 404,  # a part of a finished segment that will never exist
-        f"/hls/b1/source/part{live_msn + 5}.0.m4s": 404,  # far in the future: not held
+        "/hls/b1/source/partx.m4s": 400,
+        "/hls/b1/source/part0.1.m4s": 400,
+        f"/hls/b1/source/part{live.packager.source.next_part_number + 5}.m4s": 404,  # far ahead: not held
         f"/hls/b1/source/seg{live_msn + 5}.m4s": 404,
         "/hls/b1": 404,
         "/hls/b1/a/b/c": 404,
@@ -156,7 +159,7 @@ async def test_end_of_broadcast_releases_waiters_and_removal_gives_404(live: Liv
     await live.feed.stop()
     msn, index = live.packager.source.last_part
     waiting = asyncio.ensure_future(live.playlist(f"?_HLS_msn={msn}&_HLS_part={index + 1}"))
-    hint = asyncio.ensure_future(live.client.get(live.url(f"source/part{msn}.{index + 1}.m4s")))
+    hint = asyncio.ensure_future(live.client.get(live.url(f"source/part{live.packager.source.next_part_number}.m4s")))
     await asyncio.sleep(0.3)
     assert not waiting.done()
     await live.packager.close()

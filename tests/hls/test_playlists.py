@@ -43,12 +43,14 @@ async def test_live_playlist_tags_window_and_parts() -> None:
     # parts: each <= PART-TARGET, INDEPENDENT on each segment's first part, summing to the EXTINF
     assert pl["parts"] and all(p["duration"] <= 0.20834 for p in pl["parts"])
     seg_msn = first_msn + 3
-    own = [p for p in pl["parts"] if p["uri"].startswith(f"part{seg_msn}.")]
+    own = [p for p in pl["parts"] if p["msn"] == seg_msn]
     assert own[0]["independent"] and not any(p["independent"] for p in own[1:])
     assert math.isclose(sum(p["duration"] for p in own), pl["segments"][3][1], abs_tol=1e-4)
     # the segment in progress: its parts are listed, then a preload hint for the next part
-    live = [p for p in pl["parts"] if p["uri"].startswith(f"part{seg_msn + 1}.")]
-    assert pl["hint"] == f"part{seg_msn + 1}.{len(live)}.m4s"
+    live = [p for p in pl["parts"] if p["msn"] == seg_msn + 1]
+    numbers = [int(p["uri"][4:-4]) for p in pl["parts"]]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # parts are numbered in sequence
+    assert live and pl["hint"] == f"part{numbers[-1] + 1}.m4s"
     # PDT before each segment, one wall-clock second per second of media
     pdts = [_pdt(v) for v in pl["pdt"]]
     assert abs(pdts[0] - (t0 + packager.source.segments[0].start / 90000)) < 0.002
@@ -65,14 +67,15 @@ async def test_old_parts_leave_the_playlist_after_three_target_durations() -> No
     packager = HlsPackager(30, audio=False, window=12, request_keyframe=enc.request_keyframe)
     _push(packager, enc, 11, time.time())
     pl = parse_playlist(packager.media("source").decode())
-    with_parts = {p["uri"].split(".")[0][4:] for p in pl["parts"]}
+    with_parts = {p["msn"] for p in pl["parts"]}
     listed = [int(uri[3:-4]) for uri, _ in pl["segments"]]
-    old = [m for m in listed if str(m) not in with_parts]
+    old = [m for m in listed if m not in with_parts]
     assert old and old == listed[:len(old)]  # the oldest segments lost their parts, the recent ones kept them
-    recent = sum(d for uri, d in pl["segments"] if str(int(uri[3:-4])) in with_parts)
+    recent = sum(d for uri, d in pl["segments"] if int(uri[3:-4]) in with_parts)
     assert recent <= 3 * 2 + 1.1  # three target durations (plus the segment that crossed the line)
     seg = packager.source.segment(old[0])
     assert seg is not None and seg.parts_dropped and seg.data  # the whole segment is still served
+    assert packager.source.part(seg.parts[0].number) is None  # its parts are gone
     await packager.close()
 
 

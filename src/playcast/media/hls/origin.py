@@ -77,7 +77,8 @@ class HlsOrigin:
     """ASGI app for paths below its mount point:
 
     `/{id}/master.m3u8`, `/{id}/{rendition}/index.m3u8[?_HLS_msn=N[&_HLS_part=M]][&_HLS_skip=YES|v2]`,
-    `/{id}/{rendition}/init{v}.mp4`, `/{id}/{rendition}/seg{N}.m4s`, `/{id}/{rendition}/part{N}.{M}.m4s`."""
+    `/{id}/{rendition}/init{v}.mp4`, `/{id}/{rendition}/seg{N}.m4s`, `/{id}/{rendition}/part{K}.m4s` (K counts
+    parts over the whole stream, so the preload hint always names a part that will exist)."""
 
     def __init__(self, registry: HlsRegistry, *, ready_timeout_s: float = 6.0) -> None:
         self.registry = registry
@@ -199,29 +200,18 @@ class HlsOrigin:
         return packager.media(name, skip), PLAYLIST_TYPE, cache
 
     async def _part(self, seg: Segmenter, ref: str) -> bytes:
-        msn_text, _, index_text = ref.partition(".")
-        msn = _int(msn_text, "part sequence")
-        index = _int(index_text, "part index")
-        assert msn is not None and index is not None
-
-        def available() -> bool:
-            s = seg.segment(msn)
-            return s is not None and index < len(s.parts)
-
-        if not available():
-            last_msn, last_index = seg.last_part
-            next_up = (msn == last_msn and index == last_index + 1) or (msn == last_msn + 1 and index == 0)
-            if not next_up or not seg.part_possible(msn, index):
+        number = _int(ref, "part number")
+        assert number is not None
+        part = seg.part(number)
+        if part is None:
+            if number != seg.next_part_number or seg.ended:
                 raise _Reply(404, "no such part")
-            await seg.wait(lambda: available() or not seg.part_possible(msn, index),
-                           3.0 * seg.config.target_duration)
-            if not available():
-                raise _Reply(404, "no such part")
-        s = seg.segment(msn)
-        assert s is not None
-        if s.parts_dropped:
-            raise _Reply(404, "part no longer available")
-        return s.parts[index].data
+            # the preload-hinted part: hold the request until it is published
+            await seg.wait(lambda: seg.part(number) is not None, 3.0 * seg.config.target_duration)
+            part = seg.part(number)
+            if part is None:
+                raise _Reply(503, "the part did not arrive in time", retry_after=1)
+        return part.data
 
     async def _segment(self, seg: Segmenter, ref: str) -> bytes:
         msn = _int(ref, "segment sequence")
@@ -232,7 +222,7 @@ class HlsOrigin:
         if not s.complete:
             await seg.wait(lambda: s.complete or s not in seg.segments, 3.0 * seg.config.target_duration)
             if not s.complete or not s.parts:
-                raise _Reply(404, "segment did not complete")
+                raise _Reply(503, "the segment did not complete in time", retry_after=1)
         return s.data
 
 

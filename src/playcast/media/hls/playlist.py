@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 
-from playcast.media.hls.segmenter import Segmenter
+from playcast.media.hls.segmenter import Segmenter, part_uri
 
 VERSION = 9
 ADVANCE_PART_LIMIT = 3  # parts a blocking request may ask ahead (PART-TARGET < 1 s)
@@ -76,12 +76,7 @@ def media_playlist(seg: Segmenter, skip: bool = False) -> str:
     if seg.ended:
         out.append("#EXT-X-ENDLIST")
     elif segments:
-        last = segments[-1]
-        if last.complete:  # the next segment has not started yet: its first part comes next
-            hint = f"part{last.msn + 1}.0.m4s"
-        else:
-            hint = f"part{last.msn}.{len(last.parts)}.m4s"
-        out.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
+        out.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{part_uri(seg.next_part_number)}"')
     return "\n".join(out) + "\n"
 
 

@@ -24,15 +24,20 @@ TIMESCALE = 90000  # video ticks per second
 
 @dataclass
 class Part:
-    msn: int
-    index: int
+    msn: int  # its segment
+    index: int  # within its segment
+    number: int  # counted over the whole stream: names the part, so a preload hint always comes true
     data: bytes
     duration: float
     independent: bool
 
     @property
     def uri(self) -> str:
-        return f"part{self.msn}.{self.index}.m4s"
+        return part_uri(self.number)
+
+
+def part_uri(number: int) -> str:
+    return f"part{number}.m4s"
 
 
 @dataclass
@@ -127,6 +132,8 @@ class Segmenter:
         self._audio_next: int | None = None
         self._sequence = 0
         self._next_msn = 0
+        self.next_part_number = 0
+        self._parts: dict[int, Part] = {}  # by number, while listed
         self._keyframe_asked_for = -1
         self._keyframe_asked_at = 0
         self._changed = asyncio.Event()
@@ -240,7 +247,11 @@ class Segmenter:
             runs.append(audio)
         self._sequence += 1
         data = boxes.fragment(self._sequence, runs)
-        seg.parts.append(Part(seg.msn, len(seg.parts), data, ticks / TIMESCALE, self._part_independent))
+        part = Part(seg.msn, len(seg.parts), self.next_part_number, data, ticks / TIMESCALE,
+                    self._part_independent)
+        seg.parts.append(part)
+        self._parts[part.number] = part
+        self.next_part_number += 1
         seg.size += len(data)
         seg.duration += ticks / TIMESCALE
         self._samples = []
@@ -283,6 +294,7 @@ class Segmenter:
                     _ = seg.data  # keep the joined segment
                     for part in seg.parts:
                         part.data = b""
+                        self._parts.pop(part.number, None)
                     seg.parts_dropped = True
         used = {s.init_version for s in self.segments}
         for version in [v for v in self.inits if v not in used and v != self.init_version]:
@@ -310,7 +322,13 @@ class Segmenter:
     # ------------------------------------------------------------------ reading
     @property
     def ready(self) -> bool:
-        return bool(self.inits) and any(s.parts for s in self.segments)
+        """A playlist is worth serving: an init and a complete segment (players treat part-only playlists as
+        empty), or the stream ended."""
+        return bool(self.inits) and (self.last_complete_msn >= 0 or (self.ended and bool(self.segments)))
+
+    def part(self, number: int) -> Part | None:
+        """A listed part by its number (None once it left the playlist, or before it exists)."""
+        return self._parts.get(number)
 
     def segment(self, msn: int) -> Segment | None:
         if not self.segments:
@@ -348,16 +366,6 @@ class Segmenter:
         if msn < last_msn:
             return True
         return msn == last_msn and part <= last_index or (self.ended and msn <= last_msn)
-
-    def part_possible(self, msn: int, index: int) -> bool:
-        """False when part (msn, index) can never be published."""
-        if self.ended:
-            seg = self.segment(msn)
-            return seg is not None and index < len(seg.parts)
-        seg = self.segment(msn)
-        if seg is not None:
-            return not seg.complete or index < len(seg.parts)
-        return msn > self.live_msn
 
     async def wait(self, ready: Callable[[], bool], timeout: float) -> bool:
         """Wait until `ready()` (re-checked after each publish), the stream ends, or the timeout passes."""
