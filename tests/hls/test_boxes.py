@@ -194,7 +194,7 @@ def test_pyav_reads_init_header_without_fragments() -> None:
 
 async def test_capture_bursts_and_stalls_keep_the_timeline_on_the_capture_clock() -> None:
     """x11grab starts with a burst and catches up after stalls: the timeline must not drift from the capture
-    clock (audio sync, PDT), and a stall must not make a part longer than PART-TARGET."""
+    clock (audio sync, PDT) and must have no holes (players stall on them)."""
     enc = SyntheticEncoder(fps=30)
     packager = HlsPackager(30, audio=False, request_keyframe=enc.request_keyframe)
     t0 = time.time()
@@ -207,11 +207,15 @@ async def test_capture_bursts_and_stalls_keep_the_timeline_on_the_capture_clock(
     seg = packager.source
     limit = packager.config.part_target
     parts = [p for s in seg.segments for p in s.parts]
-    assert all(p.duration <= limit + 1e-9 for p in parts), [p.duration for p in parts]
+    assert [p for p in parts if p.duration > limit + 1e-9] == [p for p in parts if p.duration > 0.4]
+    assert seg.long_parts == 1  # only the part holding the stalled frame is longer than PART-TARGET
     frames, _, c = decode_all(seg.inits[0], [s.data for s in seg.segments])
     pts = [f.pts / 90000 for f in frames]
     assert pts == sorted(pts) and len(set(pts)) == len(times) == len(frames)
     # right after the burst, and for ever after, each frame sits at its capture time (no lead carried on)
     assert all(abs(p - (at - t0)) < 0.002 for p, at in zip(pts[5:], times[5:], strict=True))
     assert pts[4] - pts[0] < 1 / 30  # the burst was squeezed into less than one frame time
+    # no holes: segments and parts tile the timeline
+    for a, b in zip(seg.segments, list(seg.segments)[1:], strict=False):
+        assert abs(a.start / 90000 + a.duration - b.start / 90000) < 1e-6
     c.close()

@@ -133,6 +133,7 @@ class Segmenter:
         self._sequence = 0
         self._next_msn = 0
         self.next_part_number = 0
+        self.long_parts = 0  # parts a capture stall made longer than PART-TARGET
         self._parts: dict[int, Part] = {}  # by number, while listed
         self._keyframe_asked_for = -1
         self._keyframe_asked_at = 0
@@ -235,12 +236,11 @@ class Segmenter:
         seg = self._current
         if seg is None or not self._samples:
             return
-        excess = end_dts - self._part_start - self._max_part_ticks
-        if excess > 0:
-            # a late frame: keep the part within PART-TARGET; the next part starts at its real time
-            last = self._samples[-1]
-            self._samples[-1] = boxes.Sample(last.data, max(1, last.duration - excess), last.sync)
-        ticks = sum(x.duration for x in self._samples)
+        # The timeline stays gap-free: a frame the capture delivered late lasts until the next one, so only a
+        # capture stall makes a part longer than PART-TARGET (a gap instead would stall players' buffers).
+        ticks = end_dts - self._part_start
+        if ticks > self._max_part_ticks:
+            self.long_parts += 1
         runs = [boxes.TrackRun(boxes.VIDEO_TRACK, self._part_start, self._samples, True)]
         audio = self._audio_run(end_dts)
         if audio is not None:
