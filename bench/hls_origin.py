@@ -59,7 +59,8 @@ def serve(port: int) -> None:
         part_msn, part_index = src.last_part
         part = src.segment(part_msn).parts[part_index]  # type: ignore[union-attr]
         seg = src.segment(src.live_msn - 1)
-        print("ready", src.live_msn, part_msn, part_index, len(part.data), len(seg.data), flush=True)  # type: ignore[union-attr]
+        print("ready", src.live_msn, part_msn, part_index, part.number, len(part.data), len(seg.data),  # type: ignore[union-attr]
+              flush=True)
         await uvicorn.Server(config).serve()
 
     try:
@@ -103,7 +104,7 @@ def main() -> None:
         line = proc.stdout.readline().split()
         if not line or line[0] != "ready":
             sys.exit("the bench server did not start")
-        msn, part_msn, part_index, part_size, seg_size = map(int, line[1:6])
+        msn, part_msn, part_index, part_number, part_size, seg_size = map(int, line[1:7])
         for _ in range(100):
             try:
                 socket.create_connection(("127.0.0.1", port), 0.2).close()
@@ -115,7 +116,7 @@ def main() -> None:
             "master playlist": f"{base}/master.m3u8",
             "media playlist": f"{base}/source/index.m3u8",
             "media playlist, _HLS_msn (ready)": f"{base}/source/index.m3u8?_HLS_msn={msn - 1}&_HLS_part=0",
-            f"part ({part_size / 1000:.0f} KB)": f"{base}/source/part{part_msn}.{part_index}.m4s",
+            f"part ({part_size / 1000:.0f} KB)": f"{base}/source/part{part_number}.m4s",
             f"segment ({seg_size / 1000:.0f} KB)": f"{base}/source/seg{msn - 1}.m4s",
         }
         print(f"HLS origin, one uvicorn worker; wrk -t1 -c{args.connections} -d{args.seconds:g}s; "
