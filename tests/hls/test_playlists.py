@@ -57,6 +57,9 @@ async def test_live_playlist_tags_window_and_parts() -> None:
     for (_, duration), a, b in zip(pl["segments"], pdts, pdts[1:], strict=False):
         assert abs(b - a - duration) < 0.002
     assert "#EXT-X-ENDLIST" not in pl["lines"]
+    # only listed parts can be fetched
+    listed = {int(p["uri"][4:-4]) for p in pl["parts"]}
+    assert {n for n in range(packager.source.next_part_number) if packager.source.part(n)} == listed
     await packager.close()
     ended = parse_playlist(packager.media("source").decode())
     assert ended["lines"][-1] == "#EXT-X-ENDLIST" and ended["hint"] is None

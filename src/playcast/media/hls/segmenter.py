@@ -281,6 +281,8 @@ class Segmenter:
         while len(complete) > self.config.window:
             old = complete.pop(0)
             self.segments.remove(old)
+            for part in old.parts:
+                self._parts.pop(part.number, None)
             if old.discontinuity:
                 self.discontinuity_sequence += 1
         if self.segments:
