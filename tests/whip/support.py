@@ -10,11 +10,14 @@ import contextlib
 import datetime
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -233,3 +236,40 @@ class FfmpegPublisher:
             self.proc.kill()
             out, _ = self.proc.communicate()
         return self.proc.returncode, out
+
+
+class OwnLeftovers:
+    """The leak check for one `playcast up` while other suites run on the same machine: its session processes and
+    temp dirs are told apart from everybody else's by a private TMPDIR (session dirs, pulse, game HOME) and a tag
+    in the environment (Xvfb, capture workers, parec inherit it). Pass `env` to playcast_up, then `assert_clean()`."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="playcast-whip-"))
+        self.tag = f"whip-{uuid.uuid4().hex}"
+        self.env = {"TMPDIR": str(self.tmp), "PLAYCAST_TEST_TAG": self.tag}
+
+    def found(self) -> set[str]:
+        found = {f"dir {d}" for d in self.tmp.glob("playcast-session-*")}
+        me = str(os.getpid())
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or pid == me:
+                continue
+            try:
+                environ = Path(f"/proc/{pid}/environ").read_bytes()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1]
+            except (OSError, IndexError):
+                continue
+            if state == "Z":
+                continue
+            if self.tag.encode() in environ or str(self.tmp).encode() in environ + cmdline:
+                command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+                found.add(f"pid {pid}: {command}")
+        return found
+
+    def assert_clean(self, wait_s: float = 15.0) -> None:
+        deadline = time.monotonic() + wait_s
+        while (left := self.found()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        assert not left, "left behind by this playcast:\n" + "\n".join(sorted(left))

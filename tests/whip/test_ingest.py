@@ -16,10 +16,10 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from tests.harness import Playcast, playcast_up
-from tests.leaks import assert_no_session_leftovers, session_leftovers
 from tests.whip.support import (
     FfmpegPublisher,
     LoopbackServer,
+    OwnLeftovers,
     Redirector,
     WhepViewer,
     dominant,
@@ -38,10 +38,10 @@ ENV = {"PLAYCAST_WIDTH": str(SIZE[0]), "PLAYCAST_HEIGHT": str(SIZE[1]), "PLAYCAS
 
 @pytest.fixture(scope="module")
 def pc():  # type: ignore[no-untyped-def]
-    before = session_leftovers()
-    with playcast_up("--slots", "2", "--warm", "0", env=ENV) as running:
+    own = OwnLeftovers()
+    with playcast_up("--slots", "2", "--warm", "0", env={**ENV, **own.env}) as running:
         yield running
-    assert_no_session_leftovers(before, wait_s=15)
+    own.assert_clean()
 
 
 def _admin(pc: Playcast) -> dict[str, str]:

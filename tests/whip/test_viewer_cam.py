@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.harness import CHROMIUM, CHROMIUM_ARGS, playcast_up
-from tests.leaks import assert_no_session_leftovers, session_leftovers
+from tests.whip.support import OwnLeftovers
 
 pytestmark = pytest.mark.netns
 
@@ -47,8 +47,8 @@ def _wait(cond, timeout: float, what: str):  # type: ignore[no-untyped-def]
 
 def test_viewer_page_shows_the_camera_published_over_whip() -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    before = session_leftovers()
-    with playcast_up("--slots", "1", env=ENV) as pc, chromium_with_fake_camera() as browser:
+    own = OwnLeftovers()
+    with playcast_up("--slots", "1", env={**ENV, **own.env}) as pc, chromium_with_fake_camera() as browser:
         admin = {"Authorization": f"Bearer {pc.credentials['admin_token']}"}
         player = browser.new_context(viewport={"width": 1400, "height": 900},
                                      permissions=["camera", "microphone"]).new_page()
@@ -93,4 +93,4 @@ def test_viewer_page_shows_the_camera_published_over_whip() -> None:
         viewer.wait_for_function("document.documentElement.dataset.cam === 'off'", timeout=30000)
         assert viewer.evaluate("document.documentElement.dataset.broadcast") == "live"  # the game plays on
         assert player.evaluate("document.documentElement.dataset.state") == "playing"
-    assert_no_session_leftovers(before, wait_s=15)
+    own.assert_clean()
