@@ -120,14 +120,15 @@ def test_player_and_viewer_chat_react_moderate(pc: Playcast) -> None:
         # The viewer's connection drops (disconnected by the admin): the panel reconnects by itself and gets
         # what was said meanwhile.
         guest_id = viewer.evaluate("document.querySelector('playcast-chat').session.userId")
+        viewer.evaluate("""() => { window.__states = [];
+            document.querySelector('playcast-chat').addEventListener('chat-state', e => __states.push(e.detail.state)); }""")
         r = httpx.post(f"{pc.base_url}/v1/chat/{sid}/disconnections", json={"userId": guest_id},
                        headers={"Authorization": f"Bearer {pc.credentials['admin_token']}"}, timeout=30)
         assert r.status_code == 200 and r.json()["connections"] == 1
         # (typed key by key: the game's input capture leaves keys typed into the chat box alone)
         player.locator("playcast-chat .text").press_sequentially("said while you were away")
         player.press("playcast-chat .text", "Enter")
-        viewer.wait_for_function("document.querySelector('playcast-chat').dataset.state !== 'live'", timeout=10000)
-        viewer.wait_for_function("document.querySelector('playcast-chat').dataset.state === 'live'", timeout=30000)
+        viewer.wait_for_function("__states.includes('reconnecting') && __states.at(-1) === 'live'", timeout=30000)
         wait(lambda: any("said while you were away" in t for t in panel_texts(viewer)), 15, "the missed message")
 
         # Moderation from the player's panel: delete the viewer's message, then ban the viewer.
