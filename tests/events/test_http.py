@@ -60,6 +60,8 @@ async def test_http_refusals(server: Running) -> None:
             err = resp.json()["errors"][0]
             assert why in err["message"], err
             assert err["errorType"] == ("UnauthorizedException" if status == 401 else "BadRequestException")
+            # what AWS SDKs (Amplify's REST client) read
+            assert resp.headers["x-amzn-errortype"] == err["errorType"] and resp.json()["message"] == err["message"]
 
         mixed = await post({"channel": "/default/a", "events": ["{oops", json.dumps("z" * (MAX_EVENT_BYTES + 1)),
                                                                   "true"]})

@@ -172,3 +172,27 @@ async def test_handshake_without_the_appsync_subprotocol_is_refused(server: Runn
         async with connect(server.realtime_url):
             pass
     assert info.value.response.status_code == 403
+
+
+async def test_amplify_message_shapes(server: Running) -> None:
+    """The frames Amplify JS's events client sends (checked against aws-amplify 6 with a real run, see
+    docs/events.md): header auth with host and x-amz-date, subscribe/publish carrying `authorization` and a
+    `payload` copy with `extensions.authorization`."""
+    headers = api_key_headers(server.host)
+    async with client(server.realtime_url, headers, init=False) as c:
+        await c.send({"type": "connection_init"})
+        await c.expect("connection_ack")
+        auth = {**headers, "x-amz-user-agent": "aws-amplify/6.0 api/1 framework/0"}
+        await c.send({"id": "amp-sub", "channel": "/default/amplify", "authorization": auth,
+                      "payload": {"channel": "/default/amplify", "extensions": {"authorization": auth}},
+                      "type": "subscribe"})
+        await c.expect("subscribe_success", "amp-sub")
+        events = [json.dumps({"via": "websocket"})]
+        await c.send({"id": "amp-pub", "channel": "/default/amplify", "events": events, "authorization": auth,
+                      "payload": {"events": events, "channel": "/default/amplify",
+                                  "extensions": {"authorization": auth}}, "type": "publish"})
+        assert (await c.wait_for(lambda m: m.get("id") == "amp-pub"))["type"] == "publish_success"
+        data = await c.data("amp-sub")
+        assert set(data) >= {"id", "event", "type"} and json.loads(data["event"]) == {"via": "websocket"}
+        await c.send({"id": "amp-sub", "type": "unsubscribe"})
+        await c.expect("unsubscribe_success", "amp-sub")

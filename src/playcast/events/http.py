@@ -27,8 +27,9 @@ _STATUS = {BAD_REQUEST: 400, UNAUTHORIZED: 401, UNAVAILABLE: 503, protocol.INTER
 
 
 def _error(exc: ProtocolError) -> Response:
-    return JSONResponse({"errors": protocol.errors_body(exc.error_type, exc.message)},
-                        status_code=_STATUS.get(exc.error_type, 400))
+    """AppSync's `errors` list, plus what AWS SDKs read (x-amzn-ErrorType, a top-level message)."""
+    return JSONResponse({"errors": protocol.errors_body(exc.error_type, exc.message), "message": exc.message},
+                        status_code=_STATUS.get(exc.error_type, 400), headers={"x-amzn-ErrorType": exc.error_type})
 
 
 async def _read_body(request: Request) -> bytes:
