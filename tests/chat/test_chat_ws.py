@@ -3,10 +3,12 @@ the refusals (unknown rooms, bad channels, server-only channels, bad payloads) t
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.chat.appsync import Client, Refused
@@ -78,6 +80,17 @@ async def test_messages_reactions_metadata(srv: ChatServer, room) -> None:  # ty
         await p.publish_ok(ch + "/meta", {"name": "donation", "attributes": {"amount": "5", "from": "Ann"}})
         meta = await a.wait_for(ch + "/meta", lambda e: e["type"] == "EVENT")
         assert meta["name"] == "donation" and meta["attributes"] == {"amount": "5", "from": "Ann"}
+
+    # AppSync's HTTP publish goes through the same rules (here: a user token, then a too-long message).
+    async with bob.client(srv) as b:
+        await b.subscribe(ch)
+        r = httpx.post(srv.http_url, headers={"Authorization": ann.token}, timeout=30,
+                       json={"channel": ch, "events": [json.dumps({"content": "via HTTP"}),
+                                                       json.dumps({"content": "y" * 600})]})
+        assert r.status_code == 200, r.text
+        assert [s["index"] for s in r.json()["successful"]] == [0] and r.json()["failed"][0]["index"] == 1
+        via = await b.wait_for(ch, lambda e: e.get("content") == "via HTTP")
+        assert via["sender"]["userId"] == ann.user_id
 
     # A backend with the API key publishes metadata as the system.
     async with Client(srv.realtime_url, srv.http_url, api_key=API_KEY) as backend, ann.client(srv) as a:
