@@ -290,10 +290,12 @@ class PlaycastServer:
 
 
 @contextlib.contextmanager
-def playcast_server(env: dict[str, str], timeout_s: float = 60.0) -> Iterator[PlaycastServer]:
-    """`playcast server` on a free port with its own data dir; SIGTERM afterwards."""
-    port = free_port()
-    data_dir = Path(tempfile.mkdtemp(prefix="playcast-test-events-"))
+def playcast_server(env: dict[str, str], timeout_s: float = 60.0, data_dir: Path | None = None,
+                    port: int | None = None) -> Iterator[PlaycastServer]:
+    """`playcast server` on a free port with its own data dir (removed after unless given); SIGTERM after."""
+    port = port or free_port()
+    keep = data_dir is not None
+    data_dir = data_dir or Path(tempfile.mkdtemp(prefix="playcast-test-events-"))
     cmd = [str(REPO / ".venv" / "bin" / "playcast"), "server", "--port", str(port), "--data-dir", str(data_dir),
            "--log-level", "info"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -327,4 +329,5 @@ def playcast_server(env: dict[str, str], timeout_s: float = 60.0) -> Iterator[Pl
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(data_dir, ignore_errors=True)

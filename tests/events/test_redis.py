@@ -58,6 +58,7 @@ async def _publish_when_back(server: PlaycastServer, channel: str, events: list[
 async def test_two_server_processes_share_events_history_and_tokens() -> None:
     token = EventsAuth(KEY, bytes.fromhex(SECRET_HEX)).issue_user_token("u1", rights={"*": {"sub": True}})
     with redis_server() as redis, playcast_server(_env(redis.url)) as a, playcast_server(_env(redis.url)) as b:
+        started = (redis, a, b)
         creds = a.credentials()
         assert creds["events_api_key"] == KEY
         assert creds["events_http_url"] == a.http_url and creds["events_realtime_url"] == a.realtime_url
@@ -84,6 +85,11 @@ async def test_two_server_processes_share_events_history_and_tokens() -> None:
             ok = await again.subscribe("/default/room", "s", since={"epoch": ok_a["epoch"], "offset": 2})
             assert ok["recovered"] is True and ok["offset"] == 3
             assert (await again.data("s"))["event"] == '"missed-3"'
+    # nothing left behind: both servers and redis-server exited, their directories are gone
+    redis_, a_, b_ = started
+    assert redis_.process is None and not redis_.dir.exists()
+    for server in (a_, b_):
+        assert server.process.poll() is not None and not server.data_dir.exists()
 
 
 @pytest.mark.parametrize("persistent", [True, False], ids=["redis-keeps-data", "redis-loses-data"])
