@@ -16,9 +16,12 @@ async def test_http_publish_reaches_websocket_subscribers(server: Running) -> No
         await c.subscribe("/default/http", "s")
         resp = await http.post(server.http_url, headers={"x-api-key": API_KEY},
                                json={"channel": "/default/http", "events": [json.dumps({"a": 1}), "[1,2]"]})
-        assert resp.status_code == 200
+        assert resp.status_code == 200 and resp.headers["access-control-allow-origin"] == "*"
         body = resp.json()
         assert body["failed"] == [] and [s["index"] for s in body["successful"]] == [0, 1]
+        pre = await http.options(server.http_url, headers={"Origin": "https://app.example",
+                                                           "Access-Control-Request-Method": "POST"})
+        assert pre.status_code == 204 and "x-api-key" in pre.headers["access-control-allow-headers"]
         assert [json.loads((await c.data("s"))["event"]) for _ in range(2)] == [{"a": 1}, [1, 2]]
 
 

@@ -36,6 +36,7 @@ REPLICA_TTL_S = 20.0
 CATCH_UP_WAIT_S = 2.0
 STATE_IDLE_S = 600.0  # forget positions of wildcard-discovered channels not seen for this long
 RECONNECT_MAX_S = 2.0
+CONNECT_WAIT_S = 5.0
 
 _PUBLISH = """
 local meta, stream, pubch = KEYS[1], KEYS[2], KEYS[3]
@@ -130,6 +131,7 @@ class RedisBus(Bus):
         self._patterns: set[str] = set()  # watched wildcard paths ('/ns/*')
         self._states: dict[str, _ChannelState] = {}
         self._confirm: dict[tuple[str, str], list[asyncio.Future[None]]] = {}
+        self._sub_lock = asyncio.Lock()
         self._replies: dict[str, asyncio.Queue[dict[str, Any]]] = {}
         self._counts_dirty = True
         self._counts_event = asyncio.Event()
@@ -267,13 +269,20 @@ class RedisBus(Bus):
     async def watch(self, key: str) -> None:
         wildcard = key.endswith("/*")
         (self._patterns if wildcard else self._exact).add(key)
-        await self._subscribe(key, wildcard)
+        if not self._connected.is_set():
+            try:
+                await asyncio.wait_for(self._connected.wait(), CONNECT_WAIT_S)
+            except TimeoutError:
+                (self._patterns if wildcard else self._exact).discard(key)
+                raise BusUnavailable("redis is not connected") from None
+        async with self._sub_lock:  # (un)subscribe commands reach Redis in call order
+            if key in (self._patterns if wildcard else self._exact):
+                await self._subscribe(key, wildcard)
 
     async def _subscribe(self, key: str, wildcard: bool) -> None:
         pubsub = self._pubsub
         if pubsub is None or not self._connected.is_set():
-            # the pump subscribes every watched key when it (re)connects; the catch-up covers the rest
-            return
+            return  # the pump subscribes every watched key when it reconnects, then catches up
         kind = "psubscribe" if wildcard else "subscribe"
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._confirm.setdefault((kind, self._chan(key)), []).append(fut)
@@ -282,25 +291,27 @@ class RedisBus(Bus):
                 await pubsub.psubscribe(self._chan(key))
             else:
                 await pubsub.subscribe(self._chan(key))
-            await asyncio.wait_for(asyncio.shield(fut), 5)
+            await asyncio.wait_for(asyncio.shield(fut), CONNECT_WAIT_S)
         except (TimeoutError, RedisError, OSError) as exc:
             log.warning("redis %s %s not confirmed: %r (the reconnect will redo it)", kind, key, exc)
 
     async def unwatch(self, key: str) -> None:
         wildcard = key.endswith("/*")
-        (self._patterns if wildcard else self._exact).discard(key)
+        watched = self._patterns if wildcard else self._exact
+        watched.discard(key)
         if not wildcard and not self._covered(key):
             state = self._states.pop(key, None)
             if state is not None:
                 self._release(state)
-        pubsub = self._pubsub
-        if pubsub is None or not self._connected.is_set():
-            return
-        with contextlib.suppress(RedisError, OSError):
-            if wildcard:
-                await pubsub.punsubscribe(self._chan(key))
-            else:
-                await pubsub.unsubscribe(self._chan(key))
+        async with self._sub_lock:
+            pubsub = self._pubsub
+            if key in watched or pubsub is None or not self._connected.is_set():
+                return  # watched again meanwhile, or the next connection will not subscribe it anyway
+            with contextlib.suppress(RedisError, OSError):
+                if wildcard:
+                    await pubsub.punsubscribe(self._chan(key))
+                else:
+                    await pubsub.unsubscribe(self._chan(key))
 
     # ------------------------------------------------------------------ the pub/sub pump
     async def _pump(self) -> None:
@@ -310,24 +321,26 @@ class RedisBus(Bus):
         while not self._closed:
             pubsub = self._sub_redis.pubsub()
             try:
-                await pubsub.subscribe(self._ctl, self._reply_chan(self.replica_id))
-                if self._exact:
-                    await pubsub.subscribe(*[self._chan(k) for k in self._exact])
-                if self._patterns:
-                    await pubsub.psubscribe(*[self._chan(k) for k in self._patterns])
-                # Wait for Redis to confirm them all before calling it connected.
-                expected = 2 + len(self._exact) + len(self._patterns)
-                confirmed = 0
-                while confirmed < expected:
-                    msg = await pubsub.get_message(timeout=5)
-                    if msg is None:
-                        raise ConnectionError("no subscribe confirmation from redis")
-                    if msg["type"] in ("subscribe", "psubscribe"):
-                        confirmed += 1
-                    else:
-                        self._dispatch(msg)
-                self._pubsub = pubsub
-                self._connected.set()
+                async with self._sub_lock:
+                    exact, patterns = list(self._exact), list(self._patterns)
+                    await pubsub.subscribe(self._ctl, self._reply_chan(self.replica_id))
+                    if exact:
+                        await pubsub.subscribe(*[self._chan(k) for k in exact])
+                    if patterns:
+                        await pubsub.psubscribe(*[self._chan(k) for k in patterns])
+                    # Wait for Redis to confirm them all before calling it connected.
+                    expected = 2 + len(exact) + len(patterns)
+                    confirmed = 0
+                    while confirmed < expected:
+                        msg = await pubsub.get_message(timeout=CONNECT_WAIT_S)
+                        if msg is None:
+                            raise ConnectionError("no subscribe confirmation from redis")
+                        if msg["type"] in ("subscribe", "psubscribe"):
+                            confirmed += 1
+                        else:
+                            self._dispatch(msg)
+                    self._pubsub = pubsub
+                    self._connected.set()
                 self._counts_dirty = True
                 self._counts_event.set()
                 if not first:

@@ -22,6 +22,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Auth travels in headers, never cookies: any origin may call (Amplify in a browser app hosted elsewhere).
+CORS = {"Access-Control-Allow-Origin": "*"}
+PREFLIGHT = {**CORS, "Access-Control-Allow-Methods": "POST, OPTIONS", "Access-Control-Max-Age": "600",
+             "Access-Control-Allow-Headers": "authorization, content-type, x-api-key, x-amz-date, x-amz-user-agent, "
+                                             "x-amz-security-token, x-amz-content-sha256"}
+
 _STATUS = {BAD_REQUEST: 400, UNAUTHORIZED: 401, UNAVAILABLE: 503, protocol.INTERNAL: 500,
            protocol.TOO_MANY_REQUESTS: 429}
 
@@ -29,7 +35,8 @@ _STATUS = {BAD_REQUEST: 400, UNAUTHORIZED: 401, UNAVAILABLE: 503, protocol.INTER
 def _error(exc: ProtocolError) -> Response:
     """AppSync's `errors` list, plus what AWS SDKs read (x-amzn-ErrorType, a top-level message)."""
     return JSONResponse({"errors": protocol.errors_body(exc.error_type, exc.message), "message": exc.message},
-                        status_code=_STATUS.get(exc.error_type, 400), headers={"x-amzn-ErrorType": exc.error_type})
+                        status_code=_STATUS.get(exc.error_type, 400),
+                        headers={"x-amzn-ErrorType": exc.error_type, **CORS})
 
 
 async def _read_body(request: Request) -> bytes:
@@ -48,6 +55,8 @@ async def _read_body(request: Request) -> bytes:
 
 def publish_endpoint(service: EventsService) -> Callable[[Request], Awaitable[Response]]:
     async def publish(request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return Response(status_code=204, headers=PREFLIGHT)
         try:
             identity = service.auth.authenticate(dict(request.headers))
             body = await _read_body(request)
@@ -72,6 +81,6 @@ def publish_endpoint(service: EventsService) -> Callable[[Request], Awaitable[Re
             successful, failed = await service.publish_raw(channel, config, identity, events)
         except ProtocolError as exc:
             return _error(exc)
-        return JSONResponse({"failed": failed, "successful": successful})
+        return JSONResponse({"failed": failed, "successful": successful}, headers=CORS)
 
     return publish

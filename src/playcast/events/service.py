@@ -60,6 +60,7 @@ class EventsService:
         self.connections: dict[str, Connection] = {}
         self._by_user: dict[str, set[Connection]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._watching: dict[str, asyncio.Future[None]] = {}  # bus watches being set up, by channel/wildcard
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
 
@@ -90,7 +91,7 @@ class EventsService:
         from .ws import RealtimeEndpoint
 
         return [WebSocketRoute("/event/realtime", RealtimeEndpoint(self)),
-                Route("/event", publish_endpoint(self), methods=["POST"])]
+                Route("/event", publish_endpoint(self), methods=["POST", "OPTIONS"])]
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -162,12 +163,28 @@ class EventsService:
     async def attach(self, sub: Subscription, since: Position | None) -> Recovery | None:
         """Register a (pending) subscription, make sure the bus delivers its channel here, and for an exact
         channel read the position (and what was missed since `since`)."""
+        key = sub.channel.path
         if self.router.add(sub):
+            pending: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._watching[key] = pending
             try:
-                await self.bus.watch(sub.channel.path)
+                await self.bus.watch(key)
+                pending.set_result(None)
+            except Exception as exc:
+                pending.set_exception(exc)
+                pending.exception()  # retrieved: others waiting on it see it; nobody else must
+                if self.router.remove(sub):
+                    self.spawn(self._unwatch(key))
+                raise
+            finally:
+                if self._watching.get(key) is pending:
+                    del self._watching[key]
+        elif (pending := self._watching.get(key)) is not None:
+            try:
+                await asyncio.shield(pending)  # the first subscriber's watch is still being set up
             except Exception:
                 if self.router.remove(sub):
-                    self.spawn(self._unwatch(sub.channel.path))
+                    self.spawn(self._unwatch(key))
                 raise
         self.bus.counts_changed()
         if sub.channel.is_wildcard:
