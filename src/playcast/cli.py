@@ -59,12 +59,15 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
     import uvicorn
 
     from playcast.api.player import LoginTokens
+    from playcast.api.recordings import recording_routes
     from playcast.credentials import load_or_create
     from playcast.events.uvicorn_ws import FastFrameWebSocketProtocol
     from playcast.events.wiring import WS_MAX_MESSAGE_BYTES, attach, create_events_service
     from playcast.host.pool import LocalHostPool
     from playcast.host.runtime import RuntimeOptions
+    from playcast.media.hls.origin import hls_routes, vendor_routes
     from playcast.server import build_app
+    from playcast.storage import open_storage
     from playcast.web.routes import web_routes
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -73,15 +76,17 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
     settings.secret_access_key = creds.aws_secret_access_key
     creds_path = creds.write(settings.data_dir)
 
+    recordings = open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
     pool = LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
         width=settings.width, height=settings.height, fps=settings.fps,
-        bitrate_kbps=settings.bitrate_kbps, encoder=settings.encoder))
+        bitrate_kbps=settings.bitrate_kbps, encoder=settings.encoder), recordings=recordings)
     await pool.start()
     events = create_events_service(creds.events_api_key)
     login_tokens = LoginTokens()
     login = login_tokens.issue()
     web_app = build_app(settings, pool, admin_token=creds.admin_token, login_tokens=login_tokens,
-                        extra_routes=[*events.routes(), *web_routes()])
+                        extra_routes=[*events.routes(), *vendor_routes(), *web_routes(),
+                                      *hls_routes(pool.hls_registry), *recording_routes(recordings)])
     attach(web_app, events)
     config = uvicorn.Config(web_app, host=settings.bind_host, port=settings.port, log_config=None,
                             access_log=False, lifespan="on", ws=FastFrameWebSocketProtocol,
