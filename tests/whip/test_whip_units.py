@@ -154,3 +154,46 @@ async def test_client_retries_an_endpoint_that_is_down() -> None:
 def test_client_refuses_non_http_urls() -> None:
     with pytest.raises(ValueError):
         WhipClient("rtmp://example.com/app", None, _Track())
+
+
+async def test_client_learns_ice_servers_and_deletes_a_session_it_cannot_use() -> None:
+    """A 201 whose answer is unusable: the Link ice-servers are kept for the next attempt, and the session the
+    endpoint created is DELETEd at the resolved Location (relative to the URL that answered) with the token."""
+    seen: list[tuple[str, str, str | None]] = []
+
+    async def endpoint(request: Request) -> Response:
+        seen.append((request.method, request.url.path, request.headers.get("authorization")))
+        if request.method == "DELETE":
+            return Response(status_code=200)
+        return Response("not sdp", 201, media_type="text/plain", headers={
+            "Location": "sessions/abc", "ETag": '"e1"',
+            "Link": '<stun:stun.example.net:3478>; rel="ice-server", '
+                    '<turn:turn.example.net:3478?transport=udp>; rel="ice-server"; username="u"; credential="p"'})
+
+    port = free_port()
+    app = Starlette(routes=[Route("/whip/ep", endpoint, methods=["POST"]),
+                            Route("/whip/sessions/abc", endpoint, methods=["DELETE"])])
+    async with LoopbackServer(app, port):
+        client = WhipClient(f"http://127.0.0.1:{port}/whip/ep", "tok", _Track(), backoff=Backoff(5, 5))
+        client.start()
+        status = await client.wait_for(WhipState.RETRYING, timeout=20)
+        await client.stop()
+    assert "answer is not application/sdp" in (status.last_error or "")
+    assert client.learned_ice_servers == [IceServer("stun:stun.example.net:3478"),
+                                          IceServer("turn:turn.example.net:3478?transport=udp", "u", "p")]
+    assert seen == [("POST", "/whip/ep", "Bearer tok"), ("DELETE", "/whip/sessions/abc", "Bearer tok")]
+
+
+async def test_client_gives_a_slow_endpoint_a_bounded_time() -> None:
+    async def endpoint(request: Request) -> Response:
+        await asyncio.sleep(3)
+        return Response(status_code=503)
+
+    port = free_port()
+    async with LoopbackServer(Starlette(routes=[Route("/whip", endpoint, methods=["POST"])]), port):
+        client = WhipClient(f"http://127.0.0.1:{port}/whip", None, _Track(), request_timeout_s=0.5,
+                            backoff=Backoff(5, 5))
+        client.start()
+        status = await client.wait_for(WhipState.RETRYING, timeout=20)
+        await client.stop()
+    assert status.last_error == "endpoint did not answer within 0.5 s"
