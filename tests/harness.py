@@ -45,6 +45,7 @@ class Playcast:
     login_url: str
     credentials: dict[str, str]
     output: list[str]
+    tmp: Path  # the private TMPDIR of this run: every session dir and process of it is marked by this path
 
     @property
     def base_url(self) -> str:
@@ -63,13 +64,19 @@ class Playcast:
 
 
 @contextmanager
-def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float = 120.0) -> Iterator[Playcast]:
-    """Run `playcast up` on a free port with a temp data dir; SIGTERM it afterwards."""
+def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float = 120.0,
+                check_leaks: bool = True) -> Iterator[Playcast]:
+    """Run `playcast up` on a free port with a temp data dir and a private TMPDIR; SIGTERM it afterwards.
+
+    With `check_leaks`, once it has stopped, no process or session dir of this run may be left (AssertionError)."""
+    from tests.leaks import assert_no_session_leftovers
+
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="playcast-test-data-"))
+    tmp = Path(tempfile.mkdtemp(prefix="playcast-test-tmp-"))
     cmd = [str(REPO / ".venv" / "bin" / "playcast"), "up", "--port", str(port), "--data-dir", str(data_dir), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})}, cwd=REPO)
+                            env={**os.environ, "TMPDIR": str(tmp), **(env or {})}, cwd=REPO)
     output: list[str] = []
     ready: list[str] = []
 
@@ -92,7 +99,10 @@ def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float 
                 raise RuntimeError("playcast up did not become ready:\n" + "".join(output)[-4000:])
             time.sleep(0.1)
         creds = json.loads((data_dir / "credentials.json").read_text())
-        yield Playcast(proc, port, data_dir, ready[0], creds, output)
+        yield Playcast(proc, port, data_dir, ready[0], creds, output, tmp)
+    except BaseException:
+        check_leaks = False  # the test's own failure is the news; do not mask it
+        raise
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -103,7 +113,12 @@ def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float 
                 proc.wait()
         import shutil
 
-        shutil.rmtree(data_dir, ignore_errors=True)
+        try:
+            if check_leaks:
+                assert_no_session_leftovers(set(), wait_s=10, scope=str(tmp))
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager

@@ -28,7 +28,7 @@ from tests.api.support import (
     start_server,
 )
 from tests.control.support import make_app_dir
-from tests.leaks import assert_no_session_leftovers, session_leftovers
+from tests.leaks import ScopedTmp
 
 MARKER = "pc-e2e-marker"
 SCRIPT = f'#!/bin/sh\n# {MARKER}\nexec sleep "${{1:-1000}}"\n'
@@ -49,11 +49,13 @@ def _pids_of(arg: str) -> list[int]:
 
 @pytest.fixture
 def localserver(tmp_path: Path) -> Any:
-    before = session_leftovers()
+    scope = ScopedTmp()
+    root = scope.__enter__()
 
     async def make() -> LocalHostPool:
         pool = LocalHostPool(REGION, 2, RuntimeOptions(width=320, height=240, fps=15, bitrate_kbps=300,
-                                                       encoder="libx264", app_message_port=None))
+                                                       encoder="libx264", app_message_port=None,
+                                                       temp_root=root))
         await pool.start()
         return pool
 
@@ -65,7 +67,7 @@ def localserver(tmp_path: Path) -> Any:
         yield handle
     finally:
         handle.stop()
-        assert_no_session_leftovers(before, wait_s=10)
+        scope.__exit__(None, None, None)
 
 
 def _wait(cond: Any, timeout: float, what: str) -> Any:

@@ -11,14 +11,12 @@ import botocore.exceptions
 import pytest
 
 from tests.harness import playcast_up
-from tests.leaks import assert_no_session_leftovers, session_leftovers
 
 KEY_ID = "PCAKTESTFIXEDKEY0001"
 SECRET = "fixed-secret-for-the-cli-test-0123456789"
 
 
 def test_up_with_fixed_credentials_writes_credentials_and_serves() -> None:
-    before = session_leftovers()
     env = {"PLAYCAST_ACCESS_KEY_ID": KEY_ID, "PLAYCAST_SECRET_ACCESS_KEY": SECRET}
     with playcast_up("--slots", "1", env=env) as pc:
         creds = json.loads((pc.data_dir / "credentials.json").read_text())
@@ -43,4 +41,3 @@ def test_up_with_fixed_credentials_writes_credentials_and_serves() -> None:
         with pytest.raises(botocore.exceptions.ClientError) as err:
             wrong.list_applications()
         assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
-    assert_no_session_leftovers(before, wait_s=10)

@@ -16,7 +16,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from playcast.control.hostlink import LaunchSpec, Placement, PlacementError, SessionEvent, SignalError
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
-from tests.leaks import assert_no_session_leftovers, session_leftovers
+from tests.leaks import ScopedTmp
 
 pytestmark = pytest.mark.netns
 
@@ -72,19 +72,19 @@ class Client:
 
 @pytest.fixture
 async def pool():
-    before = session_leftovers()
-    p = LocalHostPool("local", 2, RuntimeOptions(width=640, height=360, fps=30, bitrate_kbps=1500))
-    events: list[SessionEvent] = []
+    with ScopedTmp() as scope:  # checks on exit that no process or session dir of these sessions is left
+        p = LocalHostPool("local", 2, RuntimeOptions(width=640, height=360, fps=30, bitrate_kbps=1500,
+                                                     temp_root=scope))
+        events: list[SessionEvent] = []
 
-    async def record(e: SessionEvent) -> None:
-        events.append(e)
+        async def record(e: SessionEvent) -> None:
+            events.append(e)
 
-    p.on_event(record)
-    p.events = events  # type: ignore[attr-defined]
-    await p.start()
-    yield p
-    await p.close()
-    assert_no_session_leftovers(before)
+        p.on_event(record)
+        p.events = events  # type: ignore[attr-defined]
+        await p.start()
+        yield p
+        await p.close()
 
 
 async def wait_for(cond, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -184,8 +184,9 @@ async def test_missing_or_crashing_app(pool, tmp_path: Path) -> None:
 
 
 async def test_placement_times_out_when_full(tmp_path: Path) -> None:
-    before = session_leftovers()
-    p = LocalHostPool("local", 1, RuntimeOptions(width=320, height=240, fps=30))
+    scope = ScopedTmp()
+    root = scope.__enter__()
+    p = LocalHostPool("local", 1, RuntimeOptions(width=320, height=240, fps=30, temp_root=root))
     await p.start()
     try:
         spec = _app(tmp_path, "sleeper", "exec sleep 600")
@@ -197,7 +198,7 @@ async def test_placement_times_out_when_full(tmp_path: Path) -> None:
             await p.place(Placement("three", "sg", ("elsewhere",), spec, None), 0.5)
     finally:
         await p.close()
-    assert_no_session_leftovers(before)
+    scope.__exit__(None, None, None)
 
 
 async def test_platform_messages_reach_the_game_and_come_back(pool) -> None:

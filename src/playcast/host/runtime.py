@@ -47,6 +47,7 @@ class RuntimeOptions:
     bitrate_kbps: int = 6000
     encoder: str = "auto"
     app_message_port: int | None = 40712  # tried first when free, as GameLift Streams games expect
+    temp_root: str | None = None  # where session dirs go (default: the system temp dir)
 
 
 RuntimeEventHandler = Callable[[str, dict[str, object]], None]
@@ -85,7 +86,7 @@ class SessionRuntime:
     @classmethod
     async def launch(cls, spec: LaunchSpec, options: RuntimeOptions) -> SessionRuntime:
         """Start display, audio, bridge, app and an idle encoder. Cleans up everything if any step fails."""
-        workdir = Path(tempfile.mkdtemp(prefix="playcast-session-"))
+        workdir = Path(tempfile.mkdtemp(prefix="playcast-session-", dir=options.temp_root))
         self = cls(spec, options, workdir)
         t0 = time.monotonic()
         try:
