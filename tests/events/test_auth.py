@@ -125,3 +125,20 @@ async def test_identity_reaches_handlers(server: Running) -> None:
         assert identity.auth_mode == "USER_TOKEN" and identity.user_id == "bob"
         assert identity.display_name == "User bob" and identity.is_moderator
         assert identity.connection_id and identity.claims["ns"]["users"] == {"pub": True, "sub": True}
+
+
+async def test_a_refused_socket_that_stays_silent_is_closed() -> None:
+    from playcast.events.connection import EventsLimits
+    from playcast.events.protocol import encode_auth_subprotocol
+    from tests.events.conftest import make_service
+    from tests.events.support import events_server, eventually
+
+    async with events_server(make_service(EventsLimits(auth_grace_s=0.2))) as server:
+        bad = [SUBPROTOCOL, encode_auth_subprotocol({"host": server.host, "x-api-key": "da2-wrong"})]
+        async with client(server.realtime_url, None, subprotocols=bad, init=False) as c:
+            err = await c.expect("connection_error")  # sent without any message from the client
+            assert err["errors"][0]["message"] == "invalid API key"
+            with pytest.raises(ConnectionClosed) as closed:
+                await c.next()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        await eventually(lambda: not server.service.connections, what="refused socket unregistered")

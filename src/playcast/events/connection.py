@@ -49,6 +49,7 @@ class EventsLimits:
     connection_timeout_ms: int = 300_000  # told to clients in connection_ack
     send_buffer_bytes: int = 8 * 1024 * 1024  # unread bytes before a subscriber is cut off as too slow
     send_queue_messages: int = 20_000  # the same for the plain-ASGI sender, in messages
+    auth_grace_s: float = 10.0  # a socket refused at connect that sends nothing is closed after this long
 
 
 class Connection:
@@ -75,7 +76,7 @@ class Connection:
         if self.closing:
             return
         if self.auth_error is not None:
-            await self._refuse_connection(self.auth_error)
+            await self.refuse(self.auth_error)
             return
         if not self._bucket.take():
             self._strikes += 1
@@ -104,7 +105,7 @@ class Connection:
 
     async def handle_binary(self) -> None:
         if self.auth_error is not None:
-            await self._refuse_connection(self.auth_error)
+            await self.refuse(self.auth_error)
             return
         self.sender.send_text(protocol.error("error", protocol.BAD_REQUEST,
                                              "binary frames are not supported; send JSON text"))
@@ -130,7 +131,10 @@ class Connection:
             await self.service.detach(sub)
 
     # ------------------------------------------------------------------ messages
-    async def _refuse_connection(self, exc: ProtocolError) -> None:
+    async def refuse(self, exc: ProtocolError) -> None:
+        """The connect credentials were refused: connection_error, then close 4401."""
+        if self.closing:
+            return
         self.sender.send_text(protocol.error("connection_error", exc.error_type, exc.message))
         await self.close(protocol.CLOSE_UNAUTHORIZED, "Unauthorized")
 

@@ -5,6 +5,7 @@ ASGI plumbing only: accepting, reading frames in order, and cleaning up; protoco
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,13 @@ class RealtimeEndpoint:
         self.service.register(conn)
         abandoned = asyncio.ensure_future(conn.abandoned.wait())
         try:
+            if auth_error is not None:
+                # Refused at connect: answer the first message (AppSync clients send connection_init at once)
+                # with connection_error and close 4401; a socket that says nothing gets the same after a while.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(receive(), limits.auth_grace_s)
+                await conn.refuse(auth_error)
+                return
             while True:
                 if isinstance(sender, TransportSender):
                     message = await receive()  # an abandoned transport is aborted: receive() returns disconnect
