@@ -53,15 +53,27 @@ def main() -> None:
     ap.add_argument("--viewers", default="10,25")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--latency-samples", type=int, default=25)
+    ap.add_argument("--no-player", action="store_true",
+                    help="no Chromium player (session started with NO_CLIENT_CONNECTION): frees the client CPU "
+                         "for a larger audience when measuring viewers per core")
     args = ap.parse_args()
     env = {"PLAYCAST_BITRATE_KBPS": "2500"}
     rows = []
     with playcast_up("--slots", "1", "--warm", "0", env=env) as pc, chromium() as browser:
         target = default_target(pc)
-        page = open_page(browser, pc)
-        sid, _, _ = start_session(page, pc, target, env={"PLAYCAST_DEMO_PROBE": "1"})
-        page.evaluate(PROBE_JS)
-        page.click("#video")
+        page = None
+        if args.no_player:
+            client = pc.boto3()
+            sid = client.start_stream_session(
+                Identifier=target.group_id, ApplicationIdentifier=target.app_id, Protocol="WebRTC",
+                SignalRequest="NO_CLIENT_CONNECTION", ConnectionTimeoutSeconds=3600)["Arn"].split("/")[-1]
+            client.get_waiter("stream_session_active").wait(Identifier=target.group_id, StreamSessionIdentifier=sid,
+                                                            WaiterConfig={"Delay": 1})
+        else:
+            page = open_page(browser, pc)
+            sid, _, _ = start_session(page, pc, target, env={"PLAYCAST_DEMO_PROBE": "1"})
+            page.evaluate(PROBE_JS)
+            page.click("#video")
         admin = {"Authorization": f"Bearer {pc.credentials['admin_token']}"}
         http = httpx.Client(base_url=pc.base_url, timeout=30)
         b = http.post("/v1/broadcasts", headers=admin, json={"streamSessionId": sid}).json()
@@ -80,11 +92,15 @@ def main() -> None:
                 assert line["event"] == "connected", line
             tree = [p for p in process_tree(server) if p != server]
             c0, s0, t0 = cpu_seconds(server), sum(cpu_seconds(p) for p in tree), time.monotonic()
-            fps = player_fps(page, args.seconds)
+            if page is not None:
+                fps = player_fps(page, args.seconds)
+            else:
+                time.sleep(args.seconds)
+                fps = float("nan")
             dt = time.monotonic() - t0
             server_cpu = (cpu_seconds(server) - c0) / dt * 100
             session_cpu = (sum(cpu_seconds(p) for p in tree) - s0) / dt * 100
-            lat = player_latency(page, args.latency_samples)
+            lat = player_latency(page, args.latency_samples) if page is not None else [float("nan")]
             result: dict[str, object] = {"viewers": n, "server_cpu": server_cpu, "session_cpu": session_cpu,
                                          "player_fps": fps, "lat_p50": pct(lat, 50), "lat_p95": pct(lat, 95)}
             if load is not None:

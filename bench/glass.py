@@ -71,9 +71,34 @@ def viewer(browser, pc, html: str, url: str):  # type: ignore[no-untyped-def]
     return page
 
 
+JOIN_JS = """async (url) => {
+  const v = document.querySelector('#video');
+  const t0 = performance.now();
+  const first = new Promise((resolve) => v.requestVideoFrameCallback(() => resolve(performance.now() - t0)));
+  await window.start(url);
+  return await first;
+}"""
+
+
+def late_joins(browser, pc, url: str, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """Seconds from a new WHEP viewer's start() to its first presented frame, while the game has been running."""
+    out = []
+    for _ in range(n):
+        ctx = browser.new_context()
+        page = ctx.new_page()
+        page.goto(pc.base_url + "/healthz")
+        page.set_content(WHEP_PAGE)
+        page.wait_for_function("window.ready === true")
+        out.append(page.evaluate(JOIN_JS, url) / 1000)
+        ctx.close()
+        time.sleep(0.5)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--samples", type=int, default=30)
+    ap.add_argument("--joins", type=int, default=10, help="late WHEP viewers timed from start to first frame")
     args = ap.parse_args()
     key_to: dict[str, list[float]] = {"player": [], "whep": [], "hls": []}
     behind: dict[str, list[float]] = {"whep": [], "hls": []}
@@ -114,6 +139,7 @@ def main() -> None:
                 time.sleep(0.01)
             time.sleep(random.uniform(0.2, 0.5))
             print(f"sample {i + 1}/{args.samples}", flush=True)
+        joins = late_joins(browser, pc, b["whepUrl"], args.joins)
         terminate(pc, target, sid)
     print()
     print("glass-to-glass, 1280x720@60, loopback, one headless Chromium for all pages")
@@ -123,6 +149,7 @@ def main() -> None:
     print(summary("  WHEP viewer behind player  ", behind["whep"]))
     print(summary("  LL-HLS viewer behind player", behind["hls"]))
     print(f"  samples missed (a page saw no white within 10 s): {missed}")
+    print(summary("  late WHEP viewer: start -> first frame", joins))
 
 
 if __name__ == "__main__":
