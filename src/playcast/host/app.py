@@ -7,10 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from playcast.procgroup import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -86,15 +87,8 @@ class AppProcess:
 
     async def stop(self, grace_s: float = 3.0) -> int:
         """SIGTERM the whole process group, then SIGKILL what is left after `grace_s`."""
-        pgid = self.process.pid
-        _signal_group(pgid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.process.wait(), grace_s)
-        except TimeoutError:
-            pass
         # Children may outlive the leader: always finish the group off.
-        _signal_group(pgid, signal.SIGKILL)
-        return await self.process.wait()
+        return await stop_group(self.process, grace_s, kill_stragglers=True)
 
     def tail_log(self, max_bytes: int = 2000) -> str:
         try:
@@ -103,9 +97,3 @@ class AppProcess:
             return ""
         return data[-max_bytes:].decode(errors="replace")
 
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from dataclasses import dataclass
 from pathlib import Path
+
+from playcast.procgroup import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -75,17 +76,7 @@ class VirtualDisplay:
 
     async def stop(self) -> None:
         """Terminate Xvfb and make sure its socket and lock file are gone."""
-        proc = self.process
-        if proc.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                await asyncio.wait_for(proc.wait(), 5)
-            except TimeoutError:
-                os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+        await stop_group(self.process, 5)
         drain = getattr(self, "_drain", None)
         if drain is not None:
             drain.cancel()

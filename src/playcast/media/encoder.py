@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import struct
 import sys
 from dataclasses import dataclass
 
 from playcast.media.capture_proc import FLAG_HELLO, FLAG_KEY, HEADER
+from playcast.procgroup import stop_group
 
 log = logging.getLogger(__name__)
 
@@ -113,16 +113,7 @@ class EncoderProcess:
         proc = self.process
         if proc.stdin is not None and not proc.stdin.is_closing():
             proc.stdin.close()
-        if proc.returncode is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                await asyncio.wait_for(proc.wait(), 3)
-            except TimeoutError:
-                os.killpg(proc.pid, signal.SIGKILL)
-                await proc.wait()
+        await stop_group(proc, 3)
         task = getattr(self, "_stderr_task", None)
         if task is not None:
             task.cancel()
