@@ -2,6 +2,8 @@
 // Usage: const p = new WhepPlayer(videoElement, whepUrl, {token, onState}); await p.start(); ... p.stop();
 // States reported to onState: "connecting" | "live" | "waiting" (nothing live yet: 409, retrying) | "ended" | "error".
 
+import { iceGathered } from "/static/ice.js";
+
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 
 export class WhepPlayer {
@@ -49,7 +51,7 @@ export class WhepPlayer {
       if (pc.connectionState === "failed" || pc.connectionState === "closed") this._retry();
     };
     await pc.setLocalDescription(await pc.createOffer());
-    await this._gathered(pc);
+    await iceGathered(pc, ICE_GATHERING_TIMEOUT_MS);
     let res;
     try {
       res = await fetch(this.url, {
@@ -79,20 +81,6 @@ export class WhepPlayer {
     }
     this.location = new URL(res.headers.get("Location"), this.url).toString();
     await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
-  }
-
-  _gathered(pc) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        pc.removeEventListener("icegatheringstatechange", check);
-        resolve();
-      };
-      const check = () => pc.iceGatheringState === "complete" && done();
-      const timer = setTimeout(done, ICE_GATHERING_TIMEOUT_MS);
-      pc.addEventListener("icegatheringstatechange", check);
-    });
   }
 
   _retry(after = this.retryMs) {

@@ -3,6 +3,8 @@
 // States: "connecting" | "live" | "retrying" (endpoint busy/unreachable; backoff) | "stopped" | "error" (given up).
 // Non-trickle: the offer carries every candidate. H.264 is preferred (what IVS and playcast's stage take best).
 
+import { iceGathered } from "/static/ice.js";
+
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
@@ -58,7 +60,7 @@ export class WhipPublisher {
       if (pc.connectionState === "failed") this._retry("connection failed");
     };
     await pc.setLocalDescription(await pc.createOffer());
-    await this._gathered(pc);
+    await iceGathered(pc, ICE_GATHERING_TIMEOUT_MS);
     let res;
     try {
       res = await fetch(this.url, {
@@ -82,20 +84,6 @@ export class WhipPublisher {
     }
     this._close();
     this.onState("error", `${res.status} ${text}`);
-  }
-
-  _gathered(pc) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        pc.removeEventListener("icegatheringstatechange", check);
-        resolve();
-      };
-      const check = () => pc.iceGatheringState === "complete" && done();
-      const timer = setTimeout(done, ICE_GATHERING_TIMEOUT_MS);
-      pc.addEventListener("icegatheringstatechange", check);
-    });
   }
 
   _retry(why, afterMs = 0) {

@@ -1,0 +1,16 @@
+// Waiting for ICE gathering before sending a non-trickle offer (WHEP player, WHIP publisher).
+
+/** Resolves when `pc` has gathered its candidates, or after `timeoutMs` with whatever it has. */
+export function iceGathered(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      pc.removeEventListener("icegatheringstatechange", check);
+      resolve();
+    };
+    const check = () => pc.iceGatheringState === "complete" && done();
+    const timer = setTimeout(done, timeoutMs);
+    pc.addEventListener("icegatheringstatechange", check);
+  });
+}
