@@ -132,3 +132,15 @@ def chromium(headless: bool = True) -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+def wait_until(cond, timeout: float, what: str, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    """Poll `cond()` until it returns something truthy (returned) or `timeout` seconds pass (AssertionError)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)

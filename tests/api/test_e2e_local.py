@@ -9,7 +9,6 @@ import asyncio
 import json
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from tests.api.support import (
     start_server,
 )
 from tests.control.support import make_app_dir
+from tests.harness import wait_until
 from tests.leaks import ScopedTmp
 
 MARKER = "pc-e2e-marker"
@@ -70,16 +70,6 @@ def localserver(tmp_path: Path) -> Any:
         scope.__exit__(None, None, None)
 
 
-def _wait(cond: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
 
 def _status(gls: Any, group: str, arn: str) -> dict[str, Any]:
     return gls.get_stream_session(Identifier=group, StreamSessionIdentifier=arn)
@@ -90,7 +80,7 @@ def test_warm_cold_exit_terminate(localserver: ServerHandle, tmp_path: Path) -> 
     app = create_app(gls, make_app_dir(tmp_path / "game", SCRIPT))
     group = create_group(gls, app["Id"], LocationConfigurations=[{"LocationName": REGION, "AlwaysOnCapacity": 1}])
     # a warm slot is launched for the group and shows in the capacity numbers
-    _wait(lambda: gls.get_stream_group(Identifier=group["Id"])["LocationStates"][0]["IdleCapacity"] == 1, 30,
+    wait_until(lambda: gls.get_stream_group(Identifier=group["Id"])["LocationStates"][0]["IdleCapacity"] == 1, 30,
           "a warm slot")
     warm = gls.start_stream_session(Identifier=group["Id"], ApplicationIdentifier=app["Id"], Protocol="WebRTC",
                                     SignalRequest="NO_CLIENT_CONNECTION")
@@ -103,17 +93,17 @@ def test_warm_cold_exit_terminate(localserver: ServerHandle, tmp_path: Path) -> 
                                                  WaiterConfig=FAST)
     loc = gls.get_stream_group(Identifier=group["Id"])["LocationStates"][0]
     assert loc["AllocatedCapacity"] == 2
-    (pid,) = _wait(lambda: _pids_of("4321"), 10, "the cold session's game process")
+    (pid,) = wait_until(lambda: _pids_of("4321"), 10, "the cold session's game process")
     os.kill(pid, signal.SIGKILL)  # the game crashes
-    _wait(lambda: _status(gls, group["Id"], cold["Arn"])["Status"] == "TERMINATED", 15, "applicationExit")
+    wait_until(lambda: _status(gls, group["Id"], cold["Arn"])["Status"] == "TERMINATED", 15, "applicationExit")
     assert _status(gls, group["Id"], cold["Arn"])["StatusReason"] == "applicationExit"
     assert _status(gls, group["Id"], warm["Arn"])["Status"] == "ACTIVE"  # the other session is unaffected
     gls.terminate_stream_session(Identifier=group["Id"], StreamSessionIdentifier=warm["Arn"])
-    _wait(lambda: _status(gls, group["Id"], warm["Arn"])["Status"] == "TERMINATED", 15, "TERMINATED")
+    wait_until(lambda: _status(gls, group["Id"], warm["Arn"])["Status"] == "TERMINATED", 15, "TERMINATED")
     assert _status(gls, group["Id"], warm["Arn"])["StatusReason"] == "apiTerminated"
     gls.delete_stream_group(Identifier=group["Id"])
     gls.get_waiter("stream_group_deleted").wait(Identifier=group["Id"], WaiterConfig=FAST)
-    _wait(lambda: localserver.pool.capacity(REGION).allocated == 0, 15, "warm slot released")
+    wait_until(lambda: localserver.pool.capacity(REGION).allocated == 0, 15, "warm slot released")
 
 
 async def _offer(pc: Any) -> str:
@@ -158,20 +148,20 @@ def test_webrtc_connect_drop_reconnect(localserver: ServerHandle, tmp_path: Path
                                                      WaiterConfig=FAST)
         answer = _status(gls, group["Id"], s["Arn"])["SignalResponse"]
         assert loop.run_until_complete(_first_frame(pc, answer)) == (320, 240)
-        _wait(lambda: _status(gls, group["Id"], s["Arn"])["Status"] == "CONNECTED", 15, "CONNECTED")
-        (game_pid,) = _wait(lambda: _pids_of("7771"), 10, "the game process")
+        wait_until(lambda: _status(gls, group["Id"], s["Arn"])["Status"] == "CONNECTED", 15, "CONNECTED")
+        (game_pid,) = wait_until(lambda: _pids_of("7771"), 10, "the game process")
         loop.run_until_complete(pc.close())
-        _wait(lambda: _status(gls, group["Id"], s["Arn"])["Status"] == "PENDING_CLIENT_RECONNECTION", 40,
+        wait_until(lambda: _status(gls, group["Id"], s["Arn"])["Status"] == "PENDING_CLIENT_RECONNECTION", 40,
               "PENDING_CLIENT_RECONNECTION")
         pc2 = RTCPeerConnection()
         offer2 = loop.run_until_complete(_offer(pc2))
         out = gls.create_stream_session_connection(Identifier=group["Id"], StreamSessionIdentifier=s["Arn"],
                                                    SignalRequest=offer2)
         assert loop.run_until_complete(_first_frame(pc2, out["SignalResponse"])) == (320, 240)
-        _wait(lambda: _status(gls, group["Id"], s["Arn"])["Status"] == "CONNECTED", 15, "CONNECTED again")
+        wait_until(lambda: _status(gls, group["Id"], s["Arn"])["Status"] == "CONNECTED", 15, "CONNECTED again")
         assert _pids_of("7771") == [game_pid], "the game was restarted"
         gls.terminate_stream_session(Identifier=group["Id"], StreamSessionIdentifier=session_id(s["Arn"]))
-        _wait(lambda: _status(gls, group["Id"], s["Arn"])["Status"] == "TERMINATED", 15, "TERMINATED")
+        wait_until(lambda: _status(gls, group["Id"], s["Arn"])["Status"] == "TERMINATED", 15, "TERMINATED")
         loop.run_until_complete(pc2.close())
     finally:
         loop.close()

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.broadcast.test_whep import _wait
-from tests.harness import chromium, playcast_up
+from tests.harness import chromium, playcast_up, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -33,7 +32,7 @@ def test_go_live_from_the_player_page() -> None:
         viewer.goto(link)
         viewer.wait_for_function("document.documentElement.dataset.broadcast === 'live'", timeout=30000)
         viewer.wait_for_function("document.querySelector('#video').videoWidth === 1280", timeout=20000)
-        _wait(lambda: viewer.evaluate("document.querySelector('#video').getVideoPlaybackQuality()"
+        wait_until(lambda: viewer.evaluate("document.querySelector('#video').getVideoPlaybackQuality()"
                                       ".totalVideoFrames") > 30, 20, "viewer frames")
         viewer.screenshot(path=str(ARTIFACTS / "viewer-from-go-live.png"))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.broadcast.test_whep import _start_session, _wait
-from tests.harness import chromium, playcast_up
+from tests.broadcast.test_whep import _start_session
+from tests.harness import chromium, playcast_up, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -29,9 +29,9 @@ def test_viewer_page_shows_the_live_broadcast() -> None:
         page.goto(b["viewerPageUrl"])
         page.wait_for_function("document.documentElement.dataset.broadcast === 'live'", timeout=30000)
         page.wait_for_function("document.querySelector('#video').videoWidth === 1280", timeout=20000)
-        _wait(lambda: page.evaluate(DECODED_JS) > 30, 20, "frames in the viewer page")
+        wait_until(lambda: page.evaluate(DECODED_JS) > 30, 20, "frames in the viewer page")
         assert page.evaluate("document.documentElement.dataset.transport") == "whep"
-        _wait(lambda: "1 watching" in page.inner_text("#liveBadge"), 10, "the viewer count")
+        wait_until(lambda: "1 watching" in page.inner_text("#liveBadge"), 10, "the viewer count")
         page.screenshot(path=str(ARTIFACTS / "viewer-live.png"))
 
         # Without the viewer token a private broadcast shows nothing.
@@ -56,13 +56,13 @@ def test_recorded_broadcast_plays_back_as_vod_and_seeks() -> None:
         page = browser.new_context(viewport={"width": 1400, "height": 820}).new_page()
         page.goto(b["viewerPageUrl"])
         page.wait_for_function("document.documentElement.dataset.broadcast === 'live'", timeout=30000)
-        _wait(lambda: http.get(f"/v1/broadcasts/{b['broadcastId']}", headers=admin).json()["recording"]
+        wait_until(lambda: http.get(f"/v1/broadcasts/{b['broadcastId']}", headers=admin).json()["recording"]
               ["status"] == "RECORDING", 20, "recording")
         # Wait until several segments are recorded, then end the session (and so the broadcast).
         vod_dir = pc.data_dir / "recordings" / "recordings" / b["broadcastId"]
-        _wait(lambda: len(list(vod_dir.glob("media/hls/*/seg*.m4s"))) >= 4, 30, "recorded segments")
+        wait_until(lambda: len(list(vod_dir.glob("media/hls/*/seg*.m4s"))) >= 4, 30, "recorded segments")
         pc.boto3().terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
-        _wait(lambda: http.get(f"/v1/broadcasts/{b['broadcastId']}", headers=admin).json()["status"] == "ENDED",
+        wait_until(lambda: http.get(f"/v1/broadcasts/{b['broadcastId']}", headers=admin).json()["status"] == "ENDED",
               20, "broadcast ended")
         assert (vod_dir / "events" / "recording-started.json").exists()
         assert (vod_dir / "events" / "recording-ended.json").exists()
@@ -79,7 +79,7 @@ def test_recorded_broadcast_plays_back_as_vod_and_seeks() -> None:
         page.evaluate("document.querySelector('#video').play()")
         page.evaluate("""() => new Promise((resolve) => { const v = document.querySelector('#video');
             v.addEventListener('seeked', resolve, {once: true}); v.currentTime = v.duration / 2; })""")
-        _wait(lambda: page.evaluate("document.querySelector('#video').readyState") >= 2, 20, "frames after seek")
+        wait_until(lambda: page.evaluate("document.querySelector('#video').readyState") >= 2, 20, "frames after seek")
         page.screenshot(path=str(ARTIFACTS / "viewer-vod.png"))
         assert page.inner_text("#liveBadge") == "Recording"
         assert http.get(f"/recordings/{b['broadcastId']}/../../credentials.json").status_code == 404

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import pytest
 
-from tests.harness import chromium, playcast_up
+from tests.harness import chromium, playcast_up, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -30,16 +28,6 @@ window.ready = true;
 FRAMES_JS = """async () => { const r = await window.player.getStats(); let n = 0;
   r.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'video') n = s.framesDecoded; }); return n; }"""
 
-
-def _wait(cond, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def _viewer(browser, pc):  # type: ignore[no-untyped-def]
@@ -83,13 +71,13 @@ def test_whep_viewers_public_and_private_and_errors() -> None:
         # Two viewers decode the same stream; the second joins late and still starts at a keyframe.
         v1 = _viewer(browser, pc)
         v1.evaluate("([u, t]) => window.startViewer(u, t)", [b["whepUrl"], None])
-        _wait(lambda: v1.evaluate(FRAMES_JS) > 30, 20, "viewer 1 frames")
+        wait_until(lambda: v1.evaluate(FRAMES_JS) > 30, 20, "viewer 1 frames")
         assert v1.evaluate("[document.querySelector('#video').videoWidth, document.querySelector('#video').videoHeight]") \
             == [1280, 720]
         v2 = _viewer(browser, pc)
         v2.evaluate("([u, t]) => window.startViewer(u, t)", [b["whepUrl"], None])
-        _wait(lambda: v2.evaluate("window.firstFrameMs") is not None, 20, "the late viewer's first frame")
-        _wait(lambda: v2.evaluate(FRAMES_JS) > 10, 20, "viewer 2 frames")
+        wait_until(lambda: v2.evaluate("window.firstFrameMs") is not None, 20, "the late viewer's first frame")
+        wait_until(lambda: v2.evaluate(FRAMES_JS) > 10, 20, "viewer 2 frames")
         status = http.get(f"/v1/broadcasts/{b['broadcastId']}/status").json()
         assert status["status"] == "LIVE" and status["viewerCount"] == 2
 
@@ -109,7 +97,7 @@ def test_whep_viewers_public_and_private_and_errors() -> None:
 
         # A private broadcast of the same session is refused without / with a wrong token.
         http.delete(f"/v1/broadcasts/{b['broadcastId']}", headers=admin)
-        _wait(lambda: v1.evaluate("window.states.includes('ended') || window.states.includes('waiting')"), 20,
+        wait_until(lambda: v1.evaluate("window.states.includes('ended') || window.states.includes('waiting')"), 20,
               "viewers told the broadcast ended")
         r = http.post(url, content=b"v=0\r\n", headers={"Content-Type": "application/sdp"})
         assert r.status_code == 409 and r.headers["retry-after"]
@@ -121,9 +109,9 @@ def test_whep_viewers_public_and_private_and_errors() -> None:
         assert http.get(f"/v1/broadcasts/{priv['broadcastId']}/status").status_code == 401
         v3 = _viewer(browser, pc)
         v3.evaluate("([u, t]) => window.startViewer(u, t)", [priv["whepUrl"], priv["viewerToken"]])
-        _wait(lambda: v3.evaluate(FRAMES_JS) > 10, 20, "private viewer frames")
+        wait_until(lambda: v3.evaluate(FRAMES_JS) > 10, 20, "private viewer frames")
 
         # Ending the session ends its broadcast.
         pc.boto3().terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
-        _wait(lambda: http.get(f"/v1/broadcasts/{priv['broadcastId']}", headers=admin).json()["status"] == "ENDED",
+        wait_until(lambda: http.get(f"/v1/broadcasts/{priv['broadcastId']}", headers=admin).json()["status"] == "ENDED",
               20, "broadcast ended with its session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import chromium, playcast_up
+from tests.harness import chromium, playcast_up, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -54,16 +54,6 @@ def _game_pids(scope: Path) -> set[int]:
     return pids
 
 
-def _wait(cond, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
 
 def test_play_move_message_drop_reconnect_terminate() -> None:
     ARTIFACTS.mkdir(exist_ok=True)
@@ -75,32 +65,32 @@ def test_play_move_message_drop_reconnect_terminate() -> None:
         page.wait_for_function("!document.querySelector('#play').disabled", timeout=30000)
         # Wait for the warm slot so Play is a warm start.
         groups = client.list_stream_groups()["Items"]
-        _wait(lambda: client.get_stream_group(Identifier=groups[0]["Id"])["LocationStates"][0]
+        wait_until(lambda: client.get_stream_group(Identifier=groups[0]["Id"])["LocationStates"][0]
               .get("IdleCapacity", 0) >= 1, 60, "a warm slot")
         page.click("#play")
         page.wait_for_function("document.documentElement.dataset.state === 'playing'", timeout=30000)
         page.wait_for_function("document.querySelector('#video').videoWidth === 1280 && "
                                "document.querySelector('#video').videoHeight === 720", timeout=15000)
-        _wait(lambda: page.evaluate(FRAMES_DECODED_JS) > 30, 15, "30 decoded frames")
+        wait_until(lambda: page.evaluate(FRAMES_DECODED_JS) > 30, 15, "30 decoded frames")
         sessions = client.list_stream_sessions_by_account()["Items"]
         assert len(sessions) == 1
         arn = sessions[0]["Arn"]
         group_id, session_id = arn.split("/")[-2], arn.split("/")[-1]
-        _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+        wait_until(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
               ["Status"] == "CONNECTED", 10, "CONNECTED")
         page.screenshot(path=str(ARTIFACTS / "e2e-playing.png"))
 
         # Keys move the ship, as seen in the decoded video.
-        start = _wait(lambda: page.evaluate(SHIP_POS_JS), 10, "the ship in the video")
+        start = wait_until(lambda: page.evaluate(SHIP_POS_JS), 10, "the ship in the video")
         page.keyboard.down("ArrowRight")
         time.sleep(0.4)
         page.keyboard.up("ArrowRight")
         # The demo moves 520 px/s: 0.4 s of ArrowRight is ~200 px (poll: a loaded machine may lag a little).
-        right = _wait(lambda: (p := page.evaluate(SHIP_POS_JS)) and p[0] - start[0] > 100 and p, 5, "ship moved right")
+        right = wait_until(lambda: (p := page.evaluate(SHIP_POS_JS)) and p[0] - start[0] > 100 and p, 5, "ship moved right")
         page.keyboard.down("ArrowUp")
         time.sleep(0.3)
         page.keyboard.up("ArrowUp")
-        moved = _wait(lambda: (p := page.evaluate(SHIP_POS_JS)) and right[1] - p[1] > 60 and p, 5, "ship moved up")
+        moved = wait_until(lambda: (p := page.evaluate(SHIP_POS_JS)) and right[1] - p[1] > 60 and p, 5, "ship moved up")
         time.sleep(0.3)
         moved = page.evaluate(SHIP_POS_JS)
 
@@ -112,7 +102,7 @@ def test_play_move_message_drop_reconnect_terminate() -> None:
         for _ in range(5):
             page.keyboard.press("Space")
             time.sleep(0.15)
-        _wait(lambda: page.evaluate(energy_js) > energy0 + 1e-4, 10, "audio energy from the shot sound")
+        wait_until(lambda: page.evaluate(energy_js) > energy0 + 1e-4, 10, "audio energy from the shot sound")
 
         # An application message round-trips through the game (the demo echoes it).
         page.click("#messagesToggle")
@@ -126,28 +116,28 @@ def test_play_move_message_drop_reconnect_terminate() -> None:
         # Drop the tab: the session waits for the client; the game keeps running.
         pids = _game_pids(pc.tmp)
         page.close()
-        _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+        wait_until(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
               ["Status"] == "PENDING_CLIENT_RECONNECTION", 40, "PENDING_CLIENT_RECONNECTION")
 
         # Reopen: the page reconnects to the same session, same process, same game state.
         page = ctx.new_page()
         page.goto(pc.base_url + "/play")
         page.wait_for_function("document.documentElement.dataset.state === 'playing'", timeout=30000)
-        _wait(lambda: page.evaluate(FRAMES_DECODED_JS) > 10, 15, "frames after reconnect")
-        _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+        wait_until(lambda: page.evaluate(FRAMES_DECODED_JS) > 10, 15, "frames after reconnect")
+        wait_until(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
               ["Status"] == "CONNECTED", 10, "CONNECTED again")
         assert pids <= _game_pids(pc.tmp), "the game process was restarted"
-        after = _wait(lambda: page.evaluate(SHIP_POS_JS), 10, "the ship after reconnect")
+        after = wait_until(lambda: page.evaluate(SHIP_POS_JS), 10, "the ship after reconnect")
         assert abs(after[0] - moved[0]) < 6 and abs(after[1] - moved[1]) < 6, (moved, after)
         page.screenshot(path=str(ARTIFACTS / "e2e-reconnected.png"))
 
         # End: terminated, and the session's processes are gone.
         page.click("#end")
-        _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+        wait_until(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
               ["Status"] == "TERMINATED", 20, "TERMINATED")
         status = client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
         assert status["StatusReason"] == "apiTerminated"
-        _wait(lambda: not (pids - _game_pids(pc.tmp)) or len(pids) > 1, 10, "the session's game to exit")
+        wait_until(lambda: not (pids - _game_pids(pc.tmp)) or len(pids) > 1, 10, "the session's game to exit")
         ctx.close()
 
 
@@ -183,7 +173,7 @@ def test_network_loss_goes_pending_then_the_page_resumes_the_same_game() -> None
         page.wait_for_function("document.documentElement.dataset.state === 'playing'", timeout=30000)
         arn = client.list_stream_sessions_by_account()["Items"][0]["Arn"]
         group_id, session_id = arn.split("/")[-2], arn.split("/")[-1]
-        _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+        wait_until(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
               ["Status"] == "CONNECTED", 10, "CONNECTED")
         pids = _game_pids(pc.tmp)
         # The client goes silent without closing anything (as when the network drops): freeze the browser.
@@ -192,13 +182,13 @@ def test_network_loss_goes_pending_then_the_page_resumes_the_same_game() -> None
         for pid in frozen:
             os.kill(pid, signal.SIGSTOP)
         try:
-            _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+            wait_until(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
                   ["Status"] == "PENDING_CLIENT_RECONNECTION", 30, "PENDING_CLIENT_RECONNECTION after silence")
         finally:
             for pid in frozen:
                 os.kill(pid, signal.SIGCONT)
         # The page notices and reconnects to the same game by itself.
-        _wait(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
+        wait_until(lambda: client.get_stream_session(Identifier=group_id, StreamSessionIdentifier=session_id)
               ["Status"] == "CONNECTED", 60, "CONNECTED after the network came back")
         page.wait_for_function("document.documentElement.dataset.state === 'playing'", timeout=30000)
         assert pids <= _game_pids(pc.tmp)

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import CHROMIUM, CHROMIUM_ARGS, playcast_up
+from tests.harness import CHROMIUM, CHROMIUM_ARGS, playcast_up, wait_until
 from tests.whip.support import OwnLeftovers
 
 pytestmark = pytest.mark.netns
@@ -33,16 +33,6 @@ def chromium_with_fake_camera() -> Iterator[object]:
         finally:
             browser.close()
 
-
-def _wait(cond, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_viewer_page_shows_the_camera_published_over_whip() -> None:
@@ -69,7 +59,7 @@ def test_viewer_page_shows_the_camera_published_over_whip() -> None:
         viewer.goto(link)
         viewer.wait_for_function("document.documentElement.dataset.broadcast === 'live'", timeout=30000)
         viewer.wait_for_function("document.documentElement.dataset.cam === 'live'", timeout=30000)
-        _wait(lambda: viewer.evaluate(CAM_FRAMES_JS) > 30, 30, "webcam frames on the viewer page")
+        wait_until(lambda: viewer.evaluate(CAM_FRAMES_JS) > 30, 30, "webcam frames on the viewer page")
         cam_size = viewer.evaluate("[document.querySelector('#cam').videoWidth, document.querySelector('#cam').videoHeight]")
         # Chrome's fake camera at 640x360 (its encoder may scale down while its bandwidth estimate ramps up).
         assert cam_size[0] >= 320 and abs(cam_size[0] / cam_size[1] - 16 / 9) < 0.05, cam_size
@@ -88,7 +78,7 @@ def test_viewer_page_shows_the_camera_published_over_whip() -> None:
         # Camera off: the publisher DELETEs its WHIP session; the viewer's corner picture goes away.
         player.click("#camera")
         player.wait_for_function("document.querySelector('#camera').dataset.state === 'off'", timeout=10000)
-        _wait(lambda: not httpx.get(f"{pc.base_url}/v1/broadcasts/{broadcast_id}", headers=admin)
+        wait_until(lambda: not httpx.get(f"{pc.base_url}/v1/broadcasts/{broadcast_id}", headers=admin)
               .json()["stage"]["live"], 15, "the stage empty after Camera off")
         viewer.wait_for_function("document.documentElement.dataset.cam === 'off'", timeout=30000)
         assert viewer.evaluate("document.documentElement.dataset.broadcast") == "live"  # the game plays on
