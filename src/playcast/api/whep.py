@@ -12,109 +12,92 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from playcast.api.auth import bearer_token
+from playcast.api.sdp_http import SDP, TRICKLE, SdpReplies
 from playcast.control.broadcasts import AccessDenied, Broadcasts, NotLive
 from playcast.control.errors import NotFoundError
 from playcast.control.hostlink import SignalError
 
 log = logging.getLogger(__name__)
 
-MAX_SDP_BYTES = 64 * 1024
 RETRY_AFTER_S = 5
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS, HEAD",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After, Accept-Post, Accept-Patch",
-}
-
-
-def _text(status: int, message: str, **headers: str) -> Response:
-    return Response(message + "\n", status_code=status, media_type="text/plain", headers={**CORS, **headers})
+REPLY = SdpReplies("POST, DELETE, PATCH, OPTIONS, HEAD")
 
 
 def _broadcasts(request: Request) -> Broadcasts:
     return request.app.state.plane.broadcasts
 
 
+async def _refused(request: Request) -> Response | None:
+    """404 for an unknown broadcast, 401/403 (no challenge) when the caller may not view it, else None."""
+    broadcasts = _broadcasts(request)
+    row = await broadcasts.get(request.path_params["broadcast_id"])
+    if row is None:
+        return REPLY.text(404, "broadcast not found")
+    try:
+        broadcasts.check_access(row, bearer_token(request))
+    except AccessDenied as exc:
+        return REPLY.denied(exc, challenge=False)
+    return None
+
+
 async def options(request: Request) -> Response:
-    return Response(status_code=204, headers={**CORS, "Accept-Post": "application/sdp",
-                                              "Accept-Patch": "application/trickle-ice-sdpfrag"})
+    return REPLY.options(204)
 
 
 async def head(request: Request) -> Response:
     row = await _broadcasts(request).get(request.path_params["broadcast_id"])
     if row is None:
-        return Response(status_code=404, headers=CORS)
-    return Response(status_code=200, media_type="application/sdp", headers=CORS)
+        return REPLY.empty(404)
+    return REPLY.empty(200, media_type=SDP)
 
 
 async def offer(request: Request) -> Response:
     broadcast_id = request.path_params["broadcast_id"]
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/sdp":
-        return _text(415, "Content-Type must be application/sdp", **{"Accept-Post": "application/sdp"})
-    body = await request.body()
-    if len(body) > MAX_SDP_BYTES:
-        return _text(413, f"offer is larger than {MAX_SDP_BYTES} bytes")
-    try:
-        sdp = body.decode("utf-8")
-    except UnicodeDecodeError:
-        return _text(400, "offer is not UTF-8")
-    if not sdp.lstrip().startswith("v=0"):
-        return _text(400, "malformed SDP: it must start with v=0")
+    sdp = await REPLY.read_sdp(request, what="offer")
+    if isinstance(sdp, Response):
+        return sdp
+    malformed = REPLY.malformed(sdp)
+    if malformed is not None:
+        return malformed
     try:
         viewer_id, answer = await _broadcasts(request).add_viewer(broadcast_id, sdp, bearer_token(request))
     except NotFoundError as exc:
-        return _text(404, exc.message)
+        return REPLY.text(404, exc.message)
     except AccessDenied as exc:
-        if exc.missing:
-            return _text(401, str(exc), **{"WWW-Authenticate": 'Bearer realm="playcast"'})
-        return _text(403, str(exc))
+        return REPLY.denied(exc)
     except NotLive as exc:
-        return _text(409, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+        return REPLY.text(409, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
     except SignalError as exc:
-        return _text(422, f"unusable offer: {exc}")
-    location = f"/whep/{broadcast_id}/{viewer_id}"
+        return REPLY.text(422, f"unusable offer: {exc}")
     log.info("WHEP viewer joined", extra={"broadcast": broadcast_id, "viewer": viewer_id})
-    return Response(answer, status_code=201, media_type="application/sdp",
-                    headers={**CORS, "Location": location, "ETag": f'"{viewer_id}"'})
+    return REPLY.created(answer, f"/whep/{broadcast_id}/{viewer_id}", f'"{viewer_id}"')
 
 
 async def delete(request: Request) -> Response:
-    broadcasts = _broadcasts(request)
-    broadcast_id, viewer_id = request.path_params["broadcast_id"], request.path_params["viewer_id"]
-    row = await broadcasts.get(broadcast_id)
-    if row is None:
-        return _text(404, "broadcast not found")
-    try:
-        broadcasts.check_access(row, bearer_token(request))
-    except AccessDenied as exc:
-        return _text(401 if exc.missing else 403, str(exc))
-    if not await broadcasts.remove_viewer(broadcast_id, viewer_id):
-        return _text(404, "no such viewer session")
-    return Response(status_code=200, headers=CORS)
+    refused = await _refused(request)
+    if refused is not None:
+        return refused
+    if not await _broadcasts(request).remove_viewer(request.path_params["broadcast_id"],
+                                                    request.path_params["viewer_id"]):
+        return REPLY.text(404, "no such viewer session")
+    return REPLY.empty(200)
 
 
 async def patch(request: Request) -> Response:
     """Trickle ICE: our answer already carries every server candidate, and the host learns the client's address
     from its connectivity checks (peer-reflexive), so added candidates are accepted (204). ICE restarts: 422."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/trickle-ice-sdpfrag":
-        return _text(415, "Content-Type must be application/trickle-ice-sdpfrag")
+    wrong = REPLY.wrong_type(request, TRICKLE)
+    if wrong is not None:
+        return wrong
     if request.headers.get("if-match", "").strip() == "*":
-        return _text(422, "ICE restart is not supported; DELETE and POST a new offer")
-    broadcasts = _broadcasts(request)
-    row = await broadcasts.get(request.path_params["broadcast_id"])
-    if row is None:
-        return _text(404, "broadcast not found")
-    try:
-        broadcasts.check_access(row, bearer_token(request))
-    except AccessDenied as exc:
-        return _text(401 if exc.missing else 403, str(exc))
+        return REPLY.text(422, "ICE restart is not supported; DELETE and POST a new offer")
+    refused = await _refused(request)
+    if refused is not None:
+        return refused
     etag = request.headers.get("if-match")
     if etag is not None and etag.strip() != f'"{request.path_params["viewer_id"]}"':
-        return _text(412, "ETag does not match this session")
-    return Response(status_code=204, headers=CORS)
+        return REPLY.text(412, "ETag does not match this session")
+    return REPLY.empty(204)
 
 
 def whep_routes() -> list[BaseRoute]:

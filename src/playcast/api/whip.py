@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from playcast.api.auth import bearer_token
+from playcast.api.sdp_http import CHALLENGE, SDP, TRICKLE, SdpReplies
 from playcast.control.broadcasts import LIVE, AccessDenied, Broadcasts
 from playcast.media.peer import OfferError
 from playcast.media.stage import NoPublisher, OfferRejected, Stage, Stages
@@ -20,24 +21,8 @@ from playcast.store.broadcasts import BroadcastRow
 
 log = logging.getLogger(__name__)
 
-MAX_SDP_BYTES = 64 * 1024
 RETRY_AFTER_S = 2
-SDP = "application/sdp"
-TRICKLE = "application/trickle-ice-sdpfrag"
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, PATCH, OPTIONS, GET, HEAD",
-    "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, ETag, Link, Retry-After, Accept-Post, Accept-Patch",
-}
-
-
-def _text(status: int, message: str, **headers: str) -> Response:
-    return Response(message + "\n", status_code=status, media_type="text/plain", headers={**CORS, **headers})
-
-
-def _content_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+REPLY = SdpReplies("POST, DELETE, PATCH, OPTIONS, GET, HEAD")
 
 
 def _broadcasts(request: Request) -> Broadcasts:
@@ -48,56 +33,42 @@ def _stages(request: Request) -> Stages:
     return request.app.state.stages
 
 
-async def _read_sdp(request: Request, expected: str = SDP) -> str | Response:
-    if _content_type(request) != expected:
-        return _text(415, f"Content-Type must be {expected}", **{"Accept-Post": SDP} if expected == SDP else {})
-    body = await request.body()
-    if len(body) > MAX_SDP_BYTES:
-        return _text(413, f"body is larger than {MAX_SDP_BYTES} bytes")
-    try:
-        return body.decode("utf-8")
-    except UnicodeDecodeError:
-        return _text(400, "body is not UTF-8")
-
-
 def _publish_denied(request: Request, row: BroadcastRow) -> Response | None:
     """Publishing takes the broadcast's publishToken or the admin token."""
     token = bearer_token(request)
     if not token:
-        return _text(401, "send Authorization: Bearer <publishToken>", **{"WWW-Authenticate": 'Bearer realm="playcast"'})
+        return REPLY.text(401, "send Authorization: Bearer <publishToken>", **CHALLENGE)
     for valid in (row.publish_token, request.app.state.admin_token):
         if valid and hmac.compare_digest(token.encode(), valid.encode()):
             return None
-    return _text(403, "wrong publish token")
+    return REPLY.text(403, "wrong publish token")
 
 
 def _view_denied(request: Request, row: BroadcastRow) -> Response | None:
     try:
         _broadcasts(request).check_access(row, bearer_token(request))
     except AccessDenied as exc:
-        if exc.missing:
-            return _text(401, str(exc), **{"WWW-Authenticate": 'Bearer realm="playcast"'})
-        return _text(403, str(exc))
+        return REPLY.denied(exc)
     return None
 
 
 async def _row(request: Request) -> BroadcastRow | Response:
     row = await _broadcasts(request).get(request.path_params["broadcast_id"])
     if row is None:
-        return _text(404, "broadcast not found")
+        return REPLY.text(404, "broadcast not found")
     return row
 
 
 def _live_stage(request: Request, row: BroadcastRow) -> Stage | Response:
     """The broadcast's stage, created on first use; 409 once the broadcast has ended."""
     if row.status != LIVE or _broadcasts(request).live_session(row.id) is None:
-        return _text(409, f"broadcast {row.id} has ended")
+        return REPLY.text(409, f"broadcast {row.id} has ended")
     return _stages(request).get_or_create(row.id)
 
 
 # ---------------------------------------------------------------------- WHIP (publisher)
 async def whip_options(request: Request) -> Response:
-    return Response(status_code=200, headers={**CORS, "Accept-Post": SDP, "Accept-Patch": TRICKLE})
+    return REPLY.options(200)
 
 
 async def whip_probe(request: Request) -> Response:
@@ -105,11 +76,11 @@ async def whip_probe(request: Request) -> Response:
     row = await _row(request)
     if isinstance(row, Response):
         return row
-    return Response(status_code=204, headers=CORS)
+    return REPLY.empty(204)
 
 
 async def whip_publish(request: Request) -> Response:
-    sdp = await _read_sdp(request)
+    sdp = await REPLY.read_sdp(request)
     if isinstance(sdp, Response):
         return sdp
     row = await _row(request)
@@ -124,10 +95,8 @@ async def whip_publish(request: Request) -> Response:
     try:
         publisher, answer = await stage.publish(sdp)
     except OfferRejected as exc:
-        return _text(exc.status, exc.message)
-    location = f"/whip/{row.id}/{publisher.publisher_id}"
-    return Response(answer, status_code=201, media_type=SDP,
-                    headers={**CORS, "Location": location, "ETag": publisher.etag})
+        return REPLY.text(exc.status, exc.message)
+    return REPLY.created(answer, f"/whip/{row.id}/{publisher.publisher_id}", publisher.etag)
 
 
 async def _publisher(request: Request):  # type: ignore[no-untyped-def]
@@ -140,7 +109,7 @@ async def _publisher(request: Request):  # type: ignore[no-untyped-def]
     stage = _stages(request).get(row.id)
     publisher = stage.get_publisher(request.path_params["publisher_id"]) if stage is not None else None
     if stage is None or publisher is None:
-        return _text(404, "no such WHIP session (ended, or replaced by a newer publisher)")
+        return REPLY.text(404, "no such WHIP session (ended, or replaced by a newer publisher)")
     return stage, publisher
 
 
@@ -148,7 +117,7 @@ async def whip_session_probe(request: Request) -> Response:
     found = await _publisher(request)
     if isinstance(found, Response):
         return found
-    return Response(status_code=204, headers=CORS)
+    return REPLY.empty(204)
 
 
 async def whip_delete(request: Request) -> Response:
@@ -157,12 +126,12 @@ async def whip_delete(request: Request) -> Response:
         return found
     stage, publisher = found
     await stage.unpublish(publisher.publisher_id)
-    return Response(status_code=200, headers=CORS)
+    return REPLY.empty(200)
 
 
 async def whip_patch(request: Request) -> Response:
     """Trickle ICE (RFC 8840 fragments): 204. ICE restart (If-Match: *): 422, POST a new offer instead."""
-    frag = await _read_sdp(request, TRICKLE)
+    frag = await REPLY.read_sdp(request, TRICKLE)
     if isinstance(frag, Response):
         return frag
     found = await _publisher(request)
@@ -171,21 +140,21 @@ async def whip_patch(request: Request) -> Response:
     stage, publisher = found
     if_match = request.headers.get("if-match")
     if if_match is None:
-        return _text(428, "PATCH needs If-Match with the session's ETag")
+        return REPLY.text(428, "PATCH needs If-Match with the session's ETag")
     if if_match.strip() == "*":
-        return _text(422, "ICE restart is not supported; DELETE this session and POST a new offer")
+        return REPLY.text(422, "ICE restart is not supported; DELETE this session and POST a new offer")
     if if_match.strip() != publisher.etag:
-        return _text(412, "If-Match does not match this session's ETag")
+        return REPLY.text(412, "If-Match does not match this session's ETag")
     try:
         await stage.trickle(publisher, frag)
     except OfferRejected as exc:
-        return _text(exc.status, exc.message)
-    return Response(status_code=204, headers=CORS)
+        return REPLY.text(exc.status, exc.message)
+    return REPLY.empty(204)
 
 
 # ---------------------------------------------------------------------- WHEP (the stage's viewers)
 async def cam_options(request: Request) -> Response:
-    return Response(status_code=204, headers={**CORS, "Accept-Post": SDP, "Accept-Patch": TRICKLE})
+    return REPLY.options(204)
 
 
 async def cam_head(request: Request) -> Response:
@@ -194,15 +163,16 @@ async def cam_head(request: Request) -> Response:
         return row
     stage = _stages(request).get(row.id)
     live = stage is not None and stage.live
-    return Response(status_code=200, media_type=SDP, headers={**CORS, "X-Stage-Live": "1" if live else "0"})
+    return REPLY.empty(200, media_type=SDP, **{"X-Stage-Live": "1" if live else "0"})
 
 
 async def cam_view(request: Request) -> Response:
-    sdp = await _read_sdp(request)
+    sdp = await REPLY.read_sdp(request)
     if isinstance(sdp, Response):
         return sdp
-    if not sdp.lstrip().startswith("v=0"):
-        return _text(400, "malformed SDP: it must start with v=0")
+    malformed = REPLY.malformed(sdp)
+    if malformed is not None:
+        return malformed
     row = await _row(request)
     if isinstance(row, Response):
         return row
@@ -210,18 +180,17 @@ async def cam_view(request: Request) -> Response:
     if denied is not None:
         return denied
     if row.status != LIVE:
-        return _text(404, f"broadcast {row.id} has ended")  # for good: players stop asking
+        return REPLY.text(404, f"broadcast {row.id} has ended")  # for good: players stop asking
     stage = _stages(request).get(row.id)
     if stage is None or not stage.live:
-        return _text(409, "nothing is published on this stage yet", **{"Retry-After": str(RETRY_AFTER_S)})
+        return REPLY.text(409, "nothing is published on this stage yet", **{"Retry-After": str(RETRY_AFTER_S)})
     try:
         viewer_id, answer = await stage.add_viewer(sdp)
     except NoPublisher as exc:
-        return _text(409, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
+        return REPLY.text(409, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
     except OfferError as exc:
-        return _text(422, f"unusable offer: {exc}")
-    return Response(answer, status_code=201, media_type=SDP,
-                    headers={**CORS, "Location": f"/whep/{row.id}/cam/{viewer_id}", "ETag": f'"{viewer_id}"'})
+        return REPLY.text(422, f"unusable offer: {exc}")
+    return REPLY.created(answer, f"/whep/{row.id}/cam/{viewer_id}", f'"{viewer_id}"')
 
 
 async def _cam_viewer(request: Request) -> tuple[Stage, str] | Response:
@@ -234,7 +203,7 @@ async def _cam_viewer(request: Request) -> tuple[Stage, str] | Response:
     stage = _stages(request).get(row.id)
     viewer_id = request.path_params["viewer_id"]
     if stage is None or viewer_id not in stage.viewers:
-        return _text(404, "no such viewer session")
+        return REPLY.text(404, "no such viewer session")
     return stage, viewer_id
 
 
@@ -244,23 +213,24 @@ async def cam_delete(request: Request) -> Response:
         return found
     stage, viewer_id = found
     await stage.remove_viewer(viewer_id)
-    return Response(status_code=200, headers=CORS)
+    return REPLY.empty(200)
 
 
 async def cam_patch(request: Request) -> Response:
     """Our answer holds every server candidate and the client is learnt peer-reflexively: 204; restarts 422."""
-    if _content_type(request) != TRICKLE:
-        return _text(415, f"Content-Type must be {TRICKLE}")
+    wrong = REPLY.wrong_type(request, TRICKLE)
+    if wrong is not None:
+        return wrong
     found = await _cam_viewer(request)
     if isinstance(found, Response):
         return found
     _, viewer_id = found
     if_match = request.headers.get("if-match")
     if if_match is not None and if_match.strip() == "*":
-        return _text(422, "ICE restart is not supported; DELETE and POST a new offer")
+        return REPLY.text(422, "ICE restart is not supported; DELETE and POST a new offer")
     if if_match is not None and if_match.strip() != f'"{viewer_id}"':
-        return _text(412, "If-Match does not match this session's ETag")
-    return Response(status_code=204, headers=CORS)
+        return REPLY.text(412, "If-Match does not match this session's ETag")
+    return REPLY.empty(204)
 
 
 def whip_routes() -> list[BaseRoute]:
