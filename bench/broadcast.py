@@ -2,10 +2,11 @@
 
 Run: ./dev bench broadcast [--viewers 10,25] [--seconds 10]
 Setup: `playcast up` at 1280x720@60, 2.5 Mbit/s; one session with a Chromium player (input-to-photon probe on);
-a broadcast of it; WHEP viewers from bench/whep_load.py in a separate process (receive-only aiortc peers that count
-frames without decoding). For each audience size: the server process's CPU (it runs the viewers' peers: RTP
-packetisation + SRTP; capture and encode are the same single worker whatever the audience), each viewer's received
-frame rate and packet loss, and the player's delivered fps and input-to-photon latency."""
+a broadcast of it; WHEP viewers from bench/whep_load.py in separate niced processes (full WebRTC endpoints: ICE,
+DTLS, SRTP-decrypt every packet, then count whole frames by RTP sequence and marker; no decoding, no NACK). For each
+audience size: the server process's CPU (it runs the viewers' peers: RTP packetisation + SRTP; capture and encode are
+the same single worker whatever the audience), each viewer's whole frames per second, broken frames and lost packets,
+and the player's delivered fps and input-to-photon latency."""
 
 from __future__ import annotations
 
@@ -50,7 +51,8 @@ def player_fps(page, seconds: float) -> float:  # type: ignore[no-untyped-def]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--viewers", default="10,25")
+    ap.add_argument("--viewers", default="10,50")
+    ap.add_argument("--per-process", type=int, default=25, help="viewers per load-generator process")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--latency-samples", type=int, default=25)
     ap.add_argument("--no-player", action="store_true",
@@ -82,12 +84,13 @@ def main() -> None:
 
         def measure(n: int) -> dict[str, object]:
             loads: list[subprocess.Popen[str]] = []
-            # The audience stands in for other machines: several niced processes (10 viewers each) so they use
-            # whatever CPU is left without ever outranking the host's own work.
-            for k in range(0, n, 10):
+            # The audience stands in for other machines: niced processes so they use whatever CPU is left
+            # without ever outranking the host's own work.
+            per = args.per_process
+            for k in range(0, n, per):
                 loads.append(subprocess.Popen(
                     ["nice", "-n", "19", sys.executable, str(HERE / "whep_load.py"), b["whepUrl"], "--viewers",
-                     str(min(10, n - k)), "--seconds", str(args.seconds + 6 + args.latency_samples * 0.3)],
+                     str(min(per, n - k)), "--seconds", str(args.seconds + 6 + args.latency_samples * 0.3)],
                     stdout=subprocess.PIPE, text=True))
             for load in loads:
                 assert load.stdout is not None
@@ -114,8 +117,11 @@ def main() -> None:
                     load.wait()
                 result.update({"viewer_fps_min": min(d["fps_min"] for d in done),
                                "viewer_fps_median": sorted(d["fps_median"] for d in done)[len(done) // 2],
+                               "viewer_frames": sum(d["frames"] for d in done),
+                               "viewer_broken_frames": sum(d["broken_frames"] for d in done),
                                "viewer_packets": sum(d["packets"] for d in done),
                                "viewer_lost": sum(d["lost"] for d in done),
+                               "viewer_audio_lost": sum(d["audio_lost"] for d in done),
                                "viewer_mbps": sum(d["mbps_per_viewer"] for d in done) / len(done)})
             print(json.dumps(result), flush=True)
             return result
@@ -132,7 +138,9 @@ def main() -> None:
             per = (r["server_cpu"] - base["server_cpu"]) / r["viewers"]  # type: ignore[operator]
             extra = (f" | +{per:.2f} % server CPU per viewer -> {100 / per if per > 0 else float('inf'):.0f} viewers "
                      f"per core | viewer fps min {r['viewer_fps_min']:.1f} median {r['viewer_fps_median']:.1f}, "
-                     f"packets lost {r['viewer_lost']} of {r['viewer_packets']}, {r['viewer_mbps']:.2f} Mbit/s each")
+                     f"{r['viewer_frames']} whole frames, {r['viewer_broken_frames']} broken, video packets lost "
+                     f"{r['viewer_lost']} of {r['viewer_packets']}, audio packets lost {r['viewer_audio_lost']}, "
+                     f"{r['viewer_mbps']:.2f} Mbit/s each")
         print(f"  {r['viewers']:3d} viewers: server {r['server_cpu']:.0f} %, session processes "
               f"{r['session_cpu']:.0f} % | player {r['player_fps']:.1f} fps, input-to-photon p50 "
               f"{r['lat_p50']:.1f} ms p95 {r['lat_p95']:.1f} ms{extra}")
