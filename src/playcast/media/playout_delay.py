@@ -20,6 +20,7 @@ def encode_playout_delay(min_ms: int, max_ms: int) -> bytes:
 
 
 _VALUE = encode_playout_delay(0, 0)
+ONE_BYTE_PROFILE = 0xBEDE
 _installed = False
 
 
@@ -38,14 +39,21 @@ def install() -> None:
 
     def configure(self, parameters) -> None:  # type: ignore[no-untyped-def]
         original_configure(self, parameters)
-        self._playcast_playout_delay_id = next(
-            (e.id for e in parameters.headerExtensions if e.uri == PLAYOUT_DELAY_URI), None)
+        ext_id = next((e.id for e in parameters.headerExtensions if e.uri == PLAYOUT_DELAY_URI), None)
+        self._playcast_playout_delay_id = ext_id
+        # One-byte form (RFC 8285): the id/length byte + 3 value bytes = 4 bytes, a whole 32-bit word, so it can be
+        # put in front of aiortc's already padded extensions without re-packing them (this runs for every packet).
+        self._playcast_one_byte = bytes(((ext_id << 4) | (len(_VALUE) - 1),)) + _VALUE if ext_id and ext_id <= 14 \
+            else None
 
     def set_(self, values) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
         profile, value = original_set(self, values)
         ext_id = getattr(self, "_playcast_playout_delay_id", None)
         if ext_id is None:
             return profile, value
+        prefix = self._playcast_one_byte
+        if prefix is not None and profile == ONE_BYTE_PROFILE:
+            return profile, prefix + value
         extensions = aiortc_rtp.unpack_header_extensions(profile, value) if value else []
         extensions.append((ext_id, _VALUE))
         return aiortc_rtp.pack_header_extensions(extensions)
