@@ -65,7 +65,7 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
     from playcast.events.wiring import WS_MAX_MESSAGE_BYTES, attach, create_events_service
     from playcast.host.pool import LocalHostPool
     from playcast.host.runtime import RuntimeOptions
-    from playcast.media.hls.origin import hls_routes, vendor_routes
+    from playcast.media.hls.origin import HlsOriginCounts, hls_routes, vendor_routes
     from playcast.server import build_app
     from playcast.storage import open_storage
     from playcast.web.routes import web_routes
@@ -84,10 +84,13 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
     events = create_events_service(creds.events_api_key)
     login_tokens = LoginTokens()
     login = login_tokens.issue()
+    hls_counts = HlsOriginCounts()
     web_app = build_app(settings, pool, admin_token=creds.admin_token, login_tokens=login_tokens,
                         extra_routes=[*events.routes(), *vendor_routes(), *web_routes(),
-                                      *hls_routes(pool.hls_registry), *recording_routes(recordings)])
+                                      *hls_routes(pool.hls_registry, hls_counts),
+                                      *recording_routes(recordings)])
     attach(web_app, events)
+    web_app.state.metrics.watch(events=events, hls=hls_counts)
     config = uvicorn.Config(web_app, host=settings.bind_host, port=settings.port, log_config=None,
                             access_log=False, lifespan="on", ws=FastFrameWebSocketProtocol,
                             ws_max_size=WS_MAX_MESSAGE_BYTES)

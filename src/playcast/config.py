@@ -37,6 +37,8 @@ class Settings:
     encoder: str = field(default_factory=lambda: os.environ.get("PLAYCAST_ENCODER", "auto"))
     recording_storage: str | None = field(
         default_factory=lambda: os.environ.get("PLAYCAST_RECORDING_STORAGE") or None)  # path, file:// or s3://
+    # GET /metrics: open when unset (loopback by default), else `Authorization: Bearer <token>`
+    metrics_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_METRICS_TOKEN") or None)
     # control plane timeouts
     idle_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_IDLE_TIMEOUT_S", 3600))
     placement_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_PLACEMENT_TIMEOUT_S", 75))

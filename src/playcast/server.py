@@ -5,15 +5,17 @@ Wiring and lifespan only (database, control plane, timers); each part's logic li
 from __future__ import annotations
 
 import contextlib
+import hmac
+import ipaddress
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from .api.auth import CookieSigner
+from .api.auth import CookieSigner, bearer_token
 from .api.aws.app import AwsApi
 from .api.aws.model import root_segments
 from .api.broadcasts import BroadcastApi
@@ -26,6 +28,7 @@ from .control.chat_bridge import start_chat
 from .control.hostlink import HostPool
 from .control.plane import ControlPlane
 from .media.stage import Stages
+from .metrics import CONTENT_TYPE, Metrics
 from .store.db import open_database
 from .store.queries import get_or_create_secret
 
@@ -43,6 +46,34 @@ def _healthy(app: Starlette, host_pool: HostPool) -> tuple[bool, str]:
     if slots <= 0:
         return False, "no host slots"
     return True, "ok"
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _metrics_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
+    """`GET /metrics`: open without PLAYCAST_METRICS_TOKEN, else only with `Authorization: Bearer <token>`."""
+    token = settings.metrics_token
+    if token is None and not _loopback(settings.bind_host):
+        log.warning("GET /metrics is open on %s: set PLAYCAST_METRICS_TOKEN to require a bearer token",
+                    settings.bind_host)
+
+    async def metrics(request: Request) -> Response:
+        if token is not None:
+            given = bearer_token(request)
+            if given is None or not hmac.compare_digest(given.encode(), token.encode()):
+                return PlainTextResponse("metrics need Authorization: Bearer <PLAYCAST_METRICS_TOKEN>\n", 401,
+                                         headers={"WWW-Authenticate": 'Bearer realm="playcast metrics"'})
+        body = await request.app.state.metrics.render()
+        return Response(body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+
+    return metrics
 
 
 def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, login_tokens: LoginTokens,
@@ -81,7 +112,8 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
         ok, why = _healthy(request.app, host_pool)
         return JSONResponse({"status": "ok" if ok else "unavailable", "detail": why}, status_code=200 if ok else 503)
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"]),
+                               Route("/metrics", _metrics_endpoint(settings), methods=["GET"])]
     for root in sorted(root_segments()):
         routes.append(Route(f"/{root}", aws, methods=None))
         routes.append(Route(f"/{root}/{{rest:path}}", aws, methods=None))
@@ -96,4 +128,5 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
     app.state.admin_token = admin_token
     app.state.login_tokens = login_tokens
     app.state.host_pool = host_pool
+    app.state.metrics = Metrics(host_pool, lambda: getattr(app.state, "plane", None))
     return app

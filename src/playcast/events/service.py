@@ -63,6 +63,8 @@ class EventsService:
         self._watching: dict[str, asyncio.Future[None]] = {}  # bus watches being set up, by channel/wildcard
         self._loops: list[asyncio.Task[None]] = []
         self._started = False
+        self.published = 0  # events this process accepted and handed to the bus (for metrics)
+        self.slow_consumers = 0  # sockets cut off because they did not read their events (for metrics)
 
     # ------------------------------------------------------------------ configuration (public API)
     def define_namespace(self, config: NamespaceConfig) -> None:
@@ -312,6 +314,7 @@ class EventsService:
                                        HistoryPolicy.of(config))
             except BusUnavailable as exc:
                 raise ProtocolError(UNAVAILABLE, f"events cannot be published right now ({exc}); retry") from None
+            self.published += len(to_send)
         published = [(i, out) for i, out, _ in to_send] + filtered
         published.sort(key=lambda item: item[0])
         failed.sort(key=lambda item: item["index"])

@@ -55,6 +55,8 @@ class RealtimeEndpoint:
 
         def on_slow() -> None:
             if conn is not None:
+                if not conn.closing:
+                    self.service.slow_consumers += 1
                 conn.slow_consumer()
 
         limits = self.service.limits

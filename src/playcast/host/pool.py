@@ -26,7 +26,7 @@ from playcast.control.hostlink import (
     SignalError,
 )
 from playcast.host.app import LaunchError
-from playcast.host.runtime import RuntimeOptions, SessionRuntime
+from playcast.host.runtime import RuntimeOptions, SessionRuntime, VideoStats
 from playcast.media.hls.origin import HlsRegistry
 from playcast.media.peer import OfferError
 from playcast.storage import Storage
@@ -119,6 +119,16 @@ class LocalHostPool(HostPool):
         busy = sum(1 for s in self.slots if s.busy)
         idle = sum(1 for s in self.slots if s.idle_warm)
         return LocationCapacity(location, len(self.slots), busy + idle, idle)
+
+    def video_stats(self) -> dict[str, VideoStats]:
+        """Each running session's encode and fan-out figures, by session id (for metrics)."""
+        out: dict[str, VideoStats] = {}
+        for slot in self.slots:
+            if slot.session_id is not None and slot.runtime is not None:
+                stats = slot.runtime.video_stats()
+                if stats is not None:
+                    out[slot.session_id] = stats
+        return out
 
     def running_sessions(self) -> set[str]:
         return {s.session_id for s in self.slots if s.session_id is not None}

@@ -50,6 +50,18 @@ class RuntimeOptions:
     temp_root: str | None = None  # where session dirs go (default: the system temp dir)
 
 
+@dataclass(frozen=True)
+class VideoStats:
+    """What one runtime's shared encode has done so far (plain numbers, read at scrape time by metrics)."""
+
+    encoder: str  # libx264 | h264_nvenc
+    packets: int  # encoded packets read from the encoder
+    keyframes: int
+    keyframe_requests: int  # sent to the encoder (coalesced)
+    sinks: int  # consumers of the encode now: the player, WHEP viewers, LL-HLS, WHIP egress
+    dropped: int  # packets dropped by consumers that fell behind
+
+
 RuntimeEventHandler = Callable[[str, dict[str, object]], None]
 """(kind, detail): kinds are 'client_connected', 'client_disconnected', 'input', 'app_exited', 'app_message'."""
 
@@ -192,6 +204,14 @@ class SessionRuntime:
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self._closed.set()
+
+    def video_stats(self) -> VideoStats | None:
+        """A snapshot of the encode and its fan-out; None until the encoder runs."""
+        fanout, encoder = self.fanout, self.encoder
+        if fanout is None or encoder is None:
+            return None
+        return VideoStats(encoder.encoder_name, fanout.packets, fanout.keyframes, fanout.keyframe_requests,
+                          len(fanout.sinks), fanout.dropped)
 
     # ------------------------------------------------------------------ clients
     async def attach(self, offer_json: str) -> str:

@@ -38,6 +38,7 @@ class PacketSink:
         except asyncio.QueueFull:
             # Too slow: drop the backlog and resume at the next keyframe instead of buffering without bound.
             self.dropped += self._queue.qsize()
+            self._fanout.dropped += self._queue.qsize()
             while not self._queue.empty():
                 self._queue.get_nowait()
             self.waiting_for_keyframe = True
@@ -77,6 +78,7 @@ class PacketFanout:
         self.packets = 0
         self.keyframes = 0
         self.keyframe_requests = 0
+        self.dropped = 0  # packets dropped by every sink that fell behind, closed sinks included
         self.last_packet: EncodedPacket | None = None
         self.on_first_sink: Callable[[], None] | None = None
         self.on_no_sinks: Callable[[], None] | None = None

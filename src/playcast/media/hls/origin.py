@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl
 
@@ -32,6 +33,32 @@ _CORS = [(b"access-control-allow-origin", b"*"),
 _PREFLIGHT = _CORS + [(b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
                       (b"access-control-allow-headers", b"range, cache-control, if-none-match, if-modified-since"),
                       (b"access-control-max-age", b"86400"), (b"content-length", b"0")]
+
+
+REQUEST_KINDS = ("master", "playlist", "init", "part", "segment", "other")
+BLOCKING_KINDS = ("playlist", "part", "segment")
+
+
+@dataclass
+class HlsOriginCounts:
+    """What the origin answered, in plain ints that metrics read at scrape time: GET/HEAD requests by kind
+    (whatever their status), and blocking requests (playlist reload, preload-hinted part, open segment) that
+    gave up with 503 because what they waited for did not arrive in time."""
+
+    requests: dict[str, int] = field(default_factory=lambda: dict.fromkeys(REQUEST_KINDS, 0))
+    timeouts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BLOCKING_KINDS, 0))
+
+
+def request_kind(path: str) -> str:
+    """master.m3u8 -> master, index.m3u8 -> playlist; init, part, segment by file name; else other."""
+    name = path.rsplit("/", 1)[-1]
+    if name == "master.m3u8":
+        return "master"
+    if name == "index.m3u8":
+        return "playlist"
+    if name.endswith(".m4s"):
+        return "part" if name.startswith("part") else "segment" if name.startswith("seg") else "other"
+    return "init" if name.startswith("init") and name.endswith(".mp4") else "other"
 
 
 class HlsRegistry:
@@ -80,9 +107,11 @@ class HlsOrigin:
     `/{id}/{rendition}/init{v}.mp4`, `/{id}/{rendition}/seg{N}.m4s`, `/{id}/{rendition}/part{K}.m4s` (K counts
     parts over the whole stream, so the preload hint always names a part that will exist)."""
 
-    def __init__(self, registry: HlsRegistry, *, ready_timeout_s: float = 6.0) -> None:
+    def __init__(self, registry: HlsRegistry, *, ready_timeout_s: float = 6.0,
+                 counts: HlsOriginCounts | None = None) -> None:
         self.registry = registry
         self.ready_timeout_s = ready_timeout_s
+        self.counts = counts if counts is not None else HlsOriginCounts()
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
@@ -100,6 +129,7 @@ class HlsOrigin:
             root = scope.get("root_path", "")
             if root and path.startswith(root):
                 path = path[len(root):]
+            self.counts.requests[request_kind(path)] += 1
             body, content_type, cache = await self._resolve(path, scope["query_string"])
         except _Reply as reply:
             headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", CACHE_ERROR), *_CORS]
@@ -191,6 +221,7 @@ class HlsOrigin:
                     raise _Reply(400, f"_HLS_part {part} is too far ahead of the last part ({last_msn}.{last_index})")
             timeout = 3.0 * seg.config.target_duration
             if not await seg.wait(lambda: seg.has(msn, part), timeout) and not seg.ended:
+                self.counts.timeouts["playlist"] += 1
                 raise _Reply(503, "the requested segment or part did not arrive in time", retry_after=1)
             cache = CACHE_BLOCKING_PLAYLIST
         else:
@@ -210,6 +241,7 @@ class HlsOrigin:
             await seg.wait(lambda: seg.part(number) is not None, 3.0 * seg.config.target_duration)
             part = seg.part(number)
             if part is None:
+                self.counts.timeouts["part"] += 1
                 raise _Reply(503, "the part did not arrive in time", retry_after=1)
         return part.data
 
@@ -222,13 +254,14 @@ class HlsOrigin:
         if not s.complete:
             await seg.wait(lambda: s.complete or s not in seg.segments, 3.0 * seg.config.target_duration)
             if not s.complete or not s.parts:
+                self.counts.timeouts["segment"] += 1
                 raise _Reply(503, "the segment did not complete in time", retry_after=1)
         return s.data
 
 
-def hls_routes(registry: HlsRegistry) -> list[BaseRoute]:
-    """`Mount("/hls", HlsOrigin)`: add to the server's routes."""
-    return [Mount("/hls", app=HlsOrigin(registry), name="hls")]
+def hls_routes(registry: HlsRegistry, counts: HlsOriginCounts | None = None) -> list[BaseRoute]:
+    """`Mount("/hls", HlsOrigin)`: add to the server's routes; `counts` is where it counts (for metrics)."""
+    return [Mount("/hls", app=HlsOrigin(registry, counts=counts), name="hls")]
 
 
 def hlsjs_path() -> Path | None:
