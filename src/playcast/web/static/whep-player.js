@@ -2,27 +2,13 @@
 // Usage: const p = new WhepPlayer(videoElement, whepUrl, {token, onState}); await p.start(); ... p.stop();
 // States reported to onState: "connecting" | "live" | "waiting" (nothing live yet: 409, retrying) | "ended" | "error".
 
-import { iceGathered } from "/static/ice.js";
+import { HttpSdpSession, preferH264, retryAfterMs } from "/static/webrtc-http.js";
 
-const ICE_GATHERING_TIMEOUT_MS = 2000;
-
-export class WhepPlayer {
+export class WhepPlayer extends HttpSdpSession {
   constructor(video, url, { token = null, onState = () => {}, retryMs = 2000 } = {}) {
+    super(url, token, onState);
     this.video = video;
-    this.url = url;
-    this.token = token;
-    this.onState = onState;
     this.retryMs = retryMs;
-    this.pc = null;
-    this.location = null;
-    this.stopped = false;
-    this.timer = 0;
-  }
-
-  _headers(extra = {}) {
-    const h = { ...extra };
-    if (this.token) h.Authorization = `Bearer ${this.token}`;
-    return h;
   }
 
   async start() {
@@ -32,12 +18,7 @@ export class WhepPlayer {
     this.pc = pc;
     const video = pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
-    const caps = RTCRtpReceiver.getCapabilities?.("video");
-    if (caps && video.setCodecPreferences) {
-      const h264 = caps.codecs.filter((c) => /H264/i.test(c.mimeType));
-      const rest = caps.codecs.filter((c) => !/H264/i.test(c.mimeType));
-      if (h264.length) video.setCodecPreferences([...h264, ...rest]);
-    }
+    preferH264(video, RTCRtpReceiver.getCapabilities?.("video")?.codecs);
     const stream = new MediaStream();
     pc.ontrack = (e) => {
       stream.addTrack(e.track);
@@ -50,23 +31,14 @@ export class WhepPlayer {
       if (pc.connectionState === "connected") this.onState("live");
       if (pc.connectionState === "failed" || pc.connectionState === "closed") this._retry();
     };
-    await pc.setLocalDescription(await pc.createOffer());
-    await iceGathered(pc, ICE_GATHERING_TIMEOUT_MS);
-    let res;
-    try {
-      res = await fetch(this.url, {
-        method: "POST",
-        headers: this._headers({ "Content-Type": "application/sdp" }),
-        body: pc.localDescription.sdp,
-      });
-    } catch (err) {
+    const { res, err } = await this._offer(pc);
+    if (err) {
       this._retry();
       return;
     }
     if (res.status === 409 || res.status === 503) {
-      const after = Number(res.headers.get("Retry-After")) * 1000 || this.retryMs;
       this.onState("waiting");
-      this._retry(after);
+      this._retry(retryAfterMs(res) || this.retryMs);
       return;
     }
     if (res.status === 404) {
@@ -79,8 +51,7 @@ export class WhepPlayer {
       this._close();
       return;
     }
-    this.location = new URL(res.headers.get("Location"), this.url).toString();
-    await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
+    await this._answer(pc, res);
   }
 
   _retry(after = this.retryMs) {
@@ -88,25 +59,5 @@ export class WhepPlayer {
     if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.start().catch((e) => this.onState("error", String(e))), after);
-  }
-
-  _close() {
-    const pc = this.pc;
-    this.pc = null;
-    if (pc) pc.close();
-    if (this.location) {
-      fetch(this.location, { method: "DELETE", headers: this._headers() }).catch(() => {});
-      this.location = null;
-    }
-  }
-
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this._close();
-  }
-
-  async getStats() {
-    return this.pc ? this.pc.getStats() : new Map();
   }
 }

@@ -3,30 +3,18 @@
 // States: "connecting" | "live" | "retrying" (endpoint busy/unreachable; backoff) | "stopped" | "error" (given up).
 // Non-trickle: the offer carries every candidate. H.264 is preferred (what IVS and playcast's stage take best).
 
-import { iceGathered } from "/static/ice.js";
+import { HttpSdpSession, preferH264, retryAfterMs } from "/static/webrtc-http.js";
 
-const ICE_GATHERING_TIMEOUT_MS = 2000;
 const BACKOFF_BASE_MS = 1000;
 const BACKOFF_CAP_MS = 30000;
 
-export class WhipPublisher {
+export class WhipPublisher extends HttpSdpSession {
   constructor(url, { token = null, onState = () => {} } = {}) {
-    this.url = url;
-    this.token = token;
-    this.onState = onState;
-    this.pc = null;
+    super(url, token, onState);
     this.stream = null;
     this.ownStream = false;
-    this.location = null;
     this.stopped = true;
     this.failures = 0;
-    this.timer = 0;
-  }
-
-  _headers(extra = {}) {
-    const h = { ...extra };
-    if (this.token) h.Authorization = `Bearer ${this.token}`;
-    return h;
   }
 
   /** Publish `stream`, or the default camera + microphone when none is given. */
@@ -45,11 +33,7 @@ export class WhipPublisher {
     this.pc = pc;
     for (const track of this.stream.getTracks()) {
       const tx = pc.addTransceiver(track, { direction: "sendonly", streams: [this.stream] });
-      if (track.kind === "video") {
-        const codecs = RTCRtpSender.getCapabilities?.("video")?.codecs ?? [];
-        const h264 = codecs.filter((c) => /h264/i.test(c.mimeType));
-        if (h264.length && tx.setCodecPreferences) tx.setCodecPreferences([...h264, ...codecs.filter((c) => !/h264/i.test(c.mimeType))]);
-      }
+      if (track.kind === "video") preferH264(tx, RTCRtpSender.getCapabilities?.("video")?.codecs);
     }
     pc.onconnectionstatechange = () => {
       if (pc !== this.pc) return;
@@ -59,27 +43,18 @@ export class WhipPublisher {
       }
       if (pc.connectionState === "failed") this._retry("connection failed");
     };
-    await pc.setLocalDescription(await pc.createOffer());
-    await iceGathered(pc, ICE_GATHERING_TIMEOUT_MS);
-    let res;
-    try {
-      res = await fetch(this.url, {
-        method: "POST",
-        headers: this._headers({ "Content-Type": "application/sdp" }),
-        body: pc.localDescription.sdp,
-      });
-    } catch (err) {
+    const { res, err } = await this._offer(pc);
+    if (err) {
       this._retry(String(err));
       return;
     }
     if (res.status === 201) {
-      this.location = new URL(res.headers.get("Location"), this.url).toString();
-      await pc.setRemoteDescription({ type: "answer", sdp: await res.text() });
+      await this._answer(pc, res);
       return;
     }
     const text = (await res.text()).trim();
     if (res.status >= 500 || res.status === 429 || res.status === 408) {
-      this._retry(`${res.status} ${text}`, Number(res.headers.get("Retry-After")) * 1000 || 0);
+      this._retry(`${res.status} ${text}`, retryAfterMs(res));
       return;
     }
     this._close();
@@ -97,26 +72,10 @@ export class WhipPublisher {
     this.timer = setTimeout(() => this._connect().catch((e) => this._retry(String(e))), delay);
   }
 
-  _close() {
-    const pc = this.pc;
-    this.pc = null;
-    if (pc) pc.close();
-    if (this.location) {
-      fetch(this.location, { method: "DELETE", headers: this._headers() }).catch(() => {});
-      this.location = null;
-    }
-  }
-
   async stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this._close();
+    super.stop();
     if (this.ownStream && this.stream) for (const t of this.stream.getTracks()) t.stop();
     this.stream = null;
     this.onState("stopped");
-  }
-
-  async getStats() {
-    return this.pc ? this.pc.getStats() : new Map();
   }
 }
