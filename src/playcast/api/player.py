@@ -56,6 +56,10 @@ def _error(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"type": type_, "message": message, **extra}}, status_code=status)
 
 
+def _not_logged_in() -> JSONResponse:
+    return _error(401, "Unauthorized", "log in first (open the login link)")
+
+
 def _control_error(exc: ControlError) -> JSONResponse:
     return _error(ERROR_STATUS.get(exc.code, 500), exc.code, exc.message)
 
@@ -74,20 +78,25 @@ class PlayerApi:
     def _who(self, request: Request) -> Identity | None:
         return identify(request, self._signer(request), self.admin_token)
 
-    async def _owned(self, request: Request, who: Identity, session_id: str) -> StreamSessionRow | None:
-        row = await request.app.state.plane.sessions.row(session_id)
+    async def _session(self, request: Request) -> StreamSessionRow | JSONResponse:
+        """The path's session when the caller may use it (the admin, or the user who started it); else 401/404."""
+        who = self._who(request)
+        if who is None:
+            return _not_logged_in()
+        row = await request.app.state.plane.sessions.row(request.path_params["session_id"])
         if row is None or (not who.admin and row.user_id != who.user_id):
-            return None
+            return _error(404, "ResourceNotFoundException", "no such session")
         return row
 
     @staticmethod
-    async def _json(request: Request) -> dict[str, Any]:
+    async def _json(request: Request) -> dict[str, Any] | JSONResponse:
+        """The body as a JSON object, or the 400 to send."""
         try:
             doc = await request.json()
         except ValueError:
-            raise ValueError("body must be JSON") from None
+            return _error(400, "ValidationException", "body must be JSON")
         if not isinstance(doc, dict):
-            raise ValueError("body must be a JSON object")
+            return _error(400, "ValidationException", "body must be a JSON object")
         return doc
 
     # -- login ----------------------------------------------------------------------------------------
@@ -112,7 +121,7 @@ class PlayerApi:
 
     async def apps(self, request: Request) -> Response:
         if self._who(request) is None:
-            return _error(401, "Unauthorized", "log in first (open the login link)")
+            return _not_logged_in()
         plane = request.app.state.plane
         async with plane.db.session() as s:
             rows = (await s.execute(
@@ -146,12 +155,11 @@ class PlayerApi:
     async def start(self, request: Request) -> Response:
         who = self._who(request)
         if who is None:
-            return _error(401, "Unauthorized", "log in first (open the login link)")
+            return _not_logged_in()
         plane = request.app.state.plane
-        try:
-            body = await self._json(request)
-        except ValueError as exc:
-            return _error(400, "ValidationException", str(exc))
+        body = await self._json(request)
+        if isinstance(body, Response):
+            return body
         app_id, signal, group_id = body.get("applicationId"), body.get("signalRequest"), body.get("streamGroupId")
         if not isinstance(app_id, str) or not isinstance(signal, str):
             return _error(400, "ValidationException", "applicationId and signalRequest (strings) are required")
@@ -184,16 +192,12 @@ class PlayerApi:
                              "status": row.status, "signalResponse": row.signal_response or ""}, status_code=201)
 
     async def reconnect(self, request: Request) -> Response:
-        who = self._who(request)
-        if who is None:
-            return _error(401, "Unauthorized", "log in first (open the login link)")
-        row = await self._owned(request, who, request.path_params["session_id"])
-        if row is None:
-            return _error(404, "ResourceNotFoundException", "no such session")
-        try:
-            body = await self._json(request)
-        except ValueError as exc:
-            return _error(400, "ValidationException", str(exc))
+        row = await self._session(request)
+        if isinstance(row, Response):
+            return row
+        body = await self._json(request)
+        if isinstance(body, Response):
+            return body
         signal = body.get("signalRequest")
         if not isinstance(signal, str) or not signal:
             return _error(400, "ValidationException", "signalRequest (a string) is required")
@@ -204,18 +208,15 @@ class PlayerApi:
         return JSONResponse({"signalResponse": out.get("SignalResponse", "")})
 
     async def status(self, request: Request) -> Response:
-        who = self._who(request)
-        if who is None:
-            return _error(401, "Unauthorized", "log in first (open the login link)")
-        row = await self._owned(request, who, request.path_params["session_id"])
-        if row is None:
-            return _error(404, "ResourceNotFoundException", "no such session")
+        row = await self._session(request)
+        if isinstance(row, Response):
+            return row
         return JSONResponse({"sessionId": row.id, "status": row.status, "statusReason": row.status_reason})
 
     async def list(self, request: Request) -> Response:
         who = self._who(request)
         if who is None:
-            return _error(401, "Unauthorized", "log in first (open the login link)")
+            return _not_logged_in()
         plane = request.app.state.plane
         active = request.query_params.get("active") in ("1", "true", "yes")
         async with plane.db.session() as s:
@@ -231,12 +232,9 @@ class PlayerApi:
              "createdAt": r.created_at} for r in rows]})
 
     async def terminate(self, request: Request) -> Response:
-        who = self._who(request)
-        if who is None:
-            return _error(401, "Unauthorized", "log in first (open the login link)")
-        row = await self._owned(request, who, request.path_params["session_id"])
-        if row is None:
-            return _error(404, "ResourceNotFoundException", "no such session")
+        row = await self._session(request)
+        if isinstance(row, Response):
+            return row
         try:
             await request.app.state.plane.sessions.terminate(row.stream_group_id, row.id)
         except ControlError as exc:
