@@ -23,7 +23,9 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcpeerconnection import filter_preferred_codecs
 
 from playcast.media import playout_delay
+from playcast.media.encoder import EncodedPacket
 from playcast.media.fanout import PacketSink
+from playcast.media.h264_rtp import share_packetization
 
 log = logging.getLogger(__name__)
 playout_delay.install()
@@ -75,6 +77,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         self._sink: PacketSink | None = None
         self._t0: float | None = None
         self.last_index = -1
+        self.current: EncodedPacket | None = None  # the frame behind the last av.Packet returned (see h264_rtp)
 
     def request_keyframe(self, why: str) -> None:
         if self._sink is not None:
@@ -94,6 +97,7 @@ class EncodedVideoTrack(MediaStreamTrack):
         out.pts = int((packet.captured_at - self._t0) * VIDEO_CLOCK)
         out.time_base = Fraction(1, VIDEO_CLOCK)
         self.last_index = packet.index
+        self.current = packet
         return out
 
     def stop(self) -> None:
@@ -149,6 +153,7 @@ class ClientPeer:
             raise OfferError("offer has no video transceiver")
         # aiortc only flags its own encoder on PLI/FIR; route it to the shared encoder instead.
         video_sender._send_keyframe = lambda: self._video.request_keyframe("PLI/FIR")  # type: ignore[method-assign]
+        share_packetization(video_sender, lambda: self._video.current)
         try:
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
