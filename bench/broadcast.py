@@ -43,6 +43,19 @@ def player_latency(page, samples: int) -> list[float]:  # type: ignore[no-untype
     return [r for r in res[-samples:]]
 
 
+def video_counters(http: httpx.Client, sid: str) -> tuple[float, float, float]:
+    """(frames from the encoder, packets dropped by slow consumers, consumers) of the session, from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(http.get("/metrics").text):
+        for sample in family.samples:
+            if sample.labels.get("session") == sid:
+                values[sample.name] = sample.value
+    return (values["playcast_video_packets_total"], values["playcast_video_dropped_packets_total"],
+            values["playcast_video_sinks"])
+
+
 def player_fps(page, seconds: float) -> float:  # type: ignore[no-untyped-def]
     n0 = page.evaluate("window.frameTimes.length")
     time.sleep(seconds)
@@ -97,6 +110,7 @@ def main() -> None:
                 line = json.loads(load.stdout.readline())
                 assert line["event"] == "connected", line
             tree = [p for p in process_tree(server) if p != server]
+            v0 = video_counters(http, sid)
             c0, s0, t0 = cpu_seconds(server), sum(cpu_seconds(p) for p in tree), time.monotonic()
             if page is not None:
                 fps = player_fps(page, args.seconds)
@@ -104,10 +118,13 @@ def main() -> None:
                 time.sleep(args.seconds)
                 fps = float("nan")
             dt = time.monotonic() - t0
+            v1 = video_counters(http, sid)
             server_cpu = (cpu_seconds(server) - c0) / dt * 100
             session_cpu = (sum(cpu_seconds(p) for p in tree) - s0) / dt * 100
             lat = player_latency(page, args.latency_samples) if page is not None else [float("nan")]
             result: dict[str, object] = {"viewers": n, "server_cpu": server_cpu, "session_cpu": session_cpu,
+                                         "encoder_fps": (v1[0] - v0[0]) / dt, "fanout_dropped": v1[1] - v0[1],
+                                         "sinks": v1[2],
                                          "player_fps": fps, "lat_p50": pct(lat, 50), "lat_p95": pct(lat, 95)}
             if loads:
                 done = []
@@ -142,7 +159,8 @@ def main() -> None:
                      f"{r['viewer_lost']} of {r['viewer_packets']}, audio packets lost {r['viewer_audio_lost']}, "
                      f"{r['viewer_mbps']:.2f} Mbit/s each")
         print(f"  {r['viewers']:3d} viewers: server {r['server_cpu']:.0f} %, session processes "
-              f"{r['session_cpu']:.0f} % | player {r['player_fps']:.1f} fps, input-to-photon p50 "
+              f"{r['session_cpu']:.0f} % | encoder {r['encoder_fps']:.1f} fps, {r['sinks']:.0f} consumers, "
+              f"{r['fanout_dropped']:.0f} packets dropped by the fan-out | player {r['player_fps']:.1f} fps, input-to-photon p50 "
               f"{r['lat_p50']:.1f} ms p95 {r['lat_p95']:.1f} ms{extra}")
 
 
