@@ -9,9 +9,9 @@ import asyncio
 import contextlib
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -31,87 +31,118 @@ ADMIN_TOKEN = "admin-token-for-tests"
 REGION = "local"
 
 
-@dataclass
-class ServerHandle:
+class ThreadedServer:
+    """uvicorn serving one app in a thread with its own event loop, on a pre-bound free 127.0.0.1 port.
+
+    Subclasses hold what their app is built from; start() returns once the server accepts requests."""
+
     url: str
-    settings: Settings
-    login_tokens: LoginTokens
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
     server: uvicorn.Server
-    pool: Any = None
-    app: Any = None
-    _stopped: bool = field(default=False)
+
+    def __init__(self, name: str, stop_timeout_s: float = 60) -> None:
+        self.name = name
+        self.stop_timeout_s = stop_timeout_s
+        self._stopped = False
+
+    def start(self, app: Callable[[int], AbstractAsyncContextManager[Any]], ready_timeout_s: float = 60,
+              **config: Any) -> None:
+        """Serve the ASGI app that `app(port)` yields (uvicorn.Config `config` on top of ours) until stop();
+        `app` builds it and, on leaving, releases what it built."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        ready: Future[None] = Future()
+
+        async def main() -> None:
+            try:
+                async with app(port) as asgi:
+                    server = uvicorn.Server(uvicorn.Config(asgi, log_config=None, access_log=False, lifespan="on",
+                                                           **config))
+                    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+                    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+                    while not server.started:
+                        if task.done():
+                            task.result()
+                            raise RuntimeError("server stopped during startup")
+                        await asyncio.sleep(0.02)
+                    self.url, self.loop, self.server = f"http://127.0.0.1:{port}", asyncio.get_running_loop(), server
+                    ready.set_result(None)
+                    await task
+            except BaseException as exc:
+                if not ready.done():
+                    ready.set_exception(exc)
+                raise
+            finally:
+                sock.close()
+
+        def runner() -> None:
+            try:
+                asyncio.run(main())
+            except BaseException:  # noqa: BLE001 - reported through `ready` or the join check
+                pass
+
+        self.thread = threading.Thread(target=runner, name=f"{self.name}-{port}", daemon=True)
+        self.thread.start()
+        ready.result(ready_timeout_s)
 
     def run(self, coro: Awaitable[Any], timeout: float = 30) -> Any:
         """Run a coroutine on the server's event loop (e.g. to talk to the host pool) and return its result."""
         fut: Future[Any] = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
         return fut.result(timeout)
 
-    def client(self, **overrides: Any) -> Any:
-        kwargs: dict[str, Any] = dict(endpoint_url=self.url, region_name=REGION, aws_access_key_id=ACCESS_KEY,
-                                      aws_secret_access_key=SECRET_KEY,
-                                      config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60))
-        kwargs.update(overrides)
-        return boto3.client("gameliftstreams", **kwargs)
-
     def stop(self) -> None:
         if self._stopped:
             return
         self._stopped = True
         self.server.should_exit = True
-        self.thread.join(60)
+        self.thread.join(self.stop_timeout_s)
         assert not self.thread.is_alive(), "server thread did not stop"
+
+
+def gls_client(url: str, **overrides: Any) -> Any:
+    """A stock boto3 GameLift Streams client for the server at `url`, with the test credentials."""
+    kwargs: dict[str, Any] = dict(endpoint_url=url, region_name=REGION, aws_access_key_id=ACCESS_KEY,
+                                  aws_secret_access_key=SECRET_KEY,
+                                  config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=60))
+    kwargs.update(overrides)
+    return boto3.client("gameliftstreams", **kwargs)
+
+
+class ServerHandle(ThreadedServer):
+    """build_app(...) over a host pool; the pool is closed when the server stops."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("playcast-server")
+        self.settings = settings
+        self.login_tokens = LoginTokens()
+        self.pool: Any = None
+        self.app: Any = None
+
+    def client(self, **overrides: Any) -> Any:
+        return gls_client(self.url, **overrides)
 
 
 def start_server(settings: Settings, make_pool: Callable[[], Awaitable[Any]],
                  close_pool: Callable[[Any], Awaitable[None]], extra_routes: list[Any] | None = None) -> ServerHandle:
     """Start build_app(...) under uvicorn on a pre-bound loopback socket; returns when it accepts requests."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    settings.bind_host, settings.port = "127.0.0.1", port
-    tokens = LoginTokens()
-    ready: Future[ServerHandle] = Future()
-    holder: dict[str, Any] = {}
+    handle = ServerHandle(settings)
 
-    async def main() -> None:
+    @contextlib.asynccontextmanager
+    async def app(port: int) -> AsyncIterator[Any]:
+        settings.bind_host, settings.port = "127.0.0.1", port
+        handle.pool = await make_pool()
         try:
-            pool = await make_pool()
-            app = build_app(settings, pool, admin_token=ADMIN_TOKEN, login_tokens=tokens,
-                            extra_routes=extra_routes or [])
-            config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on")
-            server = uvicorn.Server(config)
-            server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-            holder.update(pool=pool, app=app, server=server)
-            task = asyncio.ensure_future(server.serve(sockets=[sock]))
-            while not server.started:
-                if task.done():
-                    task.result()
-                    raise RuntimeError("server stopped during startup")
-                await asyncio.sleep(0.02)
-            ready.set_result(ServerHandle(f"http://127.0.0.1:{port}", settings, tokens, asyncio.get_running_loop(),
-                                          thread, server, pool, app))
-            await task
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
+            handle.app = build_app(settings, handle.pool, admin_token=ADMIN_TOKEN, login_tokens=handle.login_tokens,
+                                   extra_routes=extra_routes or [])
+            yield handle.app
         finally:
-            if "pool" in holder:
-                await close_pool(holder["pool"])
-            sock.close()
+            await close_pool(handle.pool)
 
-    def runner() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException:  # noqa: BLE001 - reported through `ready` or the join check
-            pass
-
-    thread = threading.Thread(target=runner, name=f"playcast-server-{port}", daemon=True)
-    thread.start()
-    return ready.result(60)
+    handle.start(app)
+    return handle
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -9,10 +9,11 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.chat.support import ChatServer, start_chat_server
+from tests.chat.support import ChatServer, running_sessions, start_chat_server
 from tests.leaks import session_leftovers
 
 
@@ -64,9 +65,10 @@ def own_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         tempfile.tempdir = old
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory, own_tmp: str) -> Iterator[ChatServer]:
-    server = start_chat_server(tmp_path_factory.mktemp("chat"), slots=2)
+def serve_chat(tmp_path: Path, own_tmp: str, **options: Any) -> Iterator[ChatServer]:
+    """For a module's `srv` fixture: a chat server with 2 slots (start_chat_server `options`) until the module is
+    done; then it is stopped and nothing of it may be left."""
+    server = start_chat_server(tmp_path, slots=2, **options)
     try:
         yield server
     finally:
@@ -74,8 +76,21 @@ def srv(tmp_path_factory: pytest.TempPathFactory, own_tmp: str) -> Iterator[Chat
         assert_nothing_left(own_tmp)
 
 
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory: pytest.TempPathFactory, own_tmp: str) -> Iterator[ChatServer]:
+    yield from serve_chat(tmp_path_factory.mktemp("chat"), own_tmp)
+
+
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
     from tests.chat.support import SLEEPER, make_app_dir
 
     return make_app_dir(tmp_path / "game", SLEEPER)
+
+
+@pytest.fixture
+def room(srv: ChatServer, app_dir: Path):  # type: ignore[no-untyped-def]
+    """A session of a logged-in player: its id and the player's HTTP client."""
+    player_http, player_id = srv.player()
+    with running_sessions(srv, app_dir, 1, player_id) as (sid,):
+        yield sid, player_http

@@ -6,27 +6,15 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.chat.appsync import Client, Refused
-from tests.chat.support import API_KEY, ChatServer, end_session, start_session
+from tests.chat.support import API_KEY, ChatServer
 from tests.chat.users import token_for, viewer
 
 ID_RE = re.compile(r"^[A-Za-z0-9]{12}$")
-
-
-@pytest.fixture
-def room(srv: ChatServer, app_dir: Path):  # type: ignore[no-untyped-def]
-    player_http = srv.browser_user()
-    player_id = player_http.get("/v1/events/token").json()["userId"]
-    group, sid = start_session(srv, app_dir, user_id=player_id)
-    try:
-        yield sid, player_http
-    finally:
-        end_session(srv, group, sid)
 
 
 async def test_messages_reactions_metadata(srv: ChatServer, room) -> None:  # type: ignore[no-untyped-def]

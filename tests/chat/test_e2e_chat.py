@@ -12,8 +12,7 @@ import httpx
 import pytest
 
 from tests.chat.conftest import assert_nothing_left
-from tests.chat.support import wait
-from tests.harness import Playcast, chromium, playcast_up
+from tests.harness import Playcast, chromium, playcast_up, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -46,8 +45,8 @@ def pc(own_tmp: str) -> Iterator[Playcast]:
         with playcast_up("--slots", "1", env=env) as up:
             gls = up.boto3()
             group = gls.list_stream_groups()["Items"][0]["Id"]
-            wait(lambda: gls.get_stream_group(Identifier=group)["LocationStates"][0].get("IdleCapacity", 0) >= 1,
-                 90, "a warm slot with the demo game")
+            wait_until(lambda: gls.get_stream_group(Identifier=group)["LocationStates"][0].get("IdleCapacity", 0)
+                       >= 1, 90, "a warm slot with the demo game")
             yield up
     finally:
         assert_nothing_left(own_tmp)
@@ -96,11 +95,11 @@ def test_player_and_viewer_chat_react_moderate(pc: Playcast) -> None:
         # Chat both ways through the component's own form.
         viewer.fill("playcast-chat .text", "hello from the viewer")
         viewer.press("playcast-chat .text", "Enter")
-        wait(lambda: any("hello from the viewer" in t for t in panel_texts(player)), 15, "viewer -> player")
+        wait_until(lambda: any("hello from the viewer" in t for t in panel_texts(player)), 15, "viewer -> player")
         player.fill("playcast-chat .text", "welcome, viewer!")
         player.click("playcast-chat .send button")
-        wait(lambda: any("welcome, viewer!" in t and "player" in t for t in panel_texts(viewer)), 15,
-             "player -> viewer (with the player badge)")
+        wait_until(lambda: any("welcome, viewer!" in t and "player" in t for t in panel_texts(viewer)), 15,
+                   "player -> viewer (with the player badge)")
         assert viewer.locator("playcast-chat .mod-actions").count() == 0  # viewers get no moderator actions
 
         # A reaction from the viewer: floats on the player's screen, reaches the game (echo in both panels)
@@ -109,11 +108,11 @@ def test_player_and_viewer_chat_react_moderate(pc: Playcast) -> None:
         viewer.click("playcast-chat .react[data-kind='heart']")
         player.wait_for_selector("#screen .float", timeout=10000)
         for page in (player, viewer):
-            wait(lambda p=page: any("reacted ❤️" in t for t in panel_texts(p, "li.sys.game")), 20,
-                 "the game's echo of the reaction")
-            wait(lambda p=page: any("hello from the viewer" in t for t in panel_texts(p, "li.msg.game-seen")), 20,
-                 "the game's echo of the chat message marks it")
-        wait(lambda: player.evaluate(GOLD_JS) > gold_before + 40, 20, "a golden bonus target in the game")
+            wait_until(lambda p=page: any("reacted ❤️" in t for t in panel_texts(p, "li.sys.game")), 20,
+                       "the game's echo of the reaction")
+            wait_until(lambda p=page: any("hello from the viewer" in t for t in panel_texts(p, "li.msg.game-seen")),
+                       20, "the game's echo of the chat message marks it")
+        wait_until(lambda: player.evaluate(GOLD_JS) > gold_before + 40, 20, "a golden bonus target in the game")
         player.screenshot(path=str(ARTIFACTS / "chat-player.png"))
         viewer.screenshot(path=str(ARTIFACTS / "chat-viewer.png"))
 
@@ -129,24 +128,25 @@ def test_player_and_viewer_chat_react_moderate(pc: Playcast) -> None:
         player.locator("playcast-chat .text").press_sequentially("said while you were away")
         player.press("playcast-chat .text", "Enter")
         viewer.wait_for_function("__states.includes('reconnecting') && __states.at(-1) === 'live'", timeout=30000)
-        wait(lambda: any("said while you were away" in t for t in panel_texts(viewer)), 15, "the missed message")
+        wait_until(lambda: any("said while you were away" in t for t in panel_texts(viewer)), 15,
+                   "the missed message")
 
         # Moderation from the player's panel: delete the viewer's message, then ban the viewer.
         viewer.fill("playcast-chat .text", "something rude")
         viewer.press("playcast-chat .text", "Enter")
-        wait(lambda: any("something rude" in t for t in panel_texts(player)), 15, "the rude message")
+        wait_until(lambda: any("something rude" in t for t in panel_texts(player)), 15, "the rude message")
         rude = player.locator("playcast-chat li.msg", has_text="something rude")
         rude.hover()
         rude.locator("button[data-act='delete']").click()
         for page in (player, viewer):
-            wait(lambda p=page: any("message removed by a moderator" in t for t in panel_texts(p)) and
-                 not any("something rude" in t for t in panel_texts(p)), 15, "the deletion applied")
+            wait_until(lambda p=page: any("message removed by a moderator" in t for t in panel_texts(p)) and
+                       not any("something rude" in t for t in panel_texts(p)), 15, "the deletion applied")
         hello = player.locator("playcast-chat li.msg", has_text="hello from the viewer")
         hello.hover()
         hello.locator("button[data-act='ban']").click()
         viewer.wait_for_function("document.querySelector('playcast-chat').dataset.state === 'banned'",
                                  timeout=15000)
-        wait(lambda: any("was banned" in t for t in panel_texts(player, "li.sys")), 15, "the ban notice")
+        wait_until(lambda: any("was banned" in t for t in panel_texts(player, "li.sys")), 15, "the ban notice")
         player.screenshot(path=str(ARTIFACTS / "chat-player-moderated.png"))
         viewer.screenshot(path=str(ARTIFACTS / "chat-viewer-banned.png"))
 

@@ -5,24 +5,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.chat.support import ChatServer, end_session, start_session, wait
+from tests.chat.support import ChatServer
 from tests.chat.users import token_for, viewer
-
-
-@pytest.fixture
-def room(srv: ChatServer, app_dir: Path):  # type: ignore[no-untyped-def]
-    player_http = srv.browser_user()
-    player_id = player_http.get("/v1/events/token").json()["userId"]
-    group, sid = start_session(srv, app_dir, user_id=player_id)
-    try:
-        yield sid, player_http
-    finally:
-        end_session(srv, group, sid)
+from tests.harness import wait_until
 
 
 def _iso(ts: float) -> str:
@@ -40,7 +28,7 @@ async def test_replay_by_time_range_with_moderation(srv: ChatServer, room) -> No
         for i, c in enumerate((a, b, a)):
             await c.publish_ok(ch, {"content": f"m{i}"})
             sent.append(await p.wait_for(ch, lambda e, i=i: e.get("content") == f"m{i}"))
-            wait(lambda: time.time() > sent[-1]["ts"] + 0.05, 1, "the clock to move on")
+            wait_until(lambda: time.time() > sent[-1]["ts"] + 0.05, 1, "the clock to move on")
         await b.publish_ok(ch + "/reactions", {"kind": "clap"})
         await p.publish_ok(ch + "/meta", {"name": "level", "attributes": {"n": "2"}})
         await p.publish_ok(ch, {"action": "DELETE_MESSAGE", "messageId": sent[1]["id"], "reason": "rude"})

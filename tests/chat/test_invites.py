@@ -10,20 +10,16 @@ import pytest
 
 from playcast.api.chat import Invites
 from tests.chat.appsync import Refused
-from tests.chat.support import ChatServer, end_session, start_session
+from tests.chat.support import ChatServer, running_sessions
 from tests.chat.users import token_for
 
 
 @pytest.fixture
 def rooms(srv: ChatServer, app_dir: Path):  # type: ignore[no-untyped-def]
-    player_http = srv.browser_user()
-    player_id = player_http.get("/v1/events/token").json()["userId"]
-    started = [start_session(srv, app_dir, user_id=player_id) for _ in range(2)]
-    try:
-        yield [sid for _, sid in started], player_http
-    finally:
-        for group, sid in started:
-            end_session(srv, group, sid)
+    """Two sessions of one player, and that player's HTTP client."""
+    player_http, player_id = srv.player()
+    with running_sessions(srv, app_dir, 2, player_id) as sids:
+        yield sids, player_http
 
 
 async def test_invite_link_gives_a_guest_one_room(srv: ChatServer, rooms) -> None:  # type: ignore[no-untyped-def]

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chat.conftest import assert_nothing_left
-from tests.chat.support import ChatServer, end_session, start_chat_server, start_session
+from tests.chat.conftest import serve_chat
+from tests.chat.support import ChatServer, running_sessions
 from tests.chat.users import viewer
 
 ENV = {"PLAYCAST_CHAT_ROOM_RATE": "10/60", "PLAYCAST_CHAT_USER_RATE": "3/60",
@@ -20,22 +20,13 @@ ENV = {"PLAYCAST_CHAT_ROOM_RATE": "10/60", "PLAYCAST_CHAT_USER_RATE": "3/60",
 
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory: pytest.TempPathFactory, own_tmp: str) -> Iterator[ChatServer]:
-    server = start_chat_server(tmp_path_factory.mktemp("chat-strict"), slots=2, env=ENV)
-    try:
-        yield server
-    finally:
-        server.stop()
-        assert_nothing_left(own_tmp)
+    yield from serve_chat(tmp_path_factory.mktemp("chat-strict"), own_tmp, env=ENV)
 
 
 @pytest.fixture
 def rooms(srv: ChatServer, app_dir: Path):  # type: ignore[no-untyped-def]
-    started = [start_session(srv, app_dir) for _ in range(2)]
-    try:
-        yield [sid for _, sid in started]
-    finally:
-        for group, sid in started:
-            end_session(srv, group, sid)
+    with running_sessions(srv, app_dir, 2) as sids:
+        yield sids
 
 
 async def test_room_and_user_rate_limits(srv: ChatServer, rooms: list[str]) -> None:

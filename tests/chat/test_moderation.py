@@ -4,26 +4,13 @@ moderator/admin token) and the REST errors (401/403/404/409)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import httpx
 import pytest
 
 from playcast.events.protocol import CLOSE_KICKED
 from tests.chat.appsync import Refused
-from tests.chat.support import ChatServer, end_session, start_session
+from tests.chat.support import ChatServer
 from tests.chat.users import token_for, viewer
-
-
-@pytest.fixture
-def room(srv: ChatServer, app_dir: Path):  # type: ignore[no-untyped-def]
-    player_http = srv.browser_user()
-    player_id = player_http.get("/v1/events/token").json()["userId"]
-    group, sid = start_session(srv, app_dir, user_id=player_id)
-    try:
-        yield sid, player_http
-    finally:
-        end_session(srv, group, sid)
 
 
 async def test_delete_message_everyone_applies(srv: ChatServer, room) -> None:  # type: ignore[no-untyped-def]
