@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 2
 REPLY = SdpReplies("POST, DELETE, PATCH, OPTIONS, GET, HEAD")
+Refusal = Callable[[Request, BroadcastRow], Response | None]  # an answer for a caller who may not, else None
 
 
 def _broadcasts(request: Request) -> Broadcasts:
@@ -52,11 +54,13 @@ def _view_denied(request: Request, row: BroadcastRow) -> Response | None:
     return None
 
 
-async def _row(request: Request) -> BroadcastRow | Response:
+async def _row(request: Request, refuse: Refusal | None = None) -> BroadcastRow | Response:
+    """The path's broadcast (404 when there is none), unless `refuse` has an answer for this caller."""
     row = await _broadcasts(request).get(request.path_params["broadcast_id"])
     if row is None:
         return REPLY.text(404, "broadcast not found")
-    return row
+    refused = refuse(request, row) if refuse is not None else None
+    return refused if refused is not None else row
 
 
 def _live_stage(request: Request, row: BroadcastRow) -> Stage | Response:
@@ -83,12 +87,9 @@ async def whip_publish(request: Request) -> Response:
     sdp = await REPLY.read_sdp(request)
     if isinstance(sdp, Response):
         return sdp
-    row = await _row(request)
+    row = await _row(request, _publish_denied)
     if isinstance(row, Response):
         return row
-    denied = _publish_denied(request, row)
-    if denied is not None:
-        return denied
     stage = _live_stage(request, row)
     if isinstance(stage, Response):
         return stage
@@ -100,12 +101,9 @@ async def whip_publish(request: Request) -> Response:
 
 
 async def _publisher(request: Request):  # type: ignore[no-untyped-def]
-    row = await _row(request)
+    row = await _row(request, _publish_denied)
     if isinstance(row, Response):
         return row
-    denied = _publish_denied(request, row)
-    if denied is not None:
-        return denied
     stage = _stages(request).get(row.id)
     publisher = stage.get_publisher(request.path_params["publisher_id"]) if stage is not None else None
     if stage is None or publisher is None:
@@ -173,12 +171,9 @@ async def cam_view(request: Request) -> Response:
     malformed = REPLY.malformed(sdp)
     if malformed is not None:
         return malformed
-    row = await _row(request)
+    row = await _row(request, _view_denied)
     if isinstance(row, Response):
         return row
-    denied = _view_denied(request, row)
-    if denied is not None:
-        return denied
     if row.status != LIVE:
         return REPLY.text(404, f"broadcast {row.id} has ended")  # for good: players stop asking
     stage = _stages(request).get(row.id)
@@ -194,12 +189,9 @@ async def cam_view(request: Request) -> Response:
 
 
 async def _cam_viewer(request: Request) -> tuple[Stage, str] | Response:
-    row = await _row(request)
+    row = await _row(request, _view_denied)
     if isinstance(row, Response):
         return row
-    denied = _view_denied(request, row)
-    if denied is not None:
-        return denied
     stage = _stages(request).get(row.id)
     viewer_id = request.path_params["viewer_id"]
     if stage is None or viewer_id not in stage.viewers:
