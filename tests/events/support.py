@@ -47,9 +47,9 @@ class _Server(uvicorn.Server):
         yield
 
 
-@dataclass
-class Running:
-    service: EventsService
+class _Endpoints:
+    """The addresses of an events server on 127.0.0.1:`port`."""
+
     port: int
 
     @property
@@ -63,6 +63,23 @@ class Running:
     @property
     def http_url(self) -> str:
         return f"http://{self.host}/event"
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM, and SIGKILL when it has not exited `timeout` s later."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Running(_Endpoints):
+    service: EventsService
+    port: int
 
 
 @contextlib.asynccontextmanager
@@ -242,13 +259,8 @@ class RedisServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, TIMEOUT)
         self.process = None
 
 
@@ -267,23 +279,11 @@ def redis_server(persistent: bool = False) -> Iterator[RedisServer]:
 
 
 @dataclass
-class PlaycastServer:
+class PlaycastServer(_Endpoints):
     process: subprocess.Popen[str]
     port: int
     data_dir: Path
     output: list[str]
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def realtime_url(self) -> str:
-        return f"ws://{self.host}/event/realtime"
-
-    @property
-    def http_url(self) -> str:
-        return f"http://{self.host}/event"
 
     def credentials(self) -> dict[str, str]:
         return json.loads((self.data_dir / "credentials.json").read_text())
@@ -322,12 +322,6 @@ def playcast_server(env: dict[str, str], timeout_s: float = 60.0, data_dir: Path
                 raise RuntimeError("playcast server did not become ready:\n" + "".join(output)[-4000:])
         yield PlaycastServer(proc, port, data_dir, output)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(TIMEOUT * 2)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, TIMEOUT * 2)
         if not keep:
             shutil.rmtree(data_dir, ignore_errors=True)
