@@ -1,4 +1,4 @@
-"""One function per GameLift Streams operation: takes validated input, calls the control plane.
+"""One entry per GameLift Streams operation: takes validated input, calls the control plane.
 
 No parsing, auth or serialization here; operations playcast does not implement are listed in UNSUPPORTED."""
 
@@ -22,125 +22,44 @@ UNSUPPORTED = {
 }
 
 
-async def create_application(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.applications.create(a)
-
-
-async def get_application(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.applications.get(a["Identifier"])
-
-
-async def list_applications(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.applications.list(a.get("MaxResults"), a.get("NextToken"))
-
-
-async def update_application(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.applications.update(a["Identifier"], a)
-
-
-async def delete_application(p: ControlPlane, a: dict[str, Any]) -> None:
-    await p.applications.delete(a["Identifier"])
-
-
-async def create_stream_group(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.stream_groups.create(a)
-
-
-async def get_stream_group(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.stream_groups.get(a["Identifier"])
-
-
-async def list_stream_groups(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.stream_groups.list(a.get("MaxResults"), a.get("NextToken"))
-
-
-async def update_stream_group(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.stream_groups.update(a["Identifier"], a)
-
-
-async def delete_stream_group(p: ControlPlane, a: dict[str, Any]) -> None:
-    await p.stream_groups.delete(a["Identifier"])
-
-
-async def add_stream_group_locations(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.stream_groups.add_locations(a["Identifier"], a["LocationConfigurations"])
-
-
-async def remove_stream_group_locations(p: ControlPlane, a: dict[str, Any]) -> None:
-    await p.stream_groups.remove_locations(a["Identifier"], a["Locations"])
-
-
-async def associate_applications(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.stream_groups.associate(a["Identifier"], a["ApplicationIdentifiers"])
-
-
-async def disassociate_applications(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.stream_groups.disassociate(a["Identifier"], a["ApplicationIdentifiers"])
-
-
-async def start_stream_session(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.sessions.start(a["Identifier"], a)
-
-
-async def get_stream_session(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.sessions.get(a["Identifier"], a["StreamSessionIdentifier"])
-
-
-async def list_stream_sessions(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.sessions.list(a["Identifier"], a.get("Status"), a.get("ExportFilesStatus"),
-                                 a.get("MaxResults"), a.get("NextToken"))
-
-
-async def list_stream_sessions_by_account(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.sessions.list(None, a.get("Status"), a.get("ExportFilesStatus"),
-                                 a.get("MaxResults"), a.get("NextToken"))
-
-
-async def create_stream_session_connection(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.sessions.connect(a["Identifier"], a["StreamSessionIdentifier"], a["SignalRequest"],
-                                    a.get("ClientToken"))
-
-
-async def terminate_stream_session(p: ControlPlane, a: dict[str, Any]) -> None:
-    await p.sessions.terminate(a["Identifier"], a["StreamSessionIdentifier"])
-
-
-async def tag_resource(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
+async def _tag(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
     await p.tags.tag(a["ResourceArn"], a["Tags"])
     return {}
 
 
-async def untag_resource(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
+async def _untag(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
     await p.tags.untag(a["ResourceArn"], a["TagKeys"])
     return {}
 
 
-async def list_tags_for_resource(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
-    return await p.tags.list(a["ResourceArn"])
-
-
+# operation -> the control-plane call that does it (its result is the response body; None: an empty one)
 HANDLERS: dict[str, Handler] = {
-    "CreateApplication": create_application,
-    "GetApplication": get_application,
-    "ListApplications": list_applications,
-    "UpdateApplication": update_application,
-    "DeleteApplication": delete_application,
-    "CreateStreamGroup": create_stream_group,
-    "GetStreamGroup": get_stream_group,
-    "ListStreamGroups": list_stream_groups,
-    "UpdateStreamGroup": update_stream_group,
-    "DeleteStreamGroup": delete_stream_group,
-    "AddStreamGroupLocations": add_stream_group_locations,
-    "RemoveStreamGroupLocations": remove_stream_group_locations,
-    "AssociateApplications": associate_applications,
-    "DisassociateApplications": disassociate_applications,
-    "StartStreamSession": start_stream_session,
-    "GetStreamSession": get_stream_session,
-    "ListStreamSessions": list_stream_sessions,
-    "ListStreamSessionsByAccount": list_stream_sessions_by_account,
-    "CreateStreamSessionConnection": create_stream_session_connection,
-    "TerminateStreamSession": terminate_stream_session,
-    "TagResource": tag_resource,
-    "UntagResource": untag_resource,
-    "ListTagsForResource": list_tags_for_resource,
+    "CreateApplication": lambda p, a: p.applications.create(a),
+    "GetApplication": lambda p, a: p.applications.get(a["Identifier"]),
+    "ListApplications": lambda p, a: p.applications.list(a.get("MaxResults"), a.get("NextToken")),
+    "UpdateApplication": lambda p, a: p.applications.update(a["Identifier"], a),
+    "DeleteApplication": lambda p, a: p.applications.delete(a["Identifier"]),
+    "CreateStreamGroup": lambda p, a: p.stream_groups.create(a),
+    "GetStreamGroup": lambda p, a: p.stream_groups.get(a["Identifier"]),
+    "ListStreamGroups": lambda p, a: p.stream_groups.list(a.get("MaxResults"), a.get("NextToken")),
+    "UpdateStreamGroup": lambda p, a: p.stream_groups.update(a["Identifier"], a),
+    "DeleteStreamGroup": lambda p, a: p.stream_groups.delete(a["Identifier"]),
+    "AddStreamGroupLocations": lambda p, a: p.stream_groups.add_locations(a["Identifier"],
+                                                                          a["LocationConfigurations"]),
+    "RemoveStreamGroupLocations": lambda p, a: p.stream_groups.remove_locations(a["Identifier"], a["Locations"]),
+    "AssociateApplications": lambda p, a: p.stream_groups.associate(a["Identifier"], a["ApplicationIdentifiers"]),
+    "DisassociateApplications": lambda p, a: p.stream_groups.disassociate(a["Identifier"],
+                                                                          a["ApplicationIdentifiers"]),
+    "StartStreamSession": lambda p, a: p.sessions.start(a["Identifier"], a),
+    "GetStreamSession": lambda p, a: p.sessions.get(a["Identifier"], a["StreamSessionIdentifier"]),
+    "ListStreamSessions": lambda p, a: p.sessions.list(a["Identifier"], a.get("Status"), a.get("ExportFilesStatus"),
+                                                       a.get("MaxResults"), a.get("NextToken")),
+    "ListStreamSessionsByAccount": lambda p, a: p.sessions.list(None, a.get("Status"), a.get("ExportFilesStatus"),
+                                                                a.get("MaxResults"), a.get("NextToken")),
+    "CreateStreamSessionConnection": lambda p, a: p.sessions.connect(a["Identifier"], a["StreamSessionIdentifier"],
+                                                                     a["SignalRequest"], a.get("ClientToken")),
+    "TerminateStreamSession": lambda p, a: p.sessions.terminate(a["Identifier"], a["StreamSessionIdentifier"]),
+    "TagResource": _tag,
+    "UntagResource": _untag,
+    "ListTagsForResource": lambda p, a: p.tags.list(a["ResourceArn"]),
 }
