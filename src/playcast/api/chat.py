@@ -146,6 +146,22 @@ class ChatApi:
             return _error(401, "Unauthorized", "sign in first (the login link or a viewer invitation)")
         return chat, who
 
+    async def _enter(self, request: Request,
+                     moderating: str | None = None) -> tuple[ChatService, Identity, Room] | JSONResponse:
+        """_begin, then the path's room when the caller may use it (and moderate it, if `moderating`: the 403's
+        message, is given)."""
+        begun = await self._begin(request)
+        if isinstance(begun, JSONResponse):
+            return begun
+        chat, who = begun
+        try:
+            room = await chat.rooms.check_access(request.path_params["room"], who)
+            if moderating is not None and not chat.rooms.can_moderate(room, who):
+                raise shapes.denied(moderating)
+        except shapes.ChatError as exc:
+            return _chat_error(exc)
+        return chat, who, room
+
     @staticmethod
     async def _body(request: Request) -> dict[str, Any]:
         raw = await request.body()
@@ -211,14 +227,10 @@ class ChatApi:
     # -- rooms --------------------------------------------------------------------------------------
 
     async def room(self, request: Request) -> Response:
-        begun = await self._begin(request)
-        if isinstance(begun, JSONResponse):
-            return begun
-        chat, who = begun
-        try:
-            room = await chat.rooms.check_access(request.path_params["room"], who)
-        except shapes.ChatError as exc:
-            return _chat_error(exc)
+        entered = await self._enter(request)
+        if isinstance(entered, JSONResponse):
+            return entered
+        chat, who, room = entered
         doc = self._room_doc(chat, room, who)
         counts = await chat.presence.counts(room.id)
         doc.update(viewers=counts["room"], counts=counts)
@@ -230,13 +242,12 @@ class ChatApi:
     async def messages(self, request: Request) -> Response:
         """Replay: entries of a time range (messages, reactions, metadata, moderation), oldest first; a deleted
         message comes with its deletion (and, for non-moderators, without its content)."""
-        begun = await self._begin(request)
-        if isinstance(begun, JSONResponse):
-            return begun
-        chat, who = begun
+        entered = await self._enter(request)
+        if isinstance(entered, JSONResponse):
+            return entered
+        chat, who, room = entered
         q = request.query_params
         try:
-            room = await chat.rooms.check_access(request.path_params["room"], who)
             now = time.time()
             start = parse_time(q.get("from"), "from", 0.0)
             end = parse_time(q.get("to"), "to", now + 1)
@@ -321,16 +332,10 @@ class ChatApi:
 
     async def invite(self, request: Request) -> Response:
         """A share link for viewers of this room (the player, moderators, admin)."""
-        begun = await self._begin(request)
-        if isinstance(begun, JSONResponse):
-            return begun
-        chat, who = begun
-        try:
-            room = await chat.rooms.check_access(request.path_params["room"], who)
-            if not chat.rooms.can_moderate(room, who):
-                raise shapes.denied("only the player, moderators and admins invite viewers")
-        except shapes.ChatError as exc:
-            return _chat_error(exc)
+        entered = await self._enter(request, moderating="only the player, moderators and admins invite viewers")
+        if isinstance(entered, JSONResponse):
+            return entered
+        chat, _, room = entered
         invite, expires = (await self._invites_for(request)).mint(room.id)
         url = f"{self._base(request)}/watch/{room.id}?invite={invite}"
         return JSONResponse({"url": url, "invite": invite, "expiresAt": shapes.iso(expires)}, status_code=201)
