@@ -2,6 +2,8 @@
 // and end the broadcast on a second press. Self-contained: it reads the page state (html[data-state]) and the
 // session the page keeps in localStorage ("playcast.session"); it never touches the stream itself.
 
+import { toast } from "/static/toast.js";
+
 const button = document.getElementById("goLive");
 const label = button?.querySelector("span");
 const root = document.documentElement;
@@ -15,15 +17,8 @@ function sessionId() {
   }
 }
 
-function notify(text, kind = "") {
-  const box = document.getElementById("toasts");
-  if (!box) return;
-  const t = document.createElement("div");
-  t.className = `toast ${kind}`;
-  t.textContent = text;
-  box.append(t);
-  setTimeout(() => t.remove(), 12000);
-}
+const NOTICE_MS = 12000;
+const notify = (text, kind = "") => toast(text, kind, NOTICE_MS);
 
 async function call(method, path, body) {
   const res = await fetch(path, {

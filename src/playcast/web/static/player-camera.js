@@ -2,6 +2,7 @@
 // player's webcam + microphone into the broadcast's stage over WHIP; viewers see it next to the gameplay.
 // Self-contained: adds its button after "Go live", asks the broadcast API for the publish token, never touches the game stream.
 
+import { toast } from "/static/toast.js";
 import { WhipPublisher } from "/static/whip-publisher.js";
 
 const root = document.documentElement;
@@ -19,15 +20,8 @@ button.setAttribute("aria-pressed", "false");
 button.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M3 7h12v10H3zM15 10l6-3v10l-6-3"/></svg><span>Camera</span>';
 const label = button.querySelector("span");
 
-function notify(text, kind = "") {
-  const box = document.getElementById("toasts");
-  if (!box) return;
-  const t = document.createElement("div");
-  t.className = `toast ${kind}`;
-  t.textContent = text;
-  box.append(t);
-  setTimeout(() => t.remove(), 12000);
-}
+const NOTICE_MS = 12000;
+const notify = (text, kind = "") => toast(text, kind, NOTICE_MS);
 
 function render(state = publisher ? button.dataset.state : "off") {
   button.dataset.state = state;

@@ -4,6 +4,7 @@
 import { PlaycastStreams } from "/sdk/playcast-streams.js";
 import { StatsTracker } from "/sdk/stats.js";
 import "/static/chat-panel.js";
+import { toast } from "/static/toast.js";
 
 const STORAGE_KEY = "playcast.session";
 const FINAL = new Set(["TERMINATED", "TERMINATING", "ERROR"]);
@@ -17,7 +18,7 @@ const el = {
   video: $("video"), audio: $("audio"), screen: $("screen"),
   cardTitle: $("cardTitle"), cardText: $("cardText"), cardActions: $("cardActions"),
   stats: $("stats"), statsList: $("statsList"), statsToggle: $("statsToggle"),
-  fullscreen: $("fullscreen"), end: $("end"), padIndicator: $("padIndicator"), toasts: $("toasts"),
+  fullscreen: $("fullscreen"), end: $("end"), padIndicator: $("padIndicator"),
   messages: $("messages"), messagesToggle: $("messagesToggle"), messagesClose: $("messagesClose"),
   messageLog: $("messageLog"), messageForm: $("messageForm"), messageText: $("messageText"),
   messageSend: $("messageSend"), chat: $("chat"), share: $("share"),
@@ -140,14 +141,6 @@ async function share() {
   } catch (err) {
     toast(`Could not create a viewer link: ${err.message}`, "bad");
   }
-}
-
-function toast(text, kind = "", ms = 6000) {
-  const t = document.createElement("div");
-  t.className = `toast ${kind}`;
-  t.textContent = text;
-  el.toasts.append(t);
-  setTimeout(() => t.remove(), ms);
 }
 
 function selectedApp() {
