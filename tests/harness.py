@@ -144,3 +144,17 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.1):  # type:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(interval)
+
+
+async def await_until(cond, timeout: float, what: str, interval: float = 0.1):  # type: ignore[no-untyped-def]
+    """wait_until() for async tests: polls `cond()` without blocking the event loop."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)

@@ -29,8 +29,10 @@ async def test_live_playlist_tags_window_and_parts() -> None:
     tags = pl["tags"]
     assert tags["EXT-X-VERSION"] == ["9"]
     target = int(tags["EXT-X-TARGETDURATION"][0])
-    assert target == 2
-    assert tags["EXT-X-SERVER-CONTROL"] == ["CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.625,CAN-SKIP-UNTIL=12.0"]
+    assert target == 1  # ~1 s segments: rounded to the nearest integer, each is at most 1
+    assert all(round(d) <= target for _, d in pl["segments"])
+    assert packager.source.long_segments == 0
+    assert tags["EXT-X-SERVER-CONTROL"] == ["CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=0.625,CAN-SKIP-UNTIL=6.0"]
     assert tags["EXT-X-PART-INF"] == ["PART-TARGET=0.20834"]  # 6 frames + room for jitter
     assert tags["EXT-X-MAP"] == ['URI="init0.mp4"']
     # the window: 4 complete segments, the oldest ones slid out
@@ -75,7 +77,8 @@ async def test_old_parts_leave_the_playlist_after_three_target_durations() -> No
     old = [m for m in listed if m not in with_parts]
     assert old and old == listed[:len(old)]  # the oldest segments lost their parts, the recent ones kept them
     recent = sum(d for uri, d in pl["segments"] if int(uri[3:-4]) in with_parts)
-    assert recent <= 3 * 2 + 1.1  # three target durations (plus the segment that crossed the line)
+    target = packager.config.target_duration
+    assert recent <= 3 * target + 1.1  # three target durations (plus the segment that crossed the line)
     seg = packager.source.segment(old[0])
     assert seg is not None and seg.parts_dropped and seg.data  # the whole segment is still served
     assert packager.source.part(seg.parts[0].number) is None  # its parts are gone
@@ -92,8 +95,8 @@ async def test_delta_update_skips_old_segments() -> None:
     assert skipped > 0
     assert len(delta["segments"]) + skipped == len(full["segments"])
     assert delta["segments"] == full["segments"][skipped:]
-    # what remains reaches back at least CAN-SKIP-UNTIL (12 s) from the live edge
-    assert sum(d for _, d in delta["segments"]) + 0.5 >= 12 - 1.1
+    # what remains reaches back at least CAN-SKIP-UNTIL (6 target durations: 6 s) from the live edge
+    assert sum(d for _, d in delta["segments"]) + 0.5 >= 6 - 1.1
     assert delta["tags"]["EXT-X-MEDIA-SEQUENCE"] == full["tags"]["EXT-X-MEDIA-SEQUENCE"]
     assert delta["tags"]["EXT-X-MAP"]
     await packager.close()
@@ -123,7 +126,7 @@ async def test_segment_boundaries_ask_for_keyframes() -> None:
     for s in complete:
         assert 1.4 <= s.duration <= 1.55
     assert enc.keyframe_requests >= len(complete)
-    assert parse_playlist(packager.media("source").decode())["tags"]["EXT-X-TARGETDURATION"] == ["3"]
+    assert parse_playlist(packager.media("source").decode())["tags"]["EXT-X-TARGETDURATION"] == ["2"]
     await packager.close()
 
 

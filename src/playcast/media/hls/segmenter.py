@@ -87,8 +87,11 @@ class SegmenterConfig:
 
     @property
     def target_duration(self) -> int:
-        """EXT-X-TARGETDURATION: room for a segment whose keyframe came late."""
-        return max(1, math.ceil(2 * self.segment_target_s))
+        """EXT-X-TARGETDURATION: every EXTINF, rounded to the nearest integer, must be at most this (RFC 8216
+        4.3.3.1). As tight as that allows with a quarter of a segment of room for a late keyframe (1 s segments:
+        1, i.e. up to 1.49 s): clients reload a changed playlist once per target duration, and a loose one makes
+        players that wait that long (VLC) run dry between reloads."""
+        return max(1, math.floor(1.25 * self.segment_target_s + 0.5))
 
     @property
     def timescale(self) -> int:
@@ -134,6 +137,7 @@ class Segmenter:
         self._next_msn = 0
         self.next_part_number = 0
         self.long_parts = 0  # parts a capture stall made longer than PART-TARGET
+        self.long_segments = 0  # segments whose keyframe came so late that they round above TARGETDURATION
         self._parts: dict[int, Part] = {}  # by number, while listed
         self._keyframe_asked_for = -1
         self._keyframe_asked_at = 0
@@ -266,6 +270,10 @@ class Segmenter:
             self.segments.remove(seg)
             return
         seg.complete = True
+        if round(seg.duration) > self.config.target_duration:
+            self.long_segments += 1
+            log.warning("hls %s: segment %d is %.2f s, longer than the target duration %d s (late keyframe)",
+                        self.name, seg.msn, seg.duration, self.config.target_duration)
         if seg.duration > 0:
             self.peak_bitrate = max(self.peak_bitrate, int(seg.size * 8 / seg.duration))
         self._trim()
