@@ -27,6 +27,7 @@ from .ingest import (
     resolve_source,
     verify_executable,
 )
+from .pages import list_page
 
 if TYPE_CHECKING:
     from .plane import ControlPlane
@@ -103,12 +104,7 @@ class Applications:
 
     async def list(self, max_results: int | None, next_token: str | None) -> dict[str, Any]:
         async with self.plane.db.session() as s:
-            try:
-                rows, token = await queries.paginate(s, select(ApplicationRow), ApplicationRow,
-                                                     max_results or 25, next_token)
-            except queries.BadPageToken as exc:
-                raise ValidationError(str(exc)) from exc
-            return {"Items": [self.summary(r) for r in rows], "NextToken": token}
+            return await list_page(s, select(ApplicationRow), ApplicationRow, max_results, next_token, self.summary)
 
     def launch_spec(self, row: ApplicationRow, args: list[str] | None = None,
                     env: dict[str, str] | None = None) -> LaunchSpec:

@@ -19,6 +19,7 @@ from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, Strea
 from .errors import ConflictError, InternalError, NotFoundError, ValidationError
 from .hostlink import Placement, PlacementError, SessionEvent, SessionEventKind, SignalError
 from .ids import STREAM_GROUP, new_stream_session_id
+from .pages import list_page
 from .signal import BadSignal, parse_offer
 from .stream_groups import USABLE, max_sessions
 from .watch import ChangeWatch
@@ -127,11 +128,7 @@ class StreamSessions:
                 stmt = stmt.where(False)
             if user_id is not None:
                 stmt = stmt.where(StreamSessionRow.user_id == user_id)
-            try:
-                rows, token = await queries.paginate(s, stmt, StreamSessionRow, max_results or 25, next_token)
-            except queries.BadPageToken as exc:
-                raise ValidationError(str(exc)) from exc
-            return {"Items": [self.summary(r) for r in rows], "NextToken": token}
+            return await list_page(s, stmt, StreamSessionRow, max_results, next_token, self.summary)
 
     async def wait_for(self, session_id: str, done: Callable[[StreamSessionRow], bool],
                        timeout: float) -> StreamSessionRow | None:

@@ -15,6 +15,7 @@ from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
 from .errors import ConflictError, NotFoundError, ValidationError
 from .ids import APPLICATION, STREAM_GROUP, new_stream_group_id
+from .pages import list_page
 
 if TYPE_CHECKING:
     from .plane import ControlPlane
@@ -123,12 +124,7 @@ class StreamGroups:
 
     async def list(self, max_results: int | None, next_token: str | None) -> dict[str, Any]:
         async with self.plane.db.session() as s:
-            try:
-                rows, token = await queries.paginate(s, select(StreamGroupRow), StreamGroupRow,
-                                                     max_results or 25, next_token)
-            except queries.BadPageToken as exc:
-                raise ValidationError(str(exc)) from exc
-            return {"Items": [self.summary(r) for r in rows], "NextToken": token}
+            return await list_page(s, select(StreamGroupRow), StreamGroupRow, max_results, next_token, self.summary)
 
     # -- validation -----------------------------------------------------------------------------------
 
