@@ -1,6 +1,7 @@
 // playcast browser SDK: the GameLift Streams Web SDK surface (signal request/response, input, stats, app messages).
 // Talks only WebRTC to the host; it never calls any HTTP API (the page's backend does that).
 
+import { iceGathered } from "./ice.js";
 import { DEFAULT_INPUT_CONFIGURATION, InputCapture } from "./input-capture.js";
 import { NoticeCode, decodeControl, encodeHello } from "./input-encoder.js";
 
@@ -170,26 +171,10 @@ export class PlaycastStreams {
 
     const offer = await pc.createOffer();
     await pc.setLocalDescription({ type: "offer", sdp: limitBandwidth(offer.sdp, sc.maximumKbps) });
-    await this._iceGatheringComplete(pc);
+    await iceGathered(pc, ICE_GATHERING_TIMEOUT_MS);
     this._checkOpen();
     debug("offer ready");
     return JSON.stringify({ type: "offer", sdp: pc.localDescription.sdp });
-  }
-
-  _iceGatheringComplete(pc) {
-    if (pc.iceGatheringState === "complete") return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        pc.removeEventListener("icegatheringstatechange", check);
-        resolve();
-      };
-      const check = () => {
-        if (pc.iceGatheringState === "complete") done();
-      };
-      const timer = setTimeout(done, ICE_GATHERING_TIMEOUT_MS);
-      pc.addEventListener("icegatheringstatechange", check);
-    });
   }
 
   /** Apply the host's answer; resolves when the peer is connected and the input channel is open. */

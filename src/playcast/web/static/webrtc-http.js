@@ -1,7 +1,7 @@
 // A WebRTC session negotiated over HTTP (WHEP player, WHIP publisher): the offer POST, the 201 answer, the DELETE.
 // It must not decide what an answer's status means (wait, retry, give up): WhepPlayer and WhipPublisher do.
 
-import { iceGathered } from "/static/ice.js";
+import { iceGathered } from "/sdk/ice.js";
 
 const ICE_GATHERING_TIMEOUT_MS = 2000;
 

@@ -1,4 +1,5 @@
-// Waiting for ICE gathering before sending a non-trickle offer (WHEP player, WHIP publisher).
+// Waiting for ICE gathering before sending a non-trickle offer (the SDK; the WHEP player and WHIP publisher too).
+// It must not touch the offer itself: it only waits.
 
 /** Resolves when `pc` has gathered its candidates, or after `timeoutMs` with whatever it has. */
 export function iceGathered(pc, timeoutMs) {
