@@ -99,3 +99,31 @@ async def test_last_sink_leaving_pauses_and_end_wakes_readers() -> None:
     b.close()
     assert paused == [True]
     await fan.stop()
+
+
+async def test_a_first_sink_gets_each_packet_before_the_others() -> None:
+    """The player's sender wakes before any viewer's: its packets never wait behind an audience."""
+    src = Source()
+    fan = PacketFanout(src.read, src.request_keyframe)
+    fan.start()
+    woke: list[str] = []
+
+    async def consume(name: str, sink) -> None:  # type: ignore[no-untyped-def]
+        while (await sink.get()) is not None:
+            woke.append(name)
+
+    viewers = [fan.add_sink(f"viewer-{i}") for i in range(20)]
+    player = fan.add_sink("player", first=True)
+    tasks = [asyncio.ensure_future(consume(f"viewer-{i}", s)) for i, s in enumerate(viewers)]
+    tasks.append(asyncio.ensure_future(consume("player", player)))
+    await drain()
+    for n in range(3):
+        woke.clear()
+        src.push(key=n == 0)
+        await drain(10)
+        assert len(woke) == 21 and woke[0] == "player", woke
+    assert player in fan.sinks and len(fan.sinks) == 21
+    player.close()
+    assert player not in fan.sinks
+    await fan.stop()
+    await asyncio.gather(*tasks)

@@ -229,7 +229,7 @@ class SessionRuntime:
         audio = self.opus.subscribe() if self.opus is not None else None
 
         def open_sink() -> PacketSink:
-            return fanout.add_sink(f"client-{client_id}")
+            return fanout.add_sink(f"client-{client_id}", first=True)  # the player before any viewer
 
         peer = ClientPeer(open_sink, audio, on_input=self._on_input,
                           on_message=lambda data: self._to_app(client_id, data),

@@ -72,7 +72,10 @@ class PacketFanout:
                  request_keyframe: Callable[[], None]) -> None:
         self._read = read
         self._request_keyframe = request_keyframe
-        self._sinks: set[PacketSink] = set()
+        # Sinks in the order they joined (dicts keep it); `_first` ones are served before the others (the player:
+        # its latency comes first, whatever the audience).
+        self._sinks: dict[PacketSink, None] = {}
+        self._first: dict[PacketSink, None] = {}
         self._task: asyncio.Task[None] | None = None
         self._keyframe_pending_since: float | None = None
         self.packets = 0
@@ -88,13 +91,14 @@ class PacketFanout:
 
     @property
     def sinks(self) -> frozenset[PacketSink]:
-        return frozenset(self._sinks)
+        return frozenset((*self._first, *self._sinks))
 
-    def add_sink(self, name: str, max_packets: int = 30) -> PacketSink:
+    def add_sink(self, name: str, max_packets: int = 30, *, first: bool = False) -> PacketSink:
+        """A new consumer. `first`: it gets each packet before the others, so its sender wakes first."""
         sink = PacketSink(self, name, max_packets)
-        first = not self._sinks
-        self._sinks.add(sink)
-        if first and self.on_first_sink is not None:
+        only = not self._sinks and not self._first
+        (self._first if first else self._sinks)[sink] = None
+        if only and self.on_first_sink is not None:
             self.on_first_sink()  # starting capture yields a keyframe by itself
             self._keyframe_pending_since = time.monotonic()
         else:
@@ -102,10 +106,11 @@ class PacketFanout:
         return sink
 
     def remove(self, sink: PacketSink) -> None:
-        if sink in self._sinks:
-            self._sinks.discard(sink)
+        if sink in self._sinks or sink in self._first:
+            self._sinks.pop(sink, None)
+            self._first.pop(sink, None)
             sink._end()
-            if not self._sinks and self.on_no_sinks is not None:
+            if not self._sinks and not self._first and self.on_no_sinks is not None:
                 self.on_no_sinks()
 
     def request_keyframe(self, why: str) -> None:
@@ -129,10 +134,12 @@ class PacketFanout:
                 if packet.keyframe:
                     self.keyframes += 1
                     self._keyframe_pending_since = None
+                for sink in tuple(self._first):
+                    sink._offer(packet)
                 for sink in tuple(self._sinks):
                     sink._offer(packet)
         finally:
-            for sink in tuple(self._sinks):
+            for sink in self.sinks:
                 sink._end()
 
     async def stop(self) -> None:
@@ -142,6 +149,7 @@ class PacketFanout:
                 await self._task
             except asyncio.CancelledError:
                 pass
-        for sink in tuple(self._sinks):
+        for sink in self.sinks:
             sink._end()
         self._sinks.clear()
+        self._first.clear()
