@@ -104,12 +104,12 @@ def main() -> None:
 
         def measure(n: int) -> dict[str, object]:
             loads: list[subprocess.Popen[str]] = []
-            # The audience stands in for other machines: niced processes so they use whatever CPU is left
-            # without ever outranking the host's own work.
+            # The audience stands in for other machines: SCHED_IDLE processes (chrt --idle) run only on CPU time
+            # nobody else wants and yield at once when the host or the player's browser wakes up.
             per = args.per_process
             for k in range(0, n, per):
                 loads.append(subprocess.Popen(
-                    ["nice", "-n", "19", sys.executable, str(HERE / "whep_load.py"), b["whepUrl"], "--viewers",
+                    ["chrt", "--idle", "0", sys.executable, str(HERE / "whep_load.py"), b["whepUrl"], "--viewers",
                      str(min(per, n - k)), "--seconds", str(args.seconds + 6 + args.latency_samples * 0.3)],
                     stdout=subprocess.PIPE, text=True))
             for load in loads:
