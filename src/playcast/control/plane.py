@@ -106,8 +106,8 @@ class ControlPlane:
         """Run `create(session)` once per (operation, ClientToken); a repeat returns `replay(...)`.
 
         `create` adds its rows to the given session and returns (resource id, stored response); the
-        idempotency record is committed in the same transaction, then `after_commit(resource id)` runs
-        (only for the first request). Same token, different request -> ConflictError."""
+        idempotency record is committed in the same transaction, the answer is read, then
+        `after_commit(resource id)` runs (only for the first request). Same token, different request -> ConflictError."""
         body = {k: v for k, v in request.items() if k != "ClientToken"}
         digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
         for _attempt in range(2):
@@ -129,7 +129,10 @@ class ControlPlane:
                         raise
                     await s.rollback()
                     continue  # a concurrent request with the same token won; replay it
+                # the answer shows the resource as created (e.g. INITIALIZED), before the work `after_commit`
+                # starts can move it on
+                result = await replay(resource_id, response)
                 if after_commit is not None:
                     after_commit(resource_id)
-                return await replay(resource_id, response)
+                return result
         raise ConflictError(f"ClientToken {client_token!r} is in use by a concurrent request")
