@@ -147,12 +147,14 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.1):  # type:
 
 
 async def await_until(cond, timeout: float, what: str, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    """wait_until() for async tests: polls `cond()` without blocking the event loop."""
+    """wait_until() for async tests: polls `cond()` (sync or async) without blocking the event loop."""
     import asyncio
 
     deadline = time.monotonic() + timeout
     while True:
         value = cond()
+        if asyncio.iscoroutine(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:

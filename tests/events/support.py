@@ -28,6 +28,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from playcast.events.protocol import SUBPROTOCOL, encode_auth_subprotocol
 from playcast.events.service import EventsService
 from playcast.events.uvicorn_ws import FastFrameWebSocketProtocol
+from tests.harness import await_until
 
 REPO = Path(__file__).resolve().parents[2]
 API_KEY = "da2-testapikey0000000000000000"
@@ -215,16 +216,7 @@ async def client(url: str, headers: dict[str, str] | None, *, subprotocols: list
 
 async def eventually(check: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
     """Poll an (async or sync) check until it returns a truthy value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    return await await_until(check, timeout, what, interval=0.02)
 
 
 # --------------------------------------------------------------------------------------- processes

@@ -19,6 +19,7 @@ from playcast.host.input import InputInjector
 from playcast.host.input import protocol as p
 from playcast.media.fanout import PacketFanout
 from playcast.media.peer import ClientPeer
+from tests import harness
 
 from .support import ServerThread
 
@@ -28,14 +29,7 @@ W, H = 1280, 720
 
 
 def wait_until(cond, timeout: float = 10.0, what: str = "condition"):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    return harness.wait_until(cond, timeout, what, interval=0.02)
 
 
 @pytest.fixture

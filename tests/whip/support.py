@@ -32,6 +32,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.harness import await_until
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -175,18 +177,7 @@ class WhepViewer:
             t.cancel()
 
 
-async def wait_until(cond, timeout: float, what: str, interval: float = 0.1):  # type: ignore[no-untyped-def]
-    """Poll `cond` (sync or async) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(interval)
+wait_until = await_until  # the one async poller (tests/harness.py)
 
 
 def ecdsa_certificate(directory: Path) -> tuple[Path, Path]:
