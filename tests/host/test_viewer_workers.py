@@ -208,3 +208,88 @@ async def test_bad_offers_give_offer_error_and_leave_no_worker(tmp_path: Path) -
                 await viewer.close()
         finally:
             await runtime.shutdown()
+
+
+async def test_a_stuck_worker_never_blocks_the_server_and_is_killed(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from playcast.host import viewer_workers
+
+    monkeypatch.setattr(viewer_workers, "STUCK_S", 6.0)  # workers report every 2 s
+    with ScopedTmp() as scope:
+        runtime = await _launch(tmp_path, scope, viewers_per_worker=1, max_viewer_workers=2)
+        player = Receiver(player=True)
+        viewers: list[Receiver] = []
+        try:
+            await player.accept(await runtime.attach(await player.offer()))
+            stuck_id, stuck = await _viewer(runtime)
+            other_id, other = await _viewer(runtime)
+            viewers += [stuck, other]
+            await until(lambda: stuck.frames >= 10 and other.frames >= 10, "both viewers decoding")
+            pid = runtime.viewers[stuck_id]
+            assert pid != runtime.viewers[other_id]
+
+            # Freeze one worker: it goes silent (and its pipe fills); the server loop and everyone else go on, and
+            # after STUCK_S the host kills it and drops its viewer.
+            os.kill(pid, signal.SIGSTOP)
+            played, seen = player.frames, other.frames
+            await until(lambda: player.frames >= played + 30 and other.frames >= seen + 30, "player and other viewer")
+            await until(lambda: stuck_id not in runtime.viewers, "the stuck worker's viewer dropped")
+            await until(lambda: not _alive(pid), "the stuck worker killed")
+            assert list(runtime.viewers) == [other_id]
+            seen = other.frames
+            await until(lambda: other.frames >= seen + 15, "the other viewer decoding on")
+        finally:
+            for viewer in viewers:
+                await viewer.close()
+            await player.close()
+            await runtime.shutdown()
+
+
+async def test_a_full_pipe_drops_that_workers_sink_to_a_keyframe_and_never_blocks_the_loop(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from playcast.host import viewer_workers
+    from playcast.host.viewer_workers import ViewerWorkers, WorkerLimits
+    from playcast.media.encoder import EncodedPacket
+    from playcast.media.fanout import PacketFanout
+
+    monkeypatch.setattr(viewer_workers, "STUCK_S", 8.0)
+    with ScopedTmp():
+        source: asyncio.Queue[EncodedPacket | None] = asyncio.Queue(4)
+        fanout = PacketFanout(source.get, lambda: None)
+        fanout.start()
+        player = fanout.add_sink("player", max_packets=1000, first=True)
+        workers = ViewerWorkers(fanout, None, WorkerLimits(per_worker=1, max_workers=1, idle_s=30))
+        probe = Receiver()
+        stop = asyncio.Event()
+
+        async def produce() -> None:  # 100 frames/s of 40 kB (32 Mbit/s), a keyframe every 10
+            i = 0
+            while not stop.is_set():
+                await source.put(EncodedPacket(os.urandom(40_000), i % 10 == 0, i, time.time()))
+                i += 1
+                await asyncio.sleep(0.01)
+
+        async def play() -> None:  # the player reads everything at once
+            while await player.get() is not None:
+                pass
+
+        producer, reader = asyncio.ensure_future(produce()), asyncio.ensure_future(play())
+        try:
+            await workers.add("v1", await probe.offer())  # answered; the viewer never connects, the feed runs
+            worker = workers.workers[0]
+            await until(lambda: worker.sink is not None and worker.sink.delivered > 20, "the worker fed")
+            assert worker.pid is not None
+            os.kill(worker.pid, signal.SIGSTOP)
+            # The pipe fills: that sink drops to keyframes; the loop and the player's sink go on without a drop.
+            await until(lambda: worker.sink is not None and worker.sink.dropped > 0, "the stuck worker's sink dropping")
+            got = player.delivered
+            await until(lambda: player.delivered >= got + 50, "the player's sink fed on")
+            assert player.dropped == 0
+            # The pipe never moves again: the worker is killed and its viewer dropped.
+            await until(lambda: workers.workers == [] and workers.viewers == {}, "the stuck worker gone")
+            assert player.dropped == 0
+        finally:
+            stop.set()
+            await producer
+            await probe.close()
+            await workers.close()
+            await fanout.stop()
+            await reader

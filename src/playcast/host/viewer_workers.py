@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from playcast.media.viewer_proc import (
     record,
     split,
 )
-from playcast.procgroup import stop_group
+from playcast.procgroup import signal_group, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,8 @@ ANSWER_TIMEOUT_S = 30.0  # a worker that has not answered an offer by then is tr
 SINK_PACKETS = 60  # the host-side sink of one worker (its viewers have their own, in the worker)
 PIPE_HIGH_WATER = 1024 * 1024  # bytes buffered towards one worker before its video waits (and its sink drops)
 STOP_GRACE_S = 3.0
+START_TIMEOUT_S = 30.0  # from spawn to its hello (imports aiortc and PyAV)
+STUCK_S = 15.0  # a worker silent this long (it reports every 2 s), or whose full pipe has not moved, is killed
 
 
 @dataclass(frozen=True)
@@ -160,9 +163,18 @@ class ViewerWorker:
                 if not self._write(record(VIDEO, head + packet.data)):
                     return
                 # A full pipe waits here; meanwhile the sink fills and drops to the next keyframe like a slow viewer.
-                await stdin.drain()
+                await asyncio.wait_for(stdin.drain(), STUCK_S)
         except (ConnectionError, BrokenPipeError):
             pass
+        except TimeoutError:
+            self._kill_stuck("its pipe is full")
+
+    def _kill_stuck(self, why: str) -> None:
+        proc = self.process
+        assert proc is not None
+        log.warning("viewer worker stuck (%s): killing it", why, extra={
+            "worker": self.number, "pid": proc.pid, "seconds": STUCK_S, "viewers": len(self.viewers)})
+        signal_group(proc.pid, signal.SIGKILL)  # its stdout ends: _exited() drops its viewers
 
     async def _feed_audio(self, track: EncodedAudioTrack) -> None:
         proc = self.process
@@ -184,10 +196,13 @@ class ViewerWorker:
         stdout = proc.stdout
         try:
             while True:
-                kind, size = HEADER.unpack(await stdout.readexactly(HEADER.size))
+                silence = STUCK_S if self.ready else START_TIMEOUT_S
+                kind, size = HEADER.unpack(await asyncio.wait_for(stdout.readexactly(HEADER.size), silence))
                 self._handle(kind, await stdout.readexactly(size))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except TimeoutError:
+            self._kill_stuck("silent")
         except Exception:
             log.exception("viewer worker %d: bad record", self.number)
         await self._exited()
