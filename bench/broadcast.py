@@ -34,6 +34,19 @@ def session_cpu(server: int) -> dict[int, float]:
     return {p: cpu_seconds(p) for p in process_tree(server) if p != server}
 
 
+def udp_drops() -> int:
+    """Datagrams the kernel dropped at full receive buffers, over every UDP socket of this network namespace (the
+    bench runs in its own: the server's, the workers' and the viewers' sockets only)."""
+    total = 0
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        total += sum(int(line.split()[-1]) for line in lines if line.strip())
+    return total
+
+
 def cpu_split(before: dict[int, float], after: dict[int, float], dt: float) -> tuple[float, float, int]:
     """(viewer workers' CPU %, other session processes' CPU %, viewer workers) between two session_cpu() snapshots;
     a process that started in between counts from 0."""
@@ -139,7 +152,7 @@ def main() -> None:
                 assert load.stdout is not None
                 line = json.loads(load.stdout.readline())
                 assert line["event"] == "connected", line
-            v0 = video_counters(http, sid)
+            v0, d0 = video_counters(http, sid), udp_drops()
             c0, s0, t0 = cpu_seconds(server), session_cpu(server), time.monotonic()
             if page is not None:
                 fps, presented = player_fps(page, args.seconds)
@@ -147,14 +160,14 @@ def main() -> None:
                 time.sleep(args.seconds)
                 fps = presented = float("nan")
             dt = time.monotonic() - t0
-            v1 = video_counters(http, sid)
+            v1, d1 = video_counters(http, sid), udp_drops()
             server_cpu = (cpu_seconds(server) - c0) / dt * 100
             worker_cpu, other_cpu, workers = cpu_split(s0, session_cpu(server), dt)
             lat = player_latency(page, args.latency_samples) if page is not None else [float("nan")]
             result: dict[str, object] = {"viewers": n, "server_cpu": server_cpu, "worker_cpu": worker_cpu,
                                          "workers": workers, "session_cpu": other_cpu,
                                          "encoder_fps": (v1[0] - v0[0]) / dt, "fanout_dropped": v1[1] - v0[1],
-                                         "sinks": v1[2],
+                                         "sinks": v1[2], "udp_drops": d1 - d0,
                                          "player_fps": fps, "player_presented_fps": presented, "lat_p50": pct(lat, 50), "lat_p95": pct(lat, 95)}
             if loads:
                 done = []
@@ -191,7 +204,8 @@ def main() -> None:
                      f"{r['viewer_mbps']:.2f} Mbit/s each")
         print(f"  {r['viewers']:3d} viewers: server {r['server_cpu']:.0f} %, {r['workers']} viewer workers "
               f"{r['worker_cpu']:.0f} %, other session processes {r['session_cpu']:.0f} % | encoder {r['encoder_fps']:.1f} fps, {r['sinks']:.0f} consumers, "
-              f"{r['fanout_dropped']:.0f} packets dropped by the fan-out | player decoded {r['player_fps']:.1f} fps "
+              f"{r['fanout_dropped']:.0f} packets dropped by the fan-out, {r['udp_drops']} datagrams dropped at full UDP "
+              f"receive buffers | player decoded {r['player_fps']:.1f} fps "
               f"(presented {r['player_presented_fps']:.1f}), input-to-photon p50 "
               f"{r['lat_p50']:.1f} ms p95 {r['lat_p95']:.1f} ms{extra}")
 

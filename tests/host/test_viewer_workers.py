@@ -112,10 +112,8 @@ async def test_viewers_spread_over_workers_survive_a_killed_worker_and_idle_work
             player_peer = runtime.peer
             await until(lambda: player.frames >= 5, "the player's first frames")
 
-            # Five viewers with two per worker: three worker processes, and everyone decodes.
-            for _ in range(5):
-                viewer_id, viewer = await _viewer(runtime)
-                viewers[viewer_id] = viewer
+            # Five viewers joining at once, two per worker: three worker processes, and everyone decodes.
+            viewers.update(await asyncio.gather(*(_viewer(runtime) for _ in range(5))))
             pids = runtime.viewers
             assert set(pids) == set(viewers)
             assert len(set(pids.values())) == 3

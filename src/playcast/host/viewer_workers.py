@@ -74,12 +74,27 @@ class ViewerWorker:
         self._feeds: list[asyncio.Task[None]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._idle: asyncio.TimerHandle | None = None
+        self._spawned: asyncio.Future[None] | None = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
-    async def start(self) -> None:
+    def launch(self) -> None:
+        """Start the process (in the background: viewers placed meanwhile wait for it in `add`)."""
+        self._spawned = asyncio.ensure_future(self._start())
+
+    async def _start(self) -> None:
+        try:
+            await self._spawn()
+        except BaseException:
+            log.exception("viewer worker %d could not start", self.number)
+            self.exiting = True
+            self.viewers.clear()
+            self._owner._exited(self)
+            raise
+
+    async def _spawn(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "playcast.media.viewer_proc",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -93,12 +108,15 @@ class ViewerWorker:
     async def add(self, viewer_id: str, offer_json: str) -> str:
         """Hand the offer to the worker and wait for its answer. Raises OfferError (the offer), RuntimeError."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending[viewer_id] = future
+        self._pending[viewer_id] = future  # placed at once (no await before): concurrent joins see it
         self.viewers.add(viewer_id)
         self._cancel_idle()
-        self._update_feed()
-        self._write(record(ADD, f"{viewer_id}\0{offer_json}".encode()))
         try:
+            assert self._spawned is not None
+            await asyncio.shield(self._spawned)
+            self._update_feed()
+            if not self._write(record(ADD, f"{viewer_id}\0{offer_json}".encode())):
+                raise RuntimeError("the viewer worker exited")
             return await asyncio.wait_for(asyncio.shield(future), ANSWER_TIMEOUT_S)
         except BaseException:
             if viewer_id in self.viewers:
@@ -266,6 +284,8 @@ class ViewerWorker:
         """Close its viewers and end the process (SIGTERM, then SIGKILL, of its process group)."""
         self.exiting = True
         self._cancel_idle()
+        if self._spawned is not None:
+            await asyncio.gather(self._spawned, return_exceptions=True)  # never leave a process starting behind
         self._update_feed()
         self._write(record(STOP))
         proc = self.process
@@ -316,13 +336,9 @@ class ViewerWorkers:
         parse_offer(offer_json)  # the cheap checks here: garbage never starts a worker
         worker, new = self._pick()
         if new:
-            try:
-                await worker.start()
-            except BaseException:
-                self.workers.remove(worker)
-                raise
+            worker.launch()
         try:
-            answer = await worker.add(viewer_id, offer_json)
+            answer = await worker.add(viewer_id, offer_json)  # places the viewer before its first await
         except BaseException:
             if new and not worker.viewers and worker in self.workers:
                 self._stop(worker)  # started for this viewer alone: leave no worker behind
