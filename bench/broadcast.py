@@ -47,6 +47,12 @@ def udp_drops() -> int:
     return total
 
 
+def machine_idle() -> tuple[float, float]:
+    """(idle jiffies, all jiffies) of the whole machine so far, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
 def cpu_split(before: dict[int, float], after: dict[int, float], dt: float) -> tuple[float, float, int]:
     """(viewer workers' CPU %, other session processes' CPU %, viewer workers) between two session_cpu() snapshots;
     a process that started in between counts from 0."""
@@ -154,6 +160,7 @@ def main() -> None:
                 assert line["event"] == "connected", line
             v0, d0 = video_counters(http, sid), udp_drops()
             c0, s0, t0 = cpu_seconds(server), session_cpu(server), time.monotonic()
+            l0, m0 = sum(cpu_seconds(load.pid) for load in loads), machine_idle()
             if page is not None:
                 fps, presented = player_fps(page, args.seconds)
             else:
@@ -163,11 +170,15 @@ def main() -> None:
             v1, d1 = video_counters(http, sid), udp_drops()
             server_cpu = (cpu_seconds(server) - c0) / dt * 100
             worker_cpu, other_cpu, workers = cpu_split(s0, session_cpu(server), dt)
+            load_cpu = (sum(cpu_seconds(load.pid) for load in loads) - l0) / dt * 100
+            m1 = machine_idle()
+            idle = (m1[0] - m0[0]) / max(1.0, m1[1] - m0[1]) * 100
             lat = player_latency(page, args.latency_samples) if page is not None else [float("nan")]
             result: dict[str, object] = {"viewers": n, "server_cpu": server_cpu, "worker_cpu": worker_cpu,
                                          "workers": workers, "session_cpu": other_cpu,
                                          "encoder_fps": (v1[0] - v0[0]) / dt, "fanout_dropped": v1[1] - v0[1],
-                                         "sinks": v1[2], "udp_drops": d1 - d0,
+                                         "sinks": v1[2], "udp_drops": d1 - d0, "load_cpu": load_cpu,
+                                         "machine_idle": idle,
                                          "player_fps": fps, "player_presented_fps": presented, "lat_p50": pct(lat, 50), "lat_p95": pct(lat, 95)}
             if loads:
                 done = []
@@ -203,7 +214,8 @@ def main() -> None:
                      f"{r['viewer_lost']} of {r['viewer_packets']}, audio packets lost {r['viewer_audio_lost']}, "
                      f"{r['viewer_mbps']:.2f} Mbit/s each")
         print(f"  {r['viewers']:3d} viewers: server {r['server_cpu']:.0f} %, {r['workers']} viewer workers "
-              f"{r['worker_cpu']:.0f} %, other session processes {r['session_cpu']:.0f} % | encoder {r['encoder_fps']:.1f} fps, {r['sinks']:.0f} consumers, "
+              f"{r['worker_cpu']:.0f} %, other session processes {r['session_cpu']:.0f} %, the audience's load generators "
+              f"{r['load_cpu']:.0f} %, machine idle {r['machine_idle']:.0f} % of all cores | encoder {r['encoder_fps']:.1f} fps, {r['sinks']:.0f} consumers, "
               f"{r['fanout_dropped']:.0f} packets dropped by the fan-out, {r['udp_drops']} datagrams dropped at full UDP "
               f"receive buffers | player decoded {r['player_fps']:.1f} fps "
               f"(presented {r['player_presented_fps']:.1f}), input-to-photon p50 "
