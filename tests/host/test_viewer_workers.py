@@ -145,6 +145,11 @@ async def test_viewers_spread_over_workers_survive_a_killed_worker_and_idle_work
             await until(lambda: new_viewer.frames >= 10, "the new viewer decoding")
             assert runtime.viewers[new_id] != victim
 
+            # A viewer that hangs up without a DELETE: its worker reports the closed peer; the host forgets it.
+            gone = next(v for v in runtime.viewers if v != new_id)
+            await viewers[gone].close()
+            await until(lambda: gone not in runtime.viewers, "the hung-up viewer forgotten")
+
             # Viewers leave: a worker left with none exits after its idle time; the one still serving stays.
             serving = runtime.viewers[new_id]
             for viewer_id in list(runtime.viewers):

@@ -309,7 +309,9 @@ class ViewerWorkers:
         self.fanout = fanout
         self.opus = opus
         self.limits = limits
-        self.workers: list[ViewerWorker] = []
+        self.workers: list[ViewerWorker] = []  # those that take new viewers (not stopping)
+        self._running: set[ViewerWorker] = set()  # every worker whose process has not ended yet
+        self._dropped_by_ended = 0  # so the drop count (a Prometheus counter) never goes down
         self._where: dict[str, ViewerWorker] = {}  # answered viewers
         self._number = 0
         self._stopping: set[asyncio.Task[None]] = set()
@@ -323,11 +325,13 @@ class ViewerWorkers:
 
     @property
     def dropped(self) -> int:
-        return sum(w.dropped for w in self.workers)
+        """Video packets dropped inside the workers (their viewers fell behind), ended workers included."""
+        return self._dropped_by_ended + sum(w.dropped for w in self._running)
 
     @property
     def sinks(self) -> int:
-        return sum(1 for w in self.workers if w.sink is not None)
+        """Fan-out sinks the workers hold now."""
+        return sum(1 for w in self._running if w.sink is not None)
 
     async def add(self, viewer_id: str, offer_json: str) -> str:
         """Place a viewer on a worker and return its answer JSON. Raises OfferError for an unusable offer."""
@@ -357,6 +361,7 @@ class ViewerWorkers:
             self._number += 1
             worker = ViewerWorker(self, self._number)
             self.workers.append(worker)
+            self._running.add(worker)
             return worker, True
         return min(live, key=lambda w: len(w.viewers)), False
 
@@ -373,6 +378,9 @@ class ViewerWorkers:
     def _exited(self, worker: ViewerWorker) -> None:
         if worker in self.workers:
             self.workers.remove(worker)
+        if worker in self._running:
+            self._running.discard(worker)
+            self._dropped_by_ended += worker.dropped
 
     def _schedule_idle(self, worker: ViewerWorker) -> None:
         if worker._idle is None and not self._closed:
