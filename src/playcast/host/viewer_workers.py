@@ -355,7 +355,7 @@ class ViewerWorkers:
     def _pick(self) -> tuple[ViewerWorker, bool]:
         live = [w for w in self.workers if not w.exiting]
         for worker in live:
-            if len(worker.viewers) < self.limits.per_worker:
+            if len(worker.viewers) < max(1, self.limits.per_worker):
                 return worker, False
         if len(live) < max(1, self.limits.max_workers):
             self._number += 1
