@@ -4,9 +4,11 @@ Run: ./dev bench broadcast [--viewers 10,25] [--seconds 10]
 Setup: `playcast up` at 1280x720@60, 2.5 Mbit/s; one session with a Chromium player (input-to-photon probe on);
 a broadcast of it; WHEP viewers from bench/whep_load.py in separate niced processes (full WebRTC endpoints: ICE,
 DTLS, SRTP-decrypt every packet, then count whole frames by RTP sequence and marker; no decoding, no NACK). For each
-audience size: the server process's CPU (it runs the viewers' peers: RTP packetisation + SRTP; capture and encode are
-the same single worker whatever the audience), each viewer's whole frames per second, broken frames and lost packets,
-and the player's delivered fps and input-to-photon latency."""
+audience size: the server process's CPU (HTTP, the player's peer, one fan-out sink per viewer worker), the viewer
+workers' CPU (`python -m playcast.media.viewer_proc`: the viewers' peers, RTP packetisation + SRTP), the other
+session processes' CPU (capture and encode: the same single worker whatever the audience; Xvfb; the game), each
+viewer's whole frames per second, broken frames and lost packets, and the player's delivered fps and input-to-photon
+latency. The added host CPU per viewer counts the server and the viewer workers."""
 
 from __future__ import annotations
 
@@ -18,12 +20,52 @@ import time
 from pathlib import Path
 
 import httpx
-from client import cpu_seconds, default_target, open_page, pct, process_tree, start_session
+from client import cmdline, cpu_seconds, default_target, open_page, pct, process_tree, start_session
 from latency import PROBE_JS
 
 from tests.harness import chromium, playcast_up
 
 HERE = Path(__file__).resolve().parent
+VIEWER_WORKER = "playcast.media.viewer_proc"
+
+
+def session_cpu(server: int) -> dict[int, float]:
+    """CPU seconds so far of every process under the server (not the server itself), by pid."""
+    return {p: cpu_seconds(p) for p in process_tree(server) if p != server}
+
+
+def udp_drops() -> int:
+    """Datagrams the kernel dropped at full receive buffers, over every UDP socket of this network namespace (the
+    bench runs in its own: the server's, the workers' and the viewers' sockets only)."""
+    total = 0
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            lines = Path(name).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        total += sum(int(line.split()[-1]) for line in lines if line.strip())
+    return total
+
+
+def machine_idle() -> tuple[float, float]:
+    """(idle jiffies, all jiffies) of the whole machine so far, from /proc/stat."""
+    fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+def cpu_split(before: dict[int, float], after: dict[int, float], dt: float) -> tuple[float, float, int]:
+    """(viewer workers' CPU %, other session processes' CPU %, viewer workers) between two session_cpu() snapshots;
+    a process that started in between counts from 0."""
+    workers = other = 0.0
+    n = 0
+    for pid, t in after.items():
+        used = t - before.get(pid, 0.0)
+        if VIEWER_WORKER in cmdline(pid):
+            workers += used
+            n += 1
+        else:
+            other += used
+    return workers / dt * 100, other / dt * 100, n
 
 
 def player_latency(page, samples: int) -> list[float]:  # type: ignore[no-untyped-def]
@@ -116,22 +158,27 @@ def main() -> None:
                 assert load.stdout is not None
                 line = json.loads(load.stdout.readline())
                 assert line["event"] == "connected", line
-            tree = [p for p in process_tree(server) if p != server]
-            v0 = video_counters(http, sid)
-            c0, s0, t0 = cpu_seconds(server), sum(cpu_seconds(p) for p in tree), time.monotonic()
+            v0, d0 = video_counters(http, sid), udp_drops()
+            c0, s0, t0 = cpu_seconds(server), session_cpu(server), time.monotonic()
+            l0, m0 = sum(cpu_seconds(load.pid) for load in loads), machine_idle()
             if page is not None:
                 fps, presented = player_fps(page, args.seconds)
             else:
                 time.sleep(args.seconds)
                 fps = presented = float("nan")
             dt = time.monotonic() - t0
-            v1 = video_counters(http, sid)
+            v1, d1 = video_counters(http, sid), udp_drops()
             server_cpu = (cpu_seconds(server) - c0) / dt * 100
-            session_cpu = (sum(cpu_seconds(p) for p in tree) - s0) / dt * 100
+            worker_cpu, other_cpu, workers = cpu_split(s0, session_cpu(server), dt)
+            load_cpu = (sum(cpu_seconds(load.pid) for load in loads) - l0) / dt * 100
+            m1 = machine_idle()
+            idle = (m1[0] - m0[0]) / max(1.0, m1[1] - m0[1]) * 100
             lat = player_latency(page, args.latency_samples) if page is not None else [float("nan")]
-            result: dict[str, object] = {"viewers": n, "server_cpu": server_cpu, "session_cpu": session_cpu,
+            result: dict[str, object] = {"viewers": n, "server_cpu": server_cpu, "worker_cpu": worker_cpu,
+                                         "workers": workers, "session_cpu": other_cpu,
                                          "encoder_fps": (v1[0] - v0[0]) / dt, "fanout_dropped": v1[1] - v0[1],
-                                         "sinks": v1[2],
+                                         "sinks": v1[2], "udp_drops": d1 - d0, "load_cpu": load_cpu,
+                                         "machine_idle": idle,
                                          "player_fps": fps, "player_presented_fps": presented, "lat_p50": pct(lat, 50), "lat_p95": pct(lat, 95)}
             if loads:
                 done = []
@@ -159,15 +206,18 @@ def main() -> None:
     for r in rows:
         extra = ""
         if r["viewers"]:
-            per = (r["server_cpu"] - base["server_cpu"]) / r["viewers"]  # type: ignore[operator]
-            extra = (f" | +{per:.2f} % server CPU per viewer -> {100 / per if per > 0 else float('inf'):.0f} viewers "
-                     f"per core | viewer fps min {r['viewer_fps_min']:.1f} median {r['viewer_fps_median']:.1f}, "
+            host = r["server_cpu"] + r["worker_cpu"] - base["server_cpu"] - base["worker_cpu"]  # type: ignore[operator]
+            per = host / r["viewers"]  # type: ignore[operator]
+            extra = (f" | +{per:.2f} % host CPU (server + viewer workers) per viewer -> "
+                     f"{100 / per if per > 0 else float('inf'):.0f} viewers per core | viewer fps min {r['viewer_fps_min']:.1f} median {r['viewer_fps_median']:.1f}, "
                      f"{r['viewer_frames']} whole frames, {r['viewer_broken_frames']} broken, video packets lost "
                      f"{r['viewer_lost']} of {r['viewer_packets']}, audio packets lost {r['viewer_audio_lost']}, "
                      f"{r['viewer_mbps']:.2f} Mbit/s each")
-        print(f"  {r['viewers']:3d} viewers: server {r['server_cpu']:.0f} %, session processes "
-              f"{r['session_cpu']:.0f} % | encoder {r['encoder_fps']:.1f} fps, {r['sinks']:.0f} consumers, "
-              f"{r['fanout_dropped']:.0f} packets dropped by the fan-out | player decoded {r['player_fps']:.1f} fps "
+        print(f"  {r['viewers']:3d} viewers: server {r['server_cpu']:.0f} %, {r['workers']} viewer workers "
+              f"{r['worker_cpu']:.0f} %, other session processes {r['session_cpu']:.0f} %, the audience's load generators "
+              f"{r['load_cpu']:.0f} %, machine idle {r['machine_idle']:.0f} % of all cores | encoder {r['encoder_fps']:.1f} fps, {r['sinks']:.0f} consumers, "
+              f"{r['fanout_dropped']:.0f} packets dropped by the fan-out, {r['udp_drops']} datagrams dropped at full UDP "
+              f"receive buffers | player decoded {r['player_fps']:.1f} fps "
               f"(presented {r['player_presented_fps']:.1f}), input-to-photon p50 "
               f"{r['lat_p50']:.1f} ms p95 {r['lat_p95']:.1f} ms{extra}")
 

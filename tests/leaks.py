@@ -11,7 +11,8 @@ import tempfile
 import time
 from pathlib import Path
 
-WATCHED = ("Xvfb", "pulseaudio", "parec", "playcast.media.capture_proc", "playcast.demo.game", "playcast-demo")
+WATCHED = ("Xvfb", "pulseaudio", "parec", "playcast.media.capture_proc", "playcast.media.viewer_proc",
+           "playcast.demo.game", "playcast-demo")
 
 
 def _cmdline(pid: str) -> str:

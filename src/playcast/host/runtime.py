@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from playcast.control.hostlink import PLATFORM_CLIENT_ID, LaunchSpec
@@ -25,6 +25,7 @@ from playcast.host.display import VirtualDisplay
 from playcast.host.egress import WhipEgresses
 from playcast.host.input import protocol as input_protocol
 from playcast.host.input.injector import InputInjector
+from playcast.host.viewer_workers import ViewerWorkers, WorkerLimits
 from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout, PacketSink
 from playcast.media.hls.origin import HlsRegistry
@@ -48,6 +49,15 @@ class RuntimeOptions:
     encoder: str = "auto"
     app_message_port: int | None = 40712  # tried first when free, as GameLift Streams games expect
     temp_root: str | None = None  # where session dirs go (default: the system temp dir)
+    # WHEP viewers run in worker processes (host/viewer_workers.py): this many per worker, at most this many workers
+    viewers_per_worker: int = field(default_factory=lambda: _env_int("PLAYCAST_VIEWERS_PER_WORKER", 40))
+    max_viewer_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    viewer_worker_idle_s: float = 10.0  # a worker without viewers exits after this long
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw not in (None, "") else default
 
 
 @dataclass(frozen=True)
@@ -82,7 +92,7 @@ class SessionRuntime:
         self.injector: InputInjector | None = None
         self.peer: ClientPeer | None = None
         self.opus: OpusFanout | None = None
-        self.viewers: dict[str, ClientPeer] = {}  # broadcast viewers (WHEP): video + audio out, nothing in
+        self.viewer_workers: ViewerWorkers | None = None  # broadcast viewers (WHEP), in worker processes
         self.egress: WhipEgresses | None = None  # WHIP pushes to external endpoints (see whip_egress())
         self.hls: dict[str, _HlsFeed] = {}  # broadcast id -> LL-HLS packager fed from the shared encode
         self._viewer_seq = 0
@@ -150,6 +160,8 @@ class SessionRuntime:
         self.fanout.on_no_sinks = self.encoder.pause_capture
         self.fanout.start()
         self.opus = OpusFanout(self.audio if self.audio.available else None)
+        self.viewer_workers = ViewerWorkers(self.fanout, self.opus, WorkerLimits(
+            o.viewers_per_worker, o.max_viewer_workers, o.viewer_worker_idle_s))
         self.injector = InputInjector(self.display.name, o.width, o.height, send_control=self._send_control)
         self._exit_watch = asyncio.ensure_future(self._watch_app())
 
@@ -180,8 +192,8 @@ class SessionRuntime:
                 await self.stop_hls(broadcast_id)
             if self.egress is not None:
                 await self.egress.close()
-            viewers, self.viewers = list(self.viewers.values()), {}
-            await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
+            if self.viewer_workers is not None:
+                await self.viewer_workers.close()
             if self.opus is not None:
                 await self.opus.stop()
             if self.injector is not None:
@@ -210,8 +222,13 @@ class SessionRuntime:
         fanout, encoder = self.fanout, self.encoder
         if fanout is None or encoder is None:
             return None
+        sinks, dropped = len(fanout.sinks), fanout.dropped
+        workers = self.viewer_workers
+        if workers is not None:  # count each viewer as a consumer (not its worker's one sink); add their drops
+            sinks += len(workers.viewers) - workers.sinks
+            dropped += workers.dropped
         return VideoStats(encoder.encoder_name, fanout.packets, fanout.keyframes, fanout.keyframe_requests,
-                          len(fanout.sinks), fanout.dropped)
+                          sinks, dropped)
 
     # ------------------------------------------------------------------ clients
     async def attach(self, offer_json: str) -> str:
@@ -248,40 +265,27 @@ class SessionRuntime:
         return answer
 
     # ------------------------------------------------------------------ viewers (broadcast, WHEP)
+    @property
+    def viewers(self) -> dict[str, int]:
+        """Current WHEP viewers: viewer id -> pid of the worker process serving it."""
+        return self.viewer_workers.viewers if self.viewer_workers is not None else {}
+
     async def add_viewer(self, offer_json: str) -> tuple[str, str]:
         """A receive-only viewer of this session's encoded video/audio; returns (viewer id, answer JSON).
 
-        Raises media.peer.OfferError. A viewer never affects the player: it has its own bounded sink that drops to
-        the next keyframe when it falls behind, and it cannot send input or messages."""
-        assert self.fanout is not None
+        Raises media.peer.OfferError. A viewer never affects the player: it runs in a viewer worker process (lower
+        CPU priority), fed by one bounded sink per worker that drops to the next keyframe when it falls behind,
+        and it cannot send input or messages."""
+        assert self.viewer_workers is not None
         self._viewer_seq += 1
         viewer_id = f"v{self._viewer_seq}"
-        fanout = self.fanout
-        audio = self.opus.subscribe() if self.opus is not None else None
-
-        def open_sink() -> PacketSink:
-            return fanout.add_sink(f"viewer-{viewer_id}", max_packets=30)
-
-        def state(value: str) -> None:
-            if value in ("failed", "closed") and self.viewers.get(viewer_id) is peer:
-                del self.viewers[viewer_id]
-                asyncio.ensure_future(peer.close())
-
-        peer = ClientPeer(open_sink, audio, on_input=_ignore, on_message=_ignore, on_state=state)
-        try:
-            answer = await peer.answer(offer_json)
-        except Exception:
-            await peer.close()
-            raise
-        self.viewers[viewer_id] = peer
+        answer = await self.viewer_workers.add(viewer_id, offer_json)
         return viewer_id, answer
 
     async def remove_viewer(self, viewer_id: str) -> bool:
-        peer = self.viewers.pop(viewer_id, None)
-        if peer is None:
+        if self.viewer_workers is None:
             return False
-        await peer.close()
-        return True
+        return await self.viewer_workers.remove(viewer_id)
 
     # ------------------------------------------------------------------ WHIP egress
     def whip_egress(self) -> WhipEgresses:
@@ -404,10 +408,6 @@ class _HlsFeed:
     tasks: list[asyncio.Task[None]]
     registry: HlsRegistry
     recorder: Recorder | None = None
-
-
-def _ignore(_: bytes) -> None:
-    """Viewers cannot drive the game."""
 
 
 async def _settle(task: asyncio.Task[EncoderProcess]) -> EncoderProcess | None:
