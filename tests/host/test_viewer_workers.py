@@ -17,6 +17,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from playcast.control.hostlink import LaunchSpec
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
+from playcast.media.hls import HlsRegistry
 from playcast.media.peer import OfferError
 from tests.leaks import ScopedTmp
 
@@ -209,6 +210,35 @@ async def test_bad_offers_give_offer_error_and_leave_no_worker(tmp_path: Path) -
                 await until(lambda: viewer.frames >= frames + 10, "the good viewer decoding on")
             finally:
                 await viewer.close()
+        finally:
+            await runtime.shutdown()
+
+
+async def test_a_live_broadcast_keeps_one_worker_ready_for_the_first_viewer(tmp_path: Path) -> None:
+    with ScopedTmp() as scope:
+        runtime = await _launch(tmp_path, scope, viewer_worker_idle_s=0.5)
+        workers = runtime.viewer_workers
+        assert workers is not None
+        registry = HlsRegistry()
+        try:
+            assert workers.workers == []
+            await runtime.start_hls("b1", registry)  # the broadcast goes live
+            await until(lambda: len(workers.workers) == 1 and workers.workers[0].ready, "a worker ready")
+            ready = workers.workers[0].pid
+            assert ready is not None and _alive(ready) and workers.sinks == 0  # waiting costs the encoder nothing
+
+            viewer_id, viewer = await _viewer(runtime)  # lands on the ready worker: no process start
+            try:
+                assert runtime.viewers == {viewer_id: ready}
+                await until(lambda: viewer.frames >= 10, "the viewer decoding")
+            finally:
+                await viewer.close()
+            assert await runtime.remove_viewer(viewer_id)
+            await asyncio.sleep(1.5)  # three idle times: still there while the broadcast is live
+            assert [w.pid for w in workers.workers] == [ready] and _alive(ready)
+
+            await runtime.stop_hls("b1")  # the broadcast ends: the idle worker goes
+            await until(lambda: workers.workers == [] and not _alive(ready), "the ready worker gone")
         finally:
             await runtime.shutdown()
 

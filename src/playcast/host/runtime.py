@@ -325,12 +325,16 @@ class SessionRuntime:
                                                                  "reason": recorder.status_message})
         self.hls[broadcast_id] = _HlsFeed(packager, sink, tasks, registry, recorder)
         registry.add(broadcast_id, packager)
+        if self.viewer_workers is not None:
+            self.viewer_workers.keep_ready(True)  # live: the first WHEP viewer needs no process start
         return packager
 
     async def stop_hls(self, broadcast_id: str) -> None:
         feed = self.hls.pop(broadcast_id, None)
         if feed is None:
             return
+        if self.viewer_workers is not None:
+            self.viewer_workers.keep_ready(bool(self.hls))
         feed.sink.close()
         for task in feed.tasks:
             task.cancel()

@@ -316,6 +316,7 @@ class ViewerWorkers:
         self._number = 0
         self._stopping: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._keep_ready = False
         self.on_gone = on_gone or (lambda viewer_id, why: None)
 
     @property
@@ -352,17 +353,34 @@ class ViewerWorkers:
         self._where[viewer_id] = worker
         return answer
 
+    def keep_ready(self, on: bool) -> None:
+        """While on (the session is broadcasting), one started worker waits for the next viewer, so joining never
+        waits for a process to start (Python + aiortc: about half a second). An idle worker holds no fan-out sink."""
+        self._keep_ready = on
+        if self._closed:
+            return
+        if on:
+            if not any(not w.exiting for w in self.workers):
+                self._new_worker().launch()
+        else:
+            for worker in self.workers:
+                if not worker.viewers:
+                    self._schedule_idle(worker)
+
+    def _new_worker(self) -> ViewerWorker:
+        self._number += 1
+        worker = ViewerWorker(self, self._number)
+        self.workers.append(worker)
+        self._running.add(worker)
+        return worker
+
     def _pick(self) -> tuple[ViewerWorker, bool]:
         live = [w for w in self.workers if not w.exiting]
         for worker in live:
             if len(worker.viewers) < max(1, self.limits.per_worker):
                 return worker, False
         if len(live) < max(1, self.limits.max_workers):
-            self._number += 1
-            worker = ViewerWorker(self, self._number)
-            self.workers.append(worker)
-            self._running.add(worker)
-            return worker, True
+            return self._new_worker(), True
         return min(live, key=lambda w: len(w.viewers)), False
 
     async def remove(self, viewer_id: str) -> bool:
@@ -388,6 +406,9 @@ class ViewerWorkers:
 
     def _idle_check(self, worker: ViewerWorker) -> None:
         worker._idle = None
+        live = [w for w in self.workers if not w.exiting]
+        if self._keep_ready and live == [worker]:
+            return  # the ready one stays while broadcasting
         if not worker.viewers and not worker.exiting and worker in self.workers:
             log.info("viewer worker idle: stopping", extra={"worker": worker.number, "pid": worker.pid})
             self._stop(worker)
