@@ -35,7 +35,6 @@ FLAG_KEY = 1
 VIDEO, AUDIO, ADD, REMOVE, STOP = b"V"[0], b"A"[0], b"N"[0], b"R"[0], b"S"[0]
 HELLO, ANSWER, ERROR, STATE, KEYFRAME, STATS = b"H"[0], b"a"[0], b"e"[0], b"s"[0], b"k"[0], b"t"[0]
 
-NICE = 5  # below the server and the capture worker: the player's path always wins the CPU
 STATS_INTERVAL_S = 2.0
 VIEWER_QUEUE_PACKETS = 30  # each viewer's bounded sink, as when viewers ran in the server
 
@@ -190,10 +189,6 @@ async def serve() -> None:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="viewers %(levelname)s %(name)s %(message)s")
     logging.getLogger("playcast").setLevel(logging.INFO)
-    try:
-        os.nice(NICE)
-    except OSError:
-        pass
     try:
         asyncio.run(serve())
     except (BrokenPipeError, KeyboardInterrupt):
