@@ -231,14 +231,25 @@ async def test_a_live_broadcast_keeps_one_worker_ready_for_the_first_viewer(tmp_
             try:
                 assert runtime.viewers == {viewer_id: ready}
                 await until(lambda: viewer.frames >= 10, "the viewer decoding")
+                assert await runtime.remove_viewer(viewer_id)  # (before the client hangs up: then it is gone anyway)
             finally:
                 await viewer.close()
-            assert await runtime.remove_viewer(viewer_id)
             await asyncio.sleep(1.5)  # three idle times: still there while the broadcast is live
             assert [w.pid for w in workers.workers] == [ready] and _alive(ready)
 
+            # the ready worker dies just as a viewer joins: the viewer is answered by another worker
+            os.kill(ready, signal.SIGKILL)
+            viewer_id, viewer = await _viewer(runtime)
+            try:
+                assert runtime.viewers[viewer_id] not in (ready, 0)
+                await until(lambda: viewer.frames >= 10, "the viewer decoding from a new worker")
+                assert await runtime.remove_viewer(viewer_id)
+            finally:
+                await viewer.close()
+            other = workers.workers[0].pid
+
             await runtime.stop_hls("b1")  # the broadcast ends: the idle worker goes
-            await until(lambda: workers.workers == [] and not _alive(ready), "the ready worker gone")
+            await until(lambda: workers.workers == [] and not _alive(other), "the ready worker gone")
         finally:
             await runtime.shutdown()
 

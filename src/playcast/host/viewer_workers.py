@@ -50,6 +50,10 @@ START_TIMEOUT_S = 30.0  # from spawn to its hello (imports aiortc and PyAV)
 STUCK_S = 15.0  # a worker silent this long (it reports every 2 s), or whose full pipe has not moved, is killed
 
 
+class WorkerExited(RuntimeError):
+    """The worker process ended while a viewer was being added."""
+
+
 @dataclass(frozen=True)
 class WorkerLimits:
     per_worker: int = 40  # viewers per worker before another is started
@@ -116,7 +120,7 @@ class ViewerWorker:
             await asyncio.shield(self._spawned)
             self._update_feed()
             if not self._write(record(ADD, f"{viewer_id}\0{offer_json}".encode())):
-                raise RuntimeError("the viewer worker exited")
+                raise WorkerExited("the viewer worker exited")
             return await asyncio.wait_for(asyncio.shield(future), ANSWER_TIMEOUT_S)
         except BaseException:
             if viewer_id in self.viewers:
@@ -269,7 +273,7 @@ class ViewerWorker:
         self._update_feed()
         for future in self._pending.values():
             if not future.done():
-                future.set_exception(RuntimeError("the viewer worker exited"))
+                future.set_exception(WorkerExited("the viewer worker exited"))
         lost = [v for v in self.viewers if v not in self._pending]
         self.viewers.clear()
         code = await stop_group(proc, STOP_GRACE_S if not crashed else 0.5)
@@ -339,19 +343,36 @@ class ViewerWorkers:
         if self._closed:
             raise RuntimeError("the session is ending")
         parse_offer(offer_json)  # the cheap checks here: garbage never starts a worker
-        worker, new = self._pick()
-        if new:
-            worker.launch()
-        try:
-            answer = await worker.add(viewer_id, offer_json)  # places the viewer before its first await
-        except BaseException:
-            if new and not worker.viewers and worker in self.workers:
-                self._stop(worker)  # started for this viewer alone: leave no worker behind
-            raise
-        if worker.exiting:
-            raise RuntimeError("the viewer worker exited")
-        self._where[viewer_id] = worker
-        return answer
+        for attempt in range(2):  # a worker that dies while answering: once more, on another worker
+            worker, new = self._pick()
+            if new:
+                worker.launch()
+            try:
+                answer = await worker.add(viewer_id, offer_json)  # places the viewer before its first await
+            except WorkerExited:
+                self._abandon(worker)
+                if attempt or self._closed:
+                    raise
+                log.warning("viewer worker exited during an offer: trying another", extra={"viewer": viewer_id})
+                continue
+            except BaseException:
+                if new and not worker.viewers and worker in self.workers:
+                    self._stop(worker)  # started for this viewer alone: leave no worker behind
+                raise
+            if worker.exiting:  # answered, then died: that peer is gone with it
+                worker.viewers.discard(viewer_id)
+                self._abandon(worker)
+                if attempt or self._closed:
+                    raise WorkerExited("the viewer worker exited")
+                continue
+            self._where[viewer_id] = worker
+            return answer
+        raise AssertionError("unreachable")
+
+    def _abandon(self, worker: ViewerWorker) -> None:
+        """A worker seen dead before its exit is noticed: no new viewer goes there (its cleanup still runs)."""
+        if worker in self.workers:
+            self.workers.remove(worker)
 
     def keep_ready(self, on: bool) -> None:
         """While on (the session is broadcasting), one started worker waits for the next viewer, so joining never
@@ -423,6 +444,7 @@ class ViewerWorkers:
     async def close(self) -> None:
         """Session end: every worker stops (its viewers with it)."""
         self._closed = True
-        workers, self.workers = list(self.workers), []
+        workers = list({*self.workers, *self._running})  # abandoned ones too
+        self.workers = []
         self._where.clear()
         await asyncio.gather(*(w.stop() for w in workers), *self._stopping, return_exceptions=True)
