@@ -19,6 +19,7 @@ from playcast.control.hostlink import LaunchSpec
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
 from playcast.media.hls import HlsRegistry
 from playcast.media.peer import OfferError
+from tests.harness import await_until
 from tests.leaks import ScopedTmp
 
 pytestmark = pytest.mark.netns
@@ -71,11 +72,7 @@ class Receiver:
 
 
 async def until(cond, what: str, timeout: float = TIMEOUT) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
+    await await_until(cond, timeout, what, interval=0.05)
 
 
 def _alive(pid: int) -> bool:

@@ -273,9 +273,9 @@ class SessionRuntime:
     async def add_viewer(self, offer_json: str) -> tuple[str, str]:
         """A receive-only viewer of this session's encoded video/audio; returns (viewer id, answer JSON).
 
-        Raises media.peer.OfferError. A viewer never affects the player: it runs in a viewer worker process (lower
-        CPU priority), fed by one bounded sink per worker that drops to the next keyframe when it falls behind,
-        and it cannot send input or messages."""
+        Raises media.peer.OfferError. A viewer never affects the player: it runs in a viewer worker process, fed by
+        one bounded sink per worker that drops to the next keyframe when it falls behind, and it cannot send input
+        or messages."""
         assert self.viewer_workers is not None
         self._viewer_seq += 1
         viewer_id = f"v{self._viewer_seq}"
