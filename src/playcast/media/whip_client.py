@@ -28,6 +28,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from playcast.media.h264_rtp import share_packetization
+from playcast.media.peer import EncodedVideoTrack
 
 log = logging.getLogger(__name__)
 
@@ -332,8 +333,8 @@ class WhipClient:
         if hasattr(video, "request_keyframe"):
             # A receiver's PLI/FIR reaches the track's own encoder (aiortc only knows its built-in ones).
             video_tx.sender._send_keyframe = lambda: video.request_keyframe("WHIP PLI/FIR")  # type: ignore[method-assign,attr-defined]
-        if hasattr(video, "current"):  # an EncodedVideoTrack: RTP payloads shared with the other senders
-            share_packetization(video_tx.sender, lambda: video.current)  # type: ignore[attr-defined]
+        if isinstance(video, EncodedVideoTrack):  # RTP payloads shared with the session's other senders
+            share_packetization(video_tx.sender, lambda: video.current)
         if self._audio is not None:
             audio = self._track(self._audio, attempt)
             audio_tx = pc.addTransceiver(audio, direction="sendonly")
