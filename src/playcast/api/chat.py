@@ -74,7 +74,9 @@ def _page_token(row: ChatEntryRow) -> str:
 def _parse_page_token(token: str) -> tuple[float, str]:
     try:
         created, rid = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        return float(created), str(rid)
+        rid = str(rid)
+        rid.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate, which SQL cannot bind
+        return float(created), rid
     except (binascii.Error, ValueError, TypeError):
         raise ValueError("invalid nextToken") from None
 
@@ -99,7 +101,8 @@ class Invites:
         parts = invite.split(".") if isinstance(invite, str) else []
         if len(parts) != 3 or not shapes.ROOM_ID_RE.match(parts[0]) or not parts[1].isdigit():
             return None
-        if not hmac.compare_digest(parts[2], self._mac(f"{parts[0]}.{parts[1]}")):
+        if not hmac.compare_digest(parts[2].encode("utf-8", "surrogatepass"),
+                                   self._mac(f"{parts[0]}.{parts[1]}").encode()):
             return None
         return parts[0] if int(parts[1]) >= time.time() else None
 

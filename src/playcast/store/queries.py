@@ -34,7 +34,9 @@ def _decode_token(token: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         created_at, row_id = json.loads(raw)
-        return float(created_at), str(row_id)
+        row_id = str(row_id)
+        row_id.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate, which SQL cannot bind
+        return float(created_at), row_id
     except (binascii.Error, ValueError, TypeError) as exc:
         raise BadPageToken("Invalid NextToken") from exc
 
