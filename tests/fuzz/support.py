@@ -30,10 +30,13 @@ def bounded(max_examples: int) -> settings:
 
 # ---------------------------------------------------------------------------------------------- JSON-ish values
 
-def texts(max_size: int, min_size: int = 0) -> st.SearchStrategy[str]:
-    """Any text, lone surrogates included (JSON's "\\ud800" escapes put them in parsed strings)."""
-    surrogates = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
-    return st.lists(st.characters() | surrogates, min_size=min_size, max_size=max_size).map("".join)
+def texts(max_size: int, min_size: int = 0, surrogates: bool = True) -> st.SearchStrategy[str]:
+    """Any text; with `surrogates`, often lone surrogates too (JSON's "\\ud800" escapes put them in parsed
+    strings; text decoded strictly from UTF-8, such as an HTTP body, never holds one)."""
+    if not surrogates:
+        return st.text(max_size=max_size, min_size=min_size)
+    lone = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+    return st.lists(st.characters() | lone, min_size=min_size, max_size=max_size).map("".join)
 
 
 json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
@@ -47,14 +50,14 @@ def json_values(max_leaves: int = 16) -> st.SearchStrategy[Any]:
 
 
 @st.composite
-def mutated(draw: st.DrawFn, base: st.SearchStrategy[str], max_edits: int = 4) -> str:
+def mutated(draw: st.DrawFn, base: st.SearchStrategy[str], max_edits: int = 4, surrogates: bool = True) -> str:
     """`base` with a few character edits: insert, delete a range, duplicate a range, truncate, flip a char."""
     text = draw(base)
     for _ in range(draw(st.integers(0, max_edits))):
         op = draw(st.sampled_from(("insert", "delete", "duplicate", "truncate", "replace")))
         at = draw(st.integers(0, len(text)))
         if op == "insert":
-            text = text[:at] + draw(texts(8, min_size=1)) + text[at:]
+            text = text[:at] + draw(texts(8, min_size=1, surrogates=surrogates)) + text[at:]
         elif op == "delete":
             text = text[:at] + text[at + draw(st.integers(1, 16)):]
         elif op == "duplicate":
@@ -62,7 +65,7 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[str], max_edits: int = 4) -
         elif op == "truncate":
             text = text[:at]
         elif at < len(text):
-            text = text[:at] + draw(st.characters()) + text[at + 1:]
+            text = text[:at] + draw(texts(1, min_size=1, surrogates=surrogates)) + text[at + 1:]
     return text
 
 
