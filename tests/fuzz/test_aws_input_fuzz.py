@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +35,9 @@ from tests.api.support import (
     create_app,
     create_group,
     make_settings,
-    start_server,
+    procpool_server,
 )
-from tests.control.procpool import ProcessHostPool
-from tests.control.support import child_pids, make_app_dir
+from tests.control.support import make_app_dir
 from tests.fuzz.support import bounded, json_texts, json_values, nested, texts
 
 ITEM_5 = "issue 8 item 5: fixed on branch h8-json"
@@ -217,28 +215,13 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seeded]:
     """The real server over a ProcessHostPool with one READY application, one ACTIVE stream group and one
     session, so that generated identifiers can name things that exist."""
     tmp = tmp_path_factory.mktemp("aws-fuzz")
-    before = child_pids()
-
-    async def make() -> ProcessHostPool:
-        return ProcessHostPool(REGION, slots=2)
-
-    async def close(pool: ProcessHostPool) -> None:
-        await pool.close()
-
-    server = start_server(make_settings(tmp, placement_timeout_s=2), make, close)
-    try:
+    with procpool_server(make_settings(tmp, placement_timeout_s=2), slots=2) as server:
         gls = server.client()
         app = create_app(gls, make_app_dir(tmp / "game"))
         group = create_group(gls, app["Id"])
         session = gls.start_stream_session(Identifier=group["Id"], ApplicationIdentifier=app["Arn"],
                                            Protocol="WebRTC", SignalRequest=OFFER)
         yield Seeded(server, app["Id"], app["Arn"], group["Id"], session["Arn"].rsplit("/", 1)[1])
-    finally:
-        server.stop()
-        deadline = time.monotonic() + 5
-        while child_pids() - before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not (child_pids() - before), "child processes left behind"
 
 
 def server_values(tmp: Path, s: Seeded) -> ShapeValues:
