@@ -93,12 +93,28 @@ def test_large_unauthenticated_bodies_leave_memory_flat(pc: Playcast, broadcast_
     assert all(answer.status in (401, 403, 413) for _, _, answer in answers), answers
 
 
-def _signed(pc: Playcast, method: str, path: str, body: bytes) -> httpx.Response:
+def _sign(pc: Playcast, method: str, path: str, body: bytes) -> dict[str, str]:
     c = pc.credentials
     req = AWSRequest(method=method, url=pc.base_url + path, data=body, headers=JSON)
     SigV4Auth(Credentials(c["aws_access_key_id"], c["aws_secret_access_key"]), "gameliftstreams",
               c["region_name"]).add_auth(req)
-    return httpx.request(method, pc.base_url + path, headers=dict(req.headers.items()), content=body, timeout=30)
+    return {k: v for k, v in req.headers.items() if k.lower() != "content-length"}
+
+
+def _signed(pc: Playcast, method: str, path: str, body: bytes) -> httpx.Response:
+    return httpx.request(method, pc.base_url + path, headers=_sign(pc, method, path, body), content=body, timeout=30)
+
+
+@pytest.mark.parametrize("declared", [3 * MB // 2, None], ids=["1.5MB", "chunked"])
+def test_a_signed_looking_gamelift_request_is_read_only_up_to_its_limit(pc: Playcast, declared: int | None) -> None:
+    """Our key, a fresh date, the right scope: SigV4's header checks pass, and only the body can show the signature
+    wrong. The body is read up to the API's 1 MiB and no further: 413 ValidationException."""
+    headers = _sign(pc, "POST", "/applications", b"{}")  # signed for another body
+    answer = post_streaming(pc.port, "/applications", headers, declared=declared, total=8 * MB,
+                            wait_first_s=10 if declared else 0, wait_after_s=0, timeout_s=20)
+    assert answer.status == 413 and "x-amzn-errortype: validationexception" in answer.head.lower(), answer
+    if declared:
+        assert answer.sent_before_answer == 0, answer  # its Content-Length alone says too much
 
 
 def _v1_error(r: httpx.Response, status: int, type_: str) -> str:
