@@ -20,6 +20,7 @@ CHUNK = 64 * 1024
 class RawAnswer:
     status: int | None  # None: no answer before the connection closed or the time ran out
     head: str  # the status line and headers, as text
+    body: bytes  # what of the answer's body arrived
     sent_before_answer: int | None  # body bytes sent when the answer's head arrived
     sent: int  # body bytes sent in all (the server may close before `total`)
 
@@ -28,6 +29,18 @@ def _head(port: int, path: str, headers: dict[str, str], declared: int | None) -
     lines = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", *(f"{k}: {v}" for k, v in headers.items()),
              f"Content-Length: {declared}" if declared is not None else "Transfer-Encoding: chunked"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _complete(received: bytes) -> bool:
+    """A whole answer: its head and as much body as its Content-Length says."""
+    head, sep, body = received.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return True
 
 
 def post_streaming(port: int, path: str, headers: dict[str, str], *, declared: int | None, total: int,
@@ -54,7 +67,7 @@ def post_streaming(port: int, path: str, headers: dict[str, str], *, declared: i
             may_send = status is not None or now - start >= wait_first_s
             want_write = write_open and may_send and (pending or sent < total)
             if not want_write:
-                if status is not None or not read_open:
+                if not read_open or _complete(received):
                     break  # answered or closed, and nothing left to send
                 if may_send:
                     sending_ended = sending_ended or now
@@ -83,8 +96,8 @@ def post_streaming(port: int, path: str, headers: dict[str, str], *, declared: i
                         sent += CHUNK
                 except (ConnectionResetError, BrokenPipeError):
                     write_open = False
-        head = received.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-        return RawAnswer(status, head, sent_before, sent)
+        head, _, body = received.partition(b"\r\n\r\n")
+        return RawAnswer(status, head.decode("latin-1"), body, sent_before, sent)
     finally:
         sock.close()
 

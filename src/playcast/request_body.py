@@ -43,10 +43,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class BodyLimitMiddleware:
-    """No request body past `limit` bytes reaches any route, including one that reads without a limit of its own:
-    413 at once for a larger Content-Length; a body that grows past it while being read is cut off there and
-    answered 413 by this guard (whatever the route then sends is dropped). A response that starts before a chunked
-    body was read closes the connection after it (a declared body of at most `limit` is drained by the server)."""
+    """No request body past `limit` bytes reaches any route, including one that reads without a limit of its own.
+    A route that asks for a body whose Content-Length says more gets nothing (BodyTooLarge is raised into it)
+    and the client a 413 from this guard; so does one whose body grows past `limit` as it is read (whatever the
+    route then sends is dropped). Routes that check the caller or their own limit first answer in their own words,
+    before anything is read. A response that starts before such a body (or a chunked one) was read closes the
+    connection after it; a shorter declared body is drained by the server."""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_REQUEST_BODY_BYTES) -> None:
         self.app = app
@@ -57,16 +59,17 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         declared = declared_length(scope["headers"])
-        if declared is not None and declared > self.limit:
-            await self._refuse(send)
-            return
-        chunked = any(n.lower() == b"transfer-encoding" for n, _ in scope["headers"])
+        too_long = declared is not None and declared > self.limit
+        open_ended = too_long or any(n.lower() == b"transfer-encoding" for n, _ in scope["headers"])
+        body_read = not open_ended and not declared  # nothing to read
         received = 0
-        body_read = not chunked and not declared  # nothing to read
         exceeded = started = False
 
         async def guarded_receive() -> Message:
             nonlocal received, body_read, exceeded
+            if too_long and not started:  # a body read now would pass the limit: refuse it unread
+                exceeded = True
+                raise BodyTooLarge(self.limit)
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
@@ -82,7 +85,7 @@ class BodyLimitMiddleware:
                 return  # this guard answers
             if message["type"] == "http.response.start":
                 started = True
-                if chunked and not body_read:  # its end is unknown: do not wait for it to drain
+                if open_ended and not body_read:  # do not make the server drain it
                     message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
             await send(message)
 
