@@ -4,14 +4,31 @@ JsonInputError (a ValueError) leaves it, and an `ast` walk of src/playcast so no
 from __future__ import annotations
 
 import ast
+import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from playcast.api.chat import _parse_page_token
+from playcast.control.signal import BadSignal
+from playcast.control.signal import parse_offer as parse_signal
+from playcast.demo.feed import describe
+from playcast.events.chat.shapes import from_game
+from playcast.events.protocol import (
+    ProtocolError,
+    check_event,
+    decode_auth_subprotocols,
+    parse_client_message,
+)
+from playcast.host.input.protocol import InputProtocolError, MsgType, decode_control
 from playcast.json_input import MAX_DEPTH, JsonInputError, nesting_depth, parse_json
+from playcast.media.peer import OfferError
+from playcast.media.peer import parse_offer as parse_peer_offer
+from playcast.store.queries import BadPageToken, _decode_token
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "playcast"
 THE_PARSER = SRC / "json_input.py"
@@ -82,6 +99,40 @@ def test_nothing_but_json_input_error_leaves_the_parser(data: str | bytes) -> No
         parse_json(data, max_depth=8)
     except JsonInputError:
         pass
+
+
+NESTED = "[" * 100_000
+
+
+def _b64(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+REFUSALS: list[tuple[str, Callable[[], object], Callable[[object], bool] | type[Exception]]] = [
+    # (parser, a call with nested input, what it must do: raise that error, or return what the check accepts)
+    ("SignalRequest", lambda: parse_signal(NESTED, allow_no_client=True), BadSignal),
+    ("host offer", lambda: parse_peer_offer(NESTED[:60_000]), OfferError),
+    ("input channel stats", lambda: decode_control(bytes([MsgType.PERFORMANCE_STATS]) + NESTED.encode()),
+     InputProtocolError),
+    ("API page token", lambda: _decode_token(_b64("[" * 1000)), BadPageToken),
+    ("chat page token", lambda: _parse_page_token(_b64("[" * 1000)), ValueError),
+    ("events frame", lambda: parse_client_message(NESTED), ProtocolError),
+    ("published event", lambda: check_event(NESTED), lambda out: out[2].startswith("event is not valid JSON")),
+    ("header- subprotocol", lambda: decode_auth_subprotocols(["header-" + _b64(NESTED)]), lambda out: out is None),
+    ("game message to chat", lambda: from_game(NESTED.encode(), 0.0), lambda out: out["text"] == NESTED),
+    ("demo feed", lambda: describe(1, b'{"a":' * 50_000), lambda out: out.kind == "message"),
+]
+
+
+@pytest.mark.parametrize("call, expected", [case[1:] for case in REFUSALS], ids=[case[0] for case in REFUSALS])
+def test_each_parser_of_untrusted_input_turns_deep_nesting_into_its_own_error(
+        call: Callable[[], object], expected: Callable[[object], bool] | type[Exception]) -> None:
+    """What used to raise RecursionError (and crash the caller) is each parser's own refusal now."""
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            call()
+    else:
+        assert expected(call())
 
 
 def _json_parses(tree: ast.AST) -> list[tuple[int, str]]:
