@@ -19,6 +19,7 @@ console = Console(stderr=True)
 DEMO_DESCRIPTION = "playcast-demo"
 DEMO_GROUP_DESCRIPTION = "default"
 DEMO_APP_DIR = Path(__file__).resolve().parent / "demo" / "app"
+SHUTDOWN_GRACE_S = 3  # on SIGTERM, requests still running after this long are cancelled
 
 
 def _setup_logging(level: str) -> None:
@@ -66,7 +67,7 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
     from playcast.host.pool import LocalHostPool
     from playcast.host.runtime import RuntimeOptions
     from playcast.media.hls.origin import HlsOriginCounts, hls_routes, vendor_routes
-    from playcast.server import build_app
+    from playcast.server import begin_shutdown, build_app
     from playcast.storage import open_storage
     from playcast.web.routes import web_routes
 
@@ -93,8 +94,8 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
     web_app.state.metrics.watch(events=events, hls=hls_counts)
     config = uvicorn.Config(web_app, host=settings.bind_host, port=settings.port, log_config=None,
                             access_log=False, lifespan="on", ws=FastFrameWebSocketProtocol,
-                            ws_max_size=WS_MAX_MESSAGE_BYTES)
-    server = _make_server_class()(config)
+                            ws_max_size=WS_MAX_MESSAGE_BYTES, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    server = _make_server_class()(config, on_shutdown=lambda: begin_shutdown(web_app))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
@@ -128,15 +129,26 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
 
 def _make_server_class() -> type:
     import contextlib
+    from collections.abc import Callable
 
     import uvicorn
 
     class Server(uvicorn.Server):
-        """uvicorn without its own signal capture: `up` stops the server itself, then every session."""
+        """uvicorn without its own signal capture: `up` stops the server itself, then every session.
+
+        `on_shutdown` runs as the server stops accepting, before uvicorn waits for the requests in flight."""
+
+        def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+            super().__init__(config)
+            self.on_shutdown = on_shutdown
 
         @contextlib.contextmanager
         def capture_signals(self):  # type: ignore[no-untyped-def, override]
             yield
+
+        async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+            self.on_shutdown()
+            await super().shutdown(sockets)
 
     return Server
 
