@@ -49,7 +49,7 @@ def up(
     bind: str = typer.Option(None, help="Address to listen on (env PLAYCAST_BIND, default 127.0.0.1)."),
     warm: int = typer.Option(1, help="Warm (pre-launched) slots for the demo game's default stream group."),
     demo: bool = typer.Option(True, help="Register the bundled demo game in a default stream group."),
-    app_source_root: list[Path] = typer.Option(None, help=APP_SOURCE_ROOT_HELP),
+    app_source_root: list[Path] = typer.Option(None, metavar="PATH", help=APP_SOURCE_ROOT_HELP),
     log_level: str = typer.Option("info", help="debug | info | warning"),
 ) -> None:
     """Run the server, one local host and (by default) the demo game: everything on this machine."""
@@ -205,7 +205,7 @@ def server(
     data_dir: Path = typer.Option(None, help="Data directory (env PLAYCAST_DATA_DIR, default ./.playcast)."),
     bind: str = typer.Option(None, help="Address to listen on (env PLAYCAST_BIND, default 127.0.0.1)."),
     slots: int = typer.Option(0, help="Stream slots run on this machine (0: API, pages and events only)."),
-    app_source_root: list[Path] = typer.Option(None, help=APP_SOURCE_ROOT_HELP),
+    app_source_root: list[Path] = typer.Option(None, metavar="PATH", help=APP_SOURCE_ROOT_HELP),
     log_level: str = typer.Option("info", help="debug | info | warning"),
 ) -> None:
     """Run one server replica: the API, the pages and the events service, without the demo game.

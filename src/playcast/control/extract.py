@@ -1,16 +1,14 @@
-"""Unpack application content (tar, zip or a directory, read as members) into an empty directory, safely: nothing
+"""Unpack application content (the members of a tar, zip or directory) into an empty directory so that nothing
 is ever written outside it, whatever the members say.
 
-Every path component is created relative to a directory descriptor with O_NOFOLLOW, so no link (in the archive
-or already on disk) can redirect a write; files are created O_EXCL. A symbolic link is kept only if its target,
-resolved through the links unpacked so far (and again over the finished tree), stays inside. Must not follow
-links, trust member names, or rely on tarfile's extraction filters (Python 3.11.7 predates CVE-2025-4517's fix)."""
+Must not follow links, trust member names, or rely on tarfile's filters (Python 3.11.7 predates CVE-2025-4517's fix)."""
 
 from __future__ import annotations
 
 import contextlib
 import errno
 import os
+import stat
 import tarfile
 import zipfile
 import zlib
@@ -27,6 +25,7 @@ from .members import (
     UnsafeContent,
     directory_members,
     open_dir,
+    open_real_path,
     tar_members,
     zip_members,
 )
@@ -52,7 +51,12 @@ class _Node:
 
 
 class TreeWriter:
-    """Creates members under the directory `root_fd` refers to; keeps its own record of what it created."""
+    """Creates members under the directory `root_fd` refers to, and keeps a record of what it created.
+
+    Every path component is created or opened relative to its parent's descriptor with O_NOFOLLOW, so no link
+    (from the archive or already on disk) can redirect a write, and nothing is written through a link at all;
+    files are created O_EXCL. A symbolic link is kept only if its target, resolved through the links made so far
+    (and again over the finished tree), stays inside; a hard link only to a regular file made before it."""
 
     def __init__(self, root_fd: int, limits: Limits) -> None:
         self.root_fd = root_fd
@@ -220,8 +224,9 @@ class TreeWriter:
 
 
 def unpack(kind: str, source: Path, dest: Path, limits: Limits) -> None:
-    """Unpack `source` (kind "tar", "zip" or "dir") into the empty directory `dest`. Raises UnsafeContent (the
-    message names the member and why) on anything refused or unreadable; `dest` may then hold a partial tree."""
+    """Unpack `source` (kind "tar", "zip" or "dir"; a real path, opened without following links) into the empty
+    directory `dest`. Raises UnsafeContent (the message names the member and why) on anything refused or
+    unreadable; `dest` may then hold a partial tree."""
     root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         writer = TreeWriter(root_fd, limits)
@@ -240,12 +245,16 @@ def unpack(kind: str, source: Path, dest: Path, limits: Limits) -> None:
 
 @contextlib.contextmanager
 def _members(kind: str, source: Path) -> Iterator[Iterator[Member]]:
-    if kind == "tar":
-        with tarfile.open(source, "r:*") as tf:
-            yield tar_members(tf)
-    elif kind == "zip":
-        with zipfile.ZipFile(source) as zf:
-            yield zip_members(zf)
+    if kind in ("tar", "zip"):
+        with os.fdopen(open_real_path(source, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise UnsafeContent(f"cannot unpack {source.name}: it is not a regular file")
+            if kind == "tar":
+                with tarfile.open(fileobj=fh, mode="r:*") as tf:
+                    yield tar_members(tf)
+            else:
+                with zipfile.ZipFile(fh) as zf:
+                    yield zip_members(zf)
     else:
         with contextlib.closing(directory_members(source)) as members:
             yield members

@@ -1,7 +1,7 @@
-"""Application content as a stream of members: a tar or zip archive, or a directory, read entry by entry with each
-name checked and split into parts and each entry classified (file, directory, symbolic link, hard link).
+"""Application content as a stream of checked members: a tar or zip archive, or a directory, read entry by entry,
+each name split into safe parts and each entry classified (file, directory, symbolic link, hard link).
 
-Reads only: writes nothing, follows no link; refuses names and entry types that must never be unpacked."""
+Reads only, follows no link, writes nothing; refuses names and entry types that must never be unpacked."""
 
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def zip_members(zf: zipfile.ZipFile) -> Iterator[Member]:
 def directory_members(root: Path) -> Iterator[Member]:
     """The tree under `root`, parents before children, without following any link (symbolic links are members)."""
     label = "source entry"
-    root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    root_fd = open_real_path(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         pending: list[tuple[str, ...]] = [()]
         while pending:
@@ -172,6 +172,20 @@ def directory_members(root: Path) -> Iterator[Member]:
                 os.close(fd)
     finally:
         os.close(root_fd)
+
+
+def open_real_path(path: Path, flags: int) -> int:
+    """Open the absolute, link-free `path` (a real path checked earlier) from / with O_NOFOLLOW at every step, so
+    a link swapped in since the check fails (OSError) instead of leading somewhere else."""
+    top = os.open("/", _DIR_FLAGS)
+    try:
+        parent = open_dir(top, path.parts[1:-1])
+    finally:
+        os.close(top)
+    try:
+        return os.open(path.name, flags | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+    finally:
+        os.close(parent)
 
 
 def open_dir(root_fd: int, parts: tuple[str, ...]) -> int:
