@@ -11,15 +11,29 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from playcast.config import Settings
+from playcast.config import DEMO_APP_DIR, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="playcast: play, broadcast and chat.")
 console = Console(stderr=True)
 
 DEMO_DESCRIPTION = "playcast-demo"
 DEMO_GROUP_DESCRIPTION = "default"
-DEMO_APP_DIR = Path(__file__).resolve().parent / "demo" / "app"
 SHUTDOWN_GRACE_S = 3  # on SIGTERM, requests still running after this long are cancelled
+
+
+APP_SOURCE_ROOT_HELP = ("A directory under which CreateApplication's ApplicationSourceUri may point (repeatable; "
+                        "added to env PLAYCAST_APP_SOURCE_ROOTS, the uploads dir and the demo).")
+
+
+def _settings(app_source_roots: list[Path] | None) -> Settings:
+    """Settings from the environment plus the --app-source-root flags; a bad environment value ends the command."""
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    settings.app_source_roots += [p.resolve() for p in app_source_roots or []]
+    return settings
 
 
 def _setup_logging(level: str) -> None:
@@ -36,10 +50,11 @@ def up(
     bind: str = typer.Option(None, help="Address to listen on (env PLAYCAST_BIND, default 127.0.0.1)."),
     warm: int = typer.Option(1, help="Warm (pre-launched) slots for the demo game's default stream group."),
     demo: bool = typer.Option(True, help="Register the bundled demo game in a default stream group."),
+    app_source_root: list[Path] = typer.Option(None, metavar="PATH", help=APP_SOURCE_ROOT_HELP),
     log_level: str = typer.Option("info", help="debug | info | warning"),
 ) -> None:
     """Run the server, one local host and (by default) the demo game: everything on this machine."""
-    settings = Settings()
+    settings = _settings(app_source_root)
     if port is not None:
         settings.port = port
     if data_dir is not None:
@@ -202,13 +217,14 @@ def server(
     data_dir: Path = typer.Option(None, help="Data directory (env PLAYCAST_DATA_DIR, default ./.playcast)."),
     bind: str = typer.Option(None, help="Address to listen on (env PLAYCAST_BIND, default 127.0.0.1)."),
     slots: int = typer.Option(0, help="Stream slots run on this machine (0: API, pages and events only)."),
+    app_source_root: list[Path] = typer.Option(None, metavar="PATH", help=APP_SOURCE_ROOT_HELP),
     log_level: str = typer.Option("info", help="debug | info | warning"),
 ) -> None:
     """Run one server replica: the API, the pages and the events service, without the demo game.
 
     Replicas share events through Redis (PLAYCAST_REDIS_URL) and state through PLAYCAST_DATABASE_URL; give them
     the same PLAYCAST_EVENTS_API_KEY (and PLAYCAST_EVENTS_SECRET unless they share the database)."""
-    settings = Settings()
+    settings = _settings(app_source_root)
     if port is not None:
         settings.port = port
     if data_dir is not None:

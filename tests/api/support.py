@@ -146,8 +146,10 @@ def start_server(settings: Settings, make_pool: Callable[[], Awaitable[Any]],
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    # app_source_roots: the run's temp dir, where each test (module-scoped servers included) makes its applications
     s = Settings(data_dir=tmp_path / "data", region=REGION, account_id="123456789012", access_key_id=ACCESS_KEY,
-                 secret_access_key=SECRET_KEY, placement_timeout_s=10, location=None)
+                 secret_access_key=SECRET_KEY, placement_timeout_s=10, location=None,
+                 app_source_roots=[tmp_path.parent])
     for k, v in overrides.items():
         setattr(s, k, v)
     return s
