@@ -193,5 +193,31 @@ def create_group(gls: Any, app_id: str | None = None, wait: bool = True, **extra
     return group
 
 
+def wire_json(gls: Any, operation: str, **params: Any) -> dict[str, Any]:
+    """Call `operation` with a stock boto3 client and return the response body's JSON as sent, members botocore
+    does not model (playcast's StatusMessage) included."""
+    import json
+
+    seen: dict[str, Any] = {}
+
+    def grab(http_response: Any, **_: Any) -> None:
+        seen["body"] = json.loads(http_response.content or b"{}")
+
+    event = f"after-call.gameliftstreams.{operation}"
+    gls.meta.events.register(event, grab)
+    try:
+        getattr(gls, botocore_method(operation))(**params)
+    finally:
+        gls.meta.events.unregister(event, grab)
+    return seen["body"]
+
+
+def botocore_method(operation: str) -> str:
+    """GetApplication -> get_application."""
+    from botocore import xform_name
+
+    return xform_name(operation)
+
+
 def session_id(arn: str) -> str:
     return arn.rsplit("/", 1)[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from playcast.control.ingest import NOT_ACCEPTED
-from tests.api.support import FAST, RUNTIME, aws_error, create_app, create_group
+from tests.api.support import FAST, RUNTIME, aws_error, create_app, create_group, wire_json
 
 
 def test_create_get_update_delete(gls: Any, app_dir: Path) -> None:
@@ -54,7 +54,8 @@ def test_application_ready_waiter_fails_on_error(gls: Any, tmp_path: Path) -> No
         raise AssertionError("waiter should fail")
     got = gls.get_application(Identifier=app["Id"])
     assert got["Status"] == "ERROR"
-    assert got["StatusReason"] == ("internalError: archive member '../../escape.sh' is refused: its name has a '..' "
+    assert got["StatusReason"] == "internalError"
+    assert wire_json(gls, "GetApplication", Identifier=app["Id"])["StatusMessage"] == ("archive member '../../escape.sh' is refused: its name has a '..' "
                                    "component, which would climb out of the application directory")
 
 

@@ -1,5 +1,5 @@
 """Hostile archives and refused sources as a user meets them: a stock boto3 CreateApplication against the real
-server, then GetApplication; the application ends ERROR with a StatusReason that names the member, and nothing
+server, then GetApplication; the application ends ERROR (StatusReason internalError) with a StatusMessage that names the member, and nothing
 outside the application directory changed."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from playcast.control.ingest import NOT_ACCEPTED
-from tests.api.support import RUNTIME, ServerHandle, aws_error, create_app
+from tests.api.support import RUNTIME, ServerHandle, aws_error, create_app, wire_json
 from tests.control.archives import (
     GAME,
     SENTINEL,
@@ -46,8 +46,8 @@ def refused_through_the_api(procserver: ServerHandle, tmp_path: Path, archive: P
     assert (tmp_path / "outside" / "keep.txt").read_bytes() == SENTINEL
     assert not (tmp_path / "outside" / "x.txt").exists()
     assert sorted(os.listdir(apps)) == apps_before  # neither the content nor its .partial dir, nothing else
-    assert got["Status"] == "ERROR", got.get("StatusReason")
-    return got["StatusReason"]
+    assert got["Status"] == "ERROR" and got["StatusReason"] == "internalError", got  # the AWS enum, exactly
+    return wire_json(gls, "GetApplication", Identifier=app["Id"])["StatusMessage"]
 
 
 def outside_and_archives(tmp_path: Path) -> Path:
@@ -60,7 +60,7 @@ def outside_and_archives(tmp_path: Path) -> Path:
 def test_issue_link_chain_zip_ends_error(procserver: ServerHandle, tmp_path: Path) -> None:
     archive = make_zip(outside_and_archives(tmp_path) / "chain.zip", issue_link_chain_entries(tmp_path / "outside"))
     reason = refused_through_the_api(procserver, tmp_path, archive)
-    assert reason == ("internalError: archive member 'a/a/a/a/a/a/a/a/a/a/a/a/e' is refused: its path goes "
+    assert reason == ("archive member 'a/a/a/a/a/a/a/a/a/a/a/a/e' is refused: its path goes "
                       "through the symbolic link 'a'; content is never written through a link")
 
 
@@ -68,7 +68,7 @@ def test_cve_2025_4517_tar_ends_error(procserver: ServerHandle, tmp_path: Path) 
     archives = outside_and_archives(tmp_path)
     entries = cve_2025_4517_entries(procserver.settings.data_dir.resolve() / "apps")
     reason = refused_through_the_api(procserver, tmp_path, make_tar(archives / "cve.tar", entries))
-    assert reason.startswith("internalError: archive member 'a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/lll")
+    assert reason.startswith("archive member 'a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/lll")
     assert reason.endswith("is refused: its path goes through the symbolic link 'a'; content is never written "
                            "through a link")
 
@@ -77,7 +77,7 @@ def test_duplicate_name_zip_ends_error(procserver: ServerHandle, tmp_path: Path)
     entries: list[Entry] = [GAME, file("data.txt"), symlink("data.txt", "game.sh")]
     reason = refused_through_the_api(procserver, tmp_path, make_zip(outside_and_archives(tmp_path) / "dup.zip",
                                                                     entries))
-    assert reason == ("internalError: archive member 'data.txt' is refused: the name appears more than once "
+    assert reason == ("archive member 'data.txt' is refused: the name appears more than once "
                       "(as a file, then as a symbolic link)")
 
 

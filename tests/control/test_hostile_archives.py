@@ -54,7 +54,8 @@ class World:
 
     async def ingest(self, source: Path, exe: str = "game.sh") -> tuple[str, str, str]:
         """Create an application from `source`, wait for READY/ERROR; assert nothing changed outside its
-        directory (and, on ERROR, that neither it nor its .partial dir is left). Returns (id, Status, StatusReason)."""
+        directory (and, on ERROR, that neither it nor its .partial dir is left, and StatusReason is the AWS enum
+        internalError). Returns (id, Status, StatusMessage)."""
         before = snapshot(self.tmp, skip=self.db_files)
         app = await self.plane.applications.create({"Description": "game", "RuntimeEnvironment": RUNTIME,
                                                     "ExecutablePath": exe, "ApplicationSourceUri": str(source)})
@@ -69,13 +70,13 @@ class World:
         assert (self.outside / "keep.txt").read_bytes() == SENTINEL
         if done["Status"] == "ERROR":
             assert not (self.apps / app["Id"]).exists()
-        return app["Id"], done["Status"], done.get("StatusReason") or ""
+            assert done["StatusReason"] == "internalError", done
+        return app["Id"], done["Status"], done.get("StatusMessage") or ""
 
     async def refused(self, source: Path, *fragments: str, exe: str = "game.sh") -> str:
-        """Ingest `source`; it must end ERROR with a StatusReason holding every fragment. Returns the reason."""
+        """Ingest `source`; it must end ERROR with a StatusMessage holding every fragment. Returns the message."""
         _, status, reason = await self.ingest(source, exe)
         assert status == "ERROR", reason
-        assert reason.startswith("internalError: "), reason
         for fragment in fragments:
             assert fragment in reason, (fragment, reason)
         return reason

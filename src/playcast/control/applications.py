@@ -78,8 +78,8 @@ class Applications:
             "ApplicationLogPaths": list(row.log_paths or []),
             "ApplicationSourceUri": row.source_uri,
             "Status": row.status,
-            # the AWS reason code, then (for ERROR) what went wrong: a client sees it without the server's log
-            "StatusReason": f"{row.status_reason}: {row.status_message}" if row.status_message else row.status_reason,
+            "StatusReason": row.status_reason,  # the AWS enum, exactly: clients compare it
+            "StatusMessage": row.status_message,  # playcast's extension: what went wrong, in words
             "ReplicationStatuses": [{"Location": loc, "Status": replication} for loc in locations],
             "CreatedAt": row.created_at,
             "LastUpdatedAt": row.updated_at,

@@ -93,7 +93,7 @@ class StreamSessions:
         out: dict[str, Any] = {
             "Arn": row.arn, "Description": row.description, "StreamGroupId": row.stream_group_id,
             "UserId": row.user_id, "Status": row.status, "StatusReason": row.status_reason,
-            "Protocol": row.protocol, "Location": row.location, "SignalRequest": row.signal_request,
+            "StatusMessage": row.status_message, "Protocol": row.protocol, "Location": row.location, "SignalRequest": row.signal_request,
             "SignalResponse": row.signal_response or "", "ConnectionTimeoutSeconds": row.connection_timeout_s,
             "SessionLengthSeconds": row.session_length_s, "AdditionalLaunchArgs": list(row.launch_args or []),
             "AdditionalEnvironmentVariables": dict(row.launch_env or {}),
