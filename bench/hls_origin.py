@@ -34,10 +34,12 @@ def _free_port() -> int:
 def serve(port: int) -> None:
     """The server side (run in a child process): fill a packager, then serve it with uvicorn."""
     import uvicorn
-    from hls_support import SyntheticEncoder, tone
+    from hls_support import SyntheticEncoder, Viewers, tone
     from starlette.applications import Starlette
 
-    from playcast.media.hls import HlsPackager, HlsRegistry, hls_routes, vendor_routes
+    from playcast.api.hls import hls_routes
+    from playcast.media.hls import HlsPackager, HlsRegistry
+    from playcast.web.routes import vendor_routes
 
     async def main() -> None:
         enc = SyntheticEncoder(1280, 720, fps=30, bitrate_kbps=2500)
@@ -52,7 +54,7 @@ def serve(port: int) -> None:
                 await asyncio.sleep(0.01)
         registry = HlsRegistry()
         registry.add("bench", packager)
-        app = Starlette(routes=[*vendor_routes(), *hls_routes(registry)])
+        app = Starlette(routes=[*vendor_routes(), *hls_routes(registry, viewers=Viewers())])
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                                 loop="uvloop", http="httptools", lifespan="off")
         src = packager.source

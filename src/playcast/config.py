@@ -4,6 +4,7 @@ Plain dataclass; no I/O besides reading the environment."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,6 +13,16 @@ from pathlib import Path
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw not in (None, "") else default
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -37,7 +48,8 @@ class Settings:
     encoder: str = field(default_factory=lambda: os.environ.get("PLAYCAST_ENCODER", "auto"))
     recording_storage: str | None = field(
         default_factory=lambda: os.environ.get("PLAYCAST_RECORDING_STORAGE") or None)  # path, file:// or s3://
-    # GET /metrics: open when unset (loopback by default), else `Authorization: Bearer <token>`
+    # GET /metrics needs `Authorization: Bearer <token>` when set; unset, it is open on loopback, and beyond loopback
+    # `playcast up`/`server` set it from credentials.json (generated there once)
     metrics_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_METRICS_TOKEN") or None)
     # control plane timeouts
     idle_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_IDLE_TIMEOUT_S", 3600))
