@@ -45,6 +45,31 @@ def test_viewer_page_shows_the_live_broadcast() -> None:
         pc.boto3().terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
 
 
+def test_viewer_page_plays_a_private_broadcast_over_ll_hls_with_its_token() -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    with playcast_up("--slots", "2") as pc, chromium() as browser:
+        admin = {"Authorization": f"Bearer {pc.credentials['admin_token']}"}
+        http = httpx.Client(base_url=pc.base_url, timeout=30)
+        group, sid = _start_session(pc)
+        b = http.post("/v1/broadcasts", headers=admin, json={"streamSessionId": sid, "private": True}).json()
+        page = browser.new_context(viewport={"width": 1400, "height": 820}).new_page()
+        hls_requests: list[str] = []
+        page.on("request", lambda r: hls_requests.append(r.url) if "/hls/" in r.url else None)
+        page.goto(b["viewerPageUrl"] + "&mode=hls")
+        page.wait_for_function("document.documentElement.dataset.transport === 'hls'", timeout=30000)
+        page.wait_for_function("document.querySelector('#video').videoWidth === 1280", timeout=30000)
+        wait_until(lambda: page.evaluate(DECODED_JS) > 30, 30, "LL-HLS frames in the viewer page")
+        page.wait_for_function("document.documentElement.dataset.broadcast === 'live'", timeout=10000)
+        page.screenshot(path=str(ARTIFACTS / "viewer-private-hls.png"))
+        # hls.js fetched the playlists, the init and media (segments or parts), every one by a URL with the token
+        names = [u.split("?")[0].rsplit("/", 1)[-1] for u in hls_requests]
+        assert {"master.m3u8", "index.m3u8", "init0.mp4"} <= set(names), names
+        assert any(n.endswith(".m4s") for n in names), names
+        assert all(f"token={b['viewerToken']}" in u for u in hls_requests), hls_requests
+        http.delete(f"/v1/broadcasts/{b['broadcastId']}", headers=admin)
+        pc.boto3().terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
+
+
 def test_recorded_broadcast_plays_back_as_vod_and_seeks() -> None:
     with playcast_up("--slots", "2") as pc, chromium() as browser:
         admin = {"Authorization": f"Bearer {pc.credentials['admin_token']}"}

@@ -155,7 +155,9 @@ class Broadcasts:
                 rec = self.plane.host_pool.recording_status(live.session_id, broadcast_id)
                 await self.plane.host_pool.stop_hls(live.session_id, broadcast_id)
                 if rec is not None:
-                    log.info("recording finished", extra={"broadcast": broadcast_id, **rec})
+                    # prefixed: a bare "message" key would clash with the LogRecord's own (KeyError)
+                    log.info("recording finished", extra={"broadcast": broadcast_id,
+                                                          **{f"recording_{k}": v for k, v in rec.items()}})
             for viewer_id in list(live.viewers):
                 await self.plane.host_pool.remove_viewer(live.session_id, viewer_id)
             for egress_id in list(live.egress):
