@@ -131,6 +131,9 @@ async def serve(app, port: int | None = None) -> AsyncIterator[str]:  # type: ig
         await task
 
 
+_PUBLIC = ViewerAccess(False, "")
+
+
 class Viewers:
     """The origin's ViewerRules where no control plane runs: each broadcast public unless given a viewer token,
     checked by control's own ViewerAccess. Those in `stored` are not held in memory (the origin must ask again)."""
@@ -142,7 +145,7 @@ class Viewers:
 
     def _access(self, broadcast_id: str) -> ViewerAccess:
         token = self.private.get(broadcast_id)
-        return ViewerAccess(token is not None, token or "")
+        return ViewerAccess(True, token) if token is not None else _PUBLIC
 
     def live_access(self, broadcast_id: str) -> ViewerAccess | None:
         return None if broadcast_id in self.stored else self._access(broadcast_id)

@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qsl, quote
 
-from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Mount
 
-from playcast.api.auth import bearer_token
+from playcast.api.auth import parse_bearer
 from playcast.control.broadcasts import AccessDenied, ViewerAccess
 from playcast.media.hls.packager import HlsPackager
 from playcast.media.hls.playlist import ADVANCE_PART_LIMIT, with_query
@@ -168,34 +167,36 @@ class HlsOrigin:
             access = await viewers.viewer_access(parts[1])
             if access is None:
                 raise _Reply(404, "no such broadcast (unknown or ended)")
-        header_token = bearer_token(HTTPConnection(scope))
-        query_token = None
-        if header_token is None and query:
-            query_token = dict(parse_qsl(query.decode("latin-1"))).get("token")
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        header_token = parse_bearer(authorization.decode("latin-1")) if authorization is not None else None
+        params = _params(query)
+        query_token = params.get("token") if header_token is None else None
         try:
             access.check(header_token or query_token)
         except AccessDenied as exc:
             raise _Reply(401 if exc.missing else 403, str(exc)) from None
-        body, content_type, cache = await self._serve(parts, query, packager)
+        body, content_type, cache = await self._serve(parts, query, packager, params)
         if not access.private:
             return body, content_type, cache
         if header_token is not None:
             return body, content_type, _PRIVATE.get(cache, cache)
         if content_type is PLAYLIST_TYPE and query_token:
-            body = self._with_token(body, "token=" + quote(query_token, safe=""))
+            body = self._with_token(body, query_token)
         return body, content_type, cache
 
-    def _with_token(self, playlist: bytes, query: str) -> bytes:
-        """with_query(), kept per playlist (packagers hand out the same bytes until a playlist changes)."""
-        key = (playlist, query)
+    def _with_token(self, playlist: bytes, token: str) -> bytes:
+        """with_query(playlist, token=...), kept per playlist (a packager hands out the same bytes until the
+        playlist changes)."""
+        key = (playlist, token)
         out = self._tokenized.get(key)
         if out is None:
             if len(self._tokenized) >= _TOKENIZED_CACHE_SIZE:
                 del self._tokenized[next(iter(self._tokenized))]
-            out = self._tokenized[key] = with_query(playlist, query)
+            out = self._tokenized[key] = with_query(playlist, "token=" + quote(token, safe=""))
         return out
 
-    async def _serve(self, parts: list[str], query: bytes, packager: HlsPackager) -> tuple[bytes, bytes, bytes]:
+    async def _serve(self, parts: list[str], query: bytes, packager: HlsPackager,
+                     params: dict[str, str] | None = None) -> tuple[bytes, bytes, bytes]:
         if len(parts) == 3:
             if parts[2] != "master.m3u8":
                 raise _Reply(404, "not found")
@@ -208,7 +209,7 @@ class HlsOrigin:
             raise _Reply(404, "no such rendition")
         name = parts[3]
         if name == "index.m3u8":
-            return await self._media_playlist(packager, seg, parts[2], query)
+            return await self._media_playlist(packager, seg, parts[2], _params(query) if params is None else params)
         if name.endswith(".m4s"):
             if name.startswith("part"):
                 return await self._part(seg, name[4:-4]), MEDIA_TYPE, CACHE_MEDIA
@@ -236,11 +237,10 @@ class HlsOrigin:
             raise _Reply(503, "the stream has not started yet", retry_after=1)
 
     async def _media_playlist(self, packager: HlsPackager, seg: Segmenter, name: str,
-                              query: bytes) -> tuple[bytes, bytes, bytes]:
+                              params: dict[str, str]) -> tuple[bytes, bytes, bytes]:
         msn = part = None
         skip = False
-        if query:
-            params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+        if params:
             msn = _int(params.get("_HLS_msn"), "_HLS_msn")
             part = _int(params.get("_HLS_part"), "_HLS_part")
             skip_value = params.get("_HLS_skip")
@@ -298,6 +298,10 @@ class HlsOrigin:
                 self.counts.timeouts["segment"] += 1
                 raise _Reply(503, "the segment did not complete in time", retry_after=1)
         return s.data
+
+
+def _params(query: bytes) -> dict[str, str]:
+    return dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
 
 
 def _plane_broadcasts(scope) -> ViewerRules:  # type: ignore[no-untyped-def]
