@@ -58,7 +58,7 @@ class ViewerAccess:
     """Who may view one broadcast: anyone (public), or whoever holds its viewer token (private)."""
 
     private: bool
-    viewer_token: str
+    viewer_token: str = field(repr=False)
 
     def check(self, token: str | None) -> None:
         """Raises AccessDenied unless the broadcast is public or `token` is its viewer token."""
