@@ -78,6 +78,11 @@ def test_private_broadcast_hls_and_recording_need_the_viewer_token() -> None:
             assert http.get(bare + "?token=wrong").status_code == 403
             assert http.get(bare, headers={"Authorization": "Bearer wrong"}).status_code == 403
         assert http.get(f"{pc.base_url}/v1/broadcasts/{bid}/status").status_code == 401
+        # With the token as a header: served as is, and kept out of shared caches.
+        bearer = {"Authorization": f"Bearer {token}"}
+        by_header = http.get(_untokenized(media_urls[0]), headers=bearer)
+        assert by_header.status_code == 200 and "token" not in by_header.text
+        assert by_header.headers["cache-control"] == "private, no-cache"
 
         # FFmpeg's HLS client plays the live stream from the tokenized master URL alone.
         probe = json.loads(_run("ffprobe", "-v", "error", "-show_entries", "stream=codec_type,codec_name,width,height",
@@ -104,6 +109,10 @@ def test_private_broadcast_hls_and_recording_need_the_viewer_token() -> None:
         vod_listed = _listed(http.get(vod_media[0]).text, vod_media[0])
         assert len(vod_listed) >= 4 and all(u.endswith(f"?token={token}") for u in vod_listed)
         assert http.get(_untokenized(vod_listed[-1])).status_code == 401
+        vod_by_header = http.get(_untokenized(vod_media[0]), headers=bearer)
+        assert vod_by_header.status_code == 200 and "token" not in vod_by_header.text
+        assert vod_by_header.headers["cache-control"] == "private, max-age=86400"
+        assert http.get(vod_listed[-1]).headers["cache-control"] == "public, max-age=86400"  # ?token= URL
         fmt = json.loads(_run("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", vod))
         assert float(fmt["format"]["duration"]) > 2.0
         _run("ffmpeg", "-v", "error", "-nostdin", "-i", vod, "-map", "0:v:0", "-f", "null", "-")
