@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from playcast.config import DEMO_APP_DIR, Settings
+from playcast.config import DEMO_APP_DIR, Settings, is_loopback
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="playcast: play, broadcast and chat.")
 console = Console(stderr=True)
@@ -74,6 +74,7 @@ def up(
 async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "playcast is up") -> None:
     import uvicorn
 
+    from playcast.api.hls import HlsOriginCounts, hls_routes
     from playcast.api.player import LoginTokens
     from playcast.api.recordings import recording_routes
     from playcast.credentials import load_or_create
@@ -81,16 +82,17 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
     from playcast.events.wiring import WS_MAX_MESSAGE_BYTES, attach, create_events_service
     from playcast.host.pool import LocalHostPool
     from playcast.host.runtime import RuntimeOptions
-    from playcast.media.hls.origin import HlsOriginCounts, hls_routes, vendor_routes
     from playcast.server import begin_shutdown, build_app
     from playcast.storage import open_storage
-    from playcast.web.routes import web_routes
+    from playcast.web.routes import vendor_routes, web_routes
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     creds = load_or_create(settings)
     settings.access_key_id = creds.aws_access_key_id
     settings.secret_access_key = creds.aws_secret_access_key
     creds_path = creds.write(settings.data_dir)
+    if settings.metrics_token is None and not is_loopback(settings.bind_host):
+        settings.metrics_token = creds.metrics_token  # /metrics lists every live broadcast and session
 
     recordings = open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
     pool = LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
@@ -132,6 +134,9 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
         console.print(f"  secret key:  {creds.aws_secret_access_key}")
         console.print(f"  events:      {creds.events_realtime_url}  (HTTP {creds.events_http_url})", soft_wrap=True)
         console.print(f"  events key:  {creds.events_api_key}  (bus: {type(events.bus).__name__})")
+        if settings.metrics_token is not None:
+            console.print(f"  metrics:     {settings.base_url}/metrics  (Authorization: Bearer "
+                          f"{settings.metrics_token})", soft_wrap=True)
         console.print(f"  credentials: {creds_path}")
         print(f"PLAYCAST_READY {settings.base_url}/login?token={login}", flush=True)
         await serve

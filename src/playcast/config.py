@@ -4,6 +4,7 @@ Plain dataclass; no I/O besides reading the environment."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,16 @@ def _env_paths(name: str) -> list[Path]:
     if relative:
         raise ValueError(f"{name} must list absolute directories, got {', '.join(relative)}")
     return paths
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -48,7 +59,8 @@ class Settings:
     encoder: str = field(default_factory=lambda: os.environ.get("PLAYCAST_ENCODER", "auto"))
     recording_storage: str | None = field(
         default_factory=lambda: os.environ.get("PLAYCAST_RECORDING_STORAGE") or None)  # path, file:// or s3://
-    # GET /metrics: open when unset (loopback by default), else `Authorization: Bearer <token>`
+    # GET /metrics needs `Authorization: Bearer <token>` when set; unset, it is open on loopback, and beyond loopback
+    # `playcast up`/`server` set it from credentials.json (generated there once)
     metrics_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_METRICS_TOKEN") or None)
     # where ApplicationSourceUri may point, besides uploads_dir and the demo (CLI: --app-source-root)
     app_source_roots: list[Path] = field(default_factory=lambda: _env_paths("PLAYCAST_APP_SOURCE_ROOTS"))

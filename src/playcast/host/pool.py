@@ -27,7 +27,7 @@ from playcast.control.hostlink import (
 )
 from playcast.host.app import LaunchError
 from playcast.host.runtime import RuntimeOptions, SessionRuntime, VideoStats
-from playcast.media.hls.origin import HlsRegistry
+from playcast.media.hls.registry import HlsRegistry
 from playcast.media.peer import OfferError
 from playcast.storage import Storage
 
