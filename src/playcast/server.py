@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
@@ -24,7 +23,7 @@ from .api.chat import ChatApi
 from .api.player import LoginTokens, PlayerApi
 from .api.whep import whep_routes
 from .api.whip import whip_routes
-from .config import Settings
+from .config import Settings, is_loopback
 from .control.chat_bridge import start_chat
 from .control.hostlink import HostPool
 from .control.plane import ControlPlane
@@ -50,21 +49,13 @@ def _healthy(app: Starlette, host_pool: HostPool) -> tuple[bool, str]:
     return True, "ok"
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _metrics_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
-    """`GET /metrics`: open without PLAYCAST_METRICS_TOKEN, else only with `Authorization: Bearer <token>`."""
+    """`GET /metrics`: only with `Authorization: Bearer <settings.metrics_token>` when that is set, which it must be
+    unless the server listens on loopback only (it lists every live broadcast and session id)."""
     token = settings.metrics_token
-    if token is None and not _loopback(settings.bind_host):
-        log.warning("GET /metrics is open on %s: set PLAYCAST_METRICS_TOKEN to require a bearer token",
-                    settings.bind_host)
+    if token is None and not is_loopback(settings.bind_host):
+        raise ValueError(f"GET /metrics would be open on {settings.bind_host}: set settings.metrics_token "
+                         "(playcast up and playcast server take it from PLAYCAST_METRICS_TOKEN or credentials.json)")
 
     async def metrics(request: Request) -> Response:
         if token is not None:
@@ -76,6 +67,14 @@ def _metrics_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Respo
         return Response(body, headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
 
     return metrics
+
+
+def begin_shutdown(app: Starlette) -> None:
+    """Call when the server stops taking requests, before it waits for those in flight: ends at once the work they
+    may be waiting on (placements), so they answer now. The lifespan's shutdown then stops the rest in order."""
+    plane = getattr(app.state, "plane", None)
+    if plane is not None:
+        plane.begin_stop()
 
 
 def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, login_tokens: LoginTokens,

@@ -146,8 +146,10 @@ def start_server(settings: Settings, make_pool: Callable[[], Awaitable[Any]],
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    # app_source_roots: the run's temp dir, where each test (module-scoped servers included) makes its applications
     s = Settings(data_dir=tmp_path / "data", region=REGION, account_id="123456789012", access_key_id=ACCESS_KEY,
-                 secret_access_key=SECRET_KEY, placement_timeout_s=10, location=None)
+                 secret_access_key=SECRET_KEY, placement_timeout_s=10, location=None,
+                 app_source_roots=[tmp_path.parent])
     for k, v in overrides.items():
         setattr(s, k, v)
     return s
@@ -189,6 +191,32 @@ def create_group(gls: Any, app_id: str | None = None, wait: bool = True, **extra
     if wait:
         gls.get_waiter("stream_group_active").wait(Identifier=group["Id"], WaiterConfig=FAST)
     return group
+
+
+def wire_json(gls: Any, operation: str, **params: Any) -> dict[str, Any]:
+    """Call `operation` with a stock boto3 client and return the response body's JSON as sent, members botocore
+    does not model (playcast's StatusMessage) included."""
+    import json
+
+    seen: dict[str, Any] = {}
+
+    def grab(http_response: Any, **_: Any) -> None:
+        seen["body"] = json.loads(http_response.content or b"{}")
+
+    event = f"after-call.gameliftstreams.{operation}"
+    gls.meta.events.register(event, grab)
+    try:
+        getattr(gls, botocore_method(operation))(**params)
+    finally:
+        gls.meta.events.unregister(event, grab)
+    return seen["body"]
+
+
+def botocore_method(operation: str) -> str:
+    """GetApplication -> get_application."""
+    from botocore import xform_name
+
+    return xform_name(operation)
 
 
 def session_id(arn: str) -> str:

@@ -63,8 +63,11 @@ def describe(request: Request, row: BroadcastRow, *, with_token: bool) -> dict[s
     if with_token:
         doc["viewerToken"] = row.viewer_token
         doc["publishToken"] = row.publish_token
-        if row.private:
+        if row.private:  # links that work as they are: every request they lead to carries the token
             doc["viewerPageUrl"] += f"&token={row.viewer_token}"
+            doc["hlsUrl"] += f"?token={row.viewer_token}"
+            if "recording" in doc:
+                doc["recording"]["vodUrl"] += f"?token={row.viewer_token}"
     return doc
 
 
