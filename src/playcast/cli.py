@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from playcast.config import DEMO_APP_DIR, Settings, is_loopback
+from playcast.config import DEMO_APP_DIR, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="playcast: play, broadcast and chat.")
 console = Console(stderr=True)
@@ -74,41 +74,14 @@ def up(
 async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "playcast is up") -> None:
     import uvicorn
 
-    from playcast.api.hls import HlsOriginCounts, hls_routes
-    from playcast.api.player import LoginTokens
-    from playcast.api.recordings import recording_routes
-    from playcast.credentials import load_or_create
+    from playcast.assemble import assemble
     from playcast.events.uvicorn_ws import FastFrameWebSocketProtocol
-    from playcast.events.wiring import WS_MAX_MESSAGE_BYTES, attach, create_events_service
-    from playcast.host.pool import LocalHostPool
-    from playcast.host.runtime import RuntimeOptions
-    from playcast.server import begin_shutdown, build_app
-    from playcast.storage import open_storage
-    from playcast.web.routes import vendor_routes, web_routes
+    from playcast.events.wiring import WS_MAX_MESSAGE_BYTES
+    from playcast.server import begin_shutdown
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    creds = load_or_create(settings)
-    settings.access_key_id = creds.aws_access_key_id
-    settings.secret_access_key = creds.aws_secret_access_key
-    creds_path = creds.write(settings.data_dir)
-    if settings.metrics_token is None and not is_loopback(settings.bind_host):
-        settings.metrics_token = creds.metrics_token  # /metrics lists every live broadcast and session
-
-    recordings = open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
-    pool = LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
-        width=settings.width, height=settings.height, fps=settings.fps,
-        bitrate_kbps=settings.bitrate_kbps, encoder=settings.encoder), recordings=recordings)
-    await pool.start()
-    events = create_events_service(creds.events_api_key)
-    login_tokens = LoginTokens()
-    login = login_tokens.issue()
-    hls_counts = HlsOriginCounts()
-    web_app = build_app(settings, pool, admin_token=creds.admin_token, login_tokens=login_tokens,
-                        extra_routes=[*events.routes(), *vendor_routes(), *web_routes(),
-                                      *hls_routes(pool.hls_registry, hls_counts),
-                                      *recording_routes(recordings)])
-    attach(web_app, events)
-    web_app.state.metrics.watch(events=events, hls=hls_counts)
+    built = await assemble(settings)
+    creds, events, web_app = built.credentials, built.events, built.app
+    login = built.login_tokens.issue()
     config = uvicorn.Config(web_app, host=settings.bind_host, port=settings.port, log_config=None,
                             access_log=False, lifespan="on", ws=FastFrameWebSocketProtocol,
                             ws_max_size=WS_MAX_MESSAGE_BYTES, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
@@ -137,14 +110,14 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
         if settings.metrics_token is not None:
             console.print(f"  metrics:     {settings.base_url}/metrics  (Authorization: Bearer "
                           f"{settings.metrics_token})", soft_wrap=True)
-        console.print(f"  credentials: {creds_path}")
+        console.print(f"  credentials: {built.credentials_path}")
         print(f"PLAYCAST_READY {settings.base_url}/login?token={login}", flush=True)
         await serve
     finally:
         if not serve.done():
             server.should_exit = True
             await serve
-        await pool.close()
+        await built.close()
 
 
 def _make_server_class() -> type:

@@ -156,7 +156,8 @@ async def cam_options(request: Request) -> Response:
 
 
 async def cam_head(request: Request) -> Response:
-    row = await _row(request)
+    """Whether a webcam is live on the stage: the broadcast's viewers may know (a private one's need the token)."""
+    row = await _row(request, _view_denied)
     if isinstance(row, Response):
         return row
     stage = _stages(request).get(row.id)
