@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from playcast.config import Settings, is_loopback
+from playcast.json_input import parse_json
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
 _EVENTS_KEY_ALPHABET = string.ascii_lowercase + string.digits
@@ -50,7 +51,7 @@ def load_or_create(settings: Settings) -> Credentials:
     path = settings.data_dir / "credentials.json"
     if path.exists():
         try:
-            previous = json.loads(path.read_text())
+            previous = parse_json(path.read_text())
         except (OSError, ValueError):
             previous = {}
     key_id = settings.access_key_id or previous.get("aws_access_key_id") or (

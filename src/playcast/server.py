@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -28,6 +29,7 @@ from .control.hostlink import HostPool
 from .control.plane import ControlPlane
 from .media.stage import Stages
 from .metrics import CONTENT_TYPE, Metrics
+from .request_body import BodyLimitMiddleware
 from .store.db import open_database
 from .store.queries import get_or_create_secret
 
@@ -77,7 +79,8 @@ def begin_shutdown(app: Starlette) -> None:
 
 def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, login_tokens: LoginTokens,
               extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The whole server as one Starlette app. The lifespan opens the database and runs the control plane."""
+    """The whole server as one Starlette app. The lifespan opens the database and runs the control plane; no
+    request body larger than request_body.MAX_REQUEST_BODY_BYTES reaches a route."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,7 +125,8 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
     routes.extend(whep_routes())
     routes.extend(ChatApi(admin_token).routes())
     routes.extend(extra_routes)
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # every route, extra_routes (events, HLS, pages) included: no request body past the server-wide ceiling
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimitMiddleware)])
     app.state.settings = settings
     app.state.admin_token = admin_token
     app.state.login_tokens = login_tokens

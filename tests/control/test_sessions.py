@@ -135,6 +135,7 @@ async def test_app_exiting_at_launch(plane: ControlPlane, tmp_path: Path) -> Non
 @pytest.mark.parametrize("signal, why", [
     ("{not json", "not JSON"), (json.dumps({"type": "answer", "sdp": "v=0"}), "offer"),
     (json.dumps({"type": "offer"}), "SDP"), (json.dumps({"type": "offer", "sdp": "v=0\r\nno video"}), "video"),
+    ("[" * 100_000, "nested deeper than 64 levels"),  # was RecursionError in the placement task: ACTIVATING for ever
 ])
 async def test_invalid_signal_request(plane: ControlPlane, pool: ProcessHostPool, app_dir: Path, signal: str,
                                       why: str) -> None:

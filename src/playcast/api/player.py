@@ -21,11 +21,13 @@ from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, Strea
 from .auth import COOKIE_NAME, CookieSigner, Identity, identify
 from .aws.model import service_model
 from .aws.validate import InputInvalid, validate
+from .json_body import BodyRefused, json_object
 
 log = logging.getLogger(__name__)
 
 ERROR_STATUS = {"ValidationException": 400, "ResourceNotFoundException": 404, "ConflictException": 409,
                 "ServiceQuotaExceededException": 429, "InternalServerException": 500}
+MAX_BODY_BYTES = 256 * 1024  # a SignalRequest (a WebRTC offer, as a JSON string) and a few ids
 SESSION_ERROR_STATUS = {"invalidSignalRequest": 400, "placementTimeout": 503, "applicationExit": 502,
                         "apiTerminated": 409}
 SETTLE_SLACK_S = 2.0  # beyond the placement limit: one timer tick for the backstop to end a stuck session
@@ -92,14 +94,11 @@ class PlayerApi:
 
     @staticmethod
     async def _json(request: Request) -> dict[str, Any] | JSONResponse:
-        """The body as a JSON object, or the 400 to send."""
+        """The body as a JSON object, or the 400/413 to send (call it once the caller is known)."""
         try:
-            doc = await request.json()
-        except ValueError:
-            return _error(400, "ValidationException", "body must be JSON")
-        if not isinstance(doc, dict):
-            return _error(400, "ValidationException", "body must be a JSON object")
-        return doc
+            return await json_object(request, MAX_BODY_BYTES)
+        except BodyRefused as exc:
+            return _error(exc.status, exc.type, exc.message)
 
     # -- login ----------------------------------------------------------------------------------------
 

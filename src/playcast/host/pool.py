@@ -27,6 +27,7 @@ from playcast.control.hostlink import (
 )
 from playcast.host.app import LaunchError
 from playcast.host.runtime import RuntimeOptions, SessionRuntime, VideoStats
+from playcast.json_input import parse_json
 from playcast.media.hls.registry import HlsRegistry
 from playcast.media.peer import OfferError
 from playcast.storage import Storage
@@ -210,7 +211,7 @@ class LocalHostPool(HostPool):
             viewer_id, answer = await slot.runtime.add_viewer(json.dumps({"type": "offer", "sdp": offer_sdp}))
         except OfferError as exc:
             raise SignalError(str(exc)) from None
-        return viewer_id, json.loads(answer)["sdp"]
+        return viewer_id, parse_json(answer)["sdp"]
 
     async def remove_viewer(self, session_id: str, viewer_id: str) -> bool:
         slot = self._slot_of(session_id)
