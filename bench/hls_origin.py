@@ -2,7 +2,8 @@
 
 Run: ./dev bench hls_origin [--seconds 5] [--connections 32]
 A separate server process (uvicorn, one worker, uvloop + httptools) serves a packager that holds a window of real
-x264 segments (filled before the run, so no encoding competes for the CPU). wrk (Debian package) drives each URL;
+x264 segments (filled before the run, so no encoding competes for the CPU), as a public broadcast and as a private
+one (viewer token checked, playlists rewritten to carry it). wrk (Debian package) drives each URL;
 "per core" = requests answered / CPU seconds the server process used during that run (utime + stime), so the
 figure does not depend on wrk sharing this 2-core machine."""
 
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+PRIVATE_TOKEN = "bench-viewer-token-0123456789abcdef"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "hls"))
 
@@ -34,10 +36,12 @@ def _free_port() -> int:
 def serve(port: int) -> None:
     """The server side (run in a child process): fill a packager, then serve it with uvicorn."""
     import uvicorn
-    from hls_support import SyntheticEncoder, tone
+    from hls_support import SyntheticEncoder, Viewers, tone
     from starlette.applications import Starlette
 
-    from playcast.media.hls import HlsPackager, HlsRegistry, hls_routes, vendor_routes
+    from playcast.api.hls import hls_routes
+    from playcast.media.hls import HlsPackager, HlsRegistry
+    from playcast.web.routes import vendor_routes
 
     async def main() -> None:
         enc = SyntheticEncoder(1280, 720, fps=30, bitrate_kbps=2500)
@@ -52,7 +56,9 @@ def serve(port: int) -> None:
                 await asyncio.sleep(0.01)
         registry = HlsRegistry()
         registry.add("bench", packager)
-        app = Starlette(routes=[*vendor_routes(), *hls_routes(registry)])
+        registry.add("private", packager)  # the same stream as a private broadcast: token checked, URIs rewritten
+        viewers = Viewers(private={"private": PRIVATE_TOKEN})
+        app = Starlette(routes=[*vendor_routes(), *hls_routes(registry, viewers=viewers)])
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
                                 loop="uvloop", http="httptools", lifespan="off")
         src = packager.source
@@ -112,12 +118,15 @@ def main() -> None:
             except OSError:
                 time.sleep(0.05)
         base = f"http://127.0.0.1:{port}/hls/bench"
+        private = f"http://127.0.0.1:{port}/hls/private"
         urls = {
             "master playlist": f"{base}/master.m3u8",
             "media playlist": f"{base}/source/index.m3u8",
             "media playlist, _HLS_msn (ready)": f"{base}/source/index.m3u8?_HLS_msn={msn - 1}&_HLS_part=0",
             f"part ({part_size / 1000:.0f} KB)": f"{base}/source/part{part_number}.m4s",
             f"segment ({seg_size / 1000:.0f} KB)": f"{base}/source/seg{msn - 1}.m4s",
+            "private: media playlist, ?token=": f"{private}/source/index.m3u8?token={PRIVATE_TOKEN}",
+            "private: part, ?token=": f"{private}/source/part{part_number}.m4s?token={PRIVATE_TOKEN}",
         }
         print(f"HLS origin, one uvicorn worker; wrk -t1 -c{args.connections} -d{args.seconds:g}s; "
               f"{os.cpu_count()} cores on this machine")

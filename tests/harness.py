@@ -65,14 +65,16 @@ class Playcast:
 
 @contextmanager
 def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float = 120.0,
-                check_leaks: bool = True) -> Iterator[Playcast]:
-    """Run `playcast up` on a free port with a temp data dir and a private TMPDIR; SIGTERM it afterwards.
+                check_leaks: bool = True, data_dir: Path | None = None) -> Iterator[Playcast]:
+    """Run `playcast up` on a free port with a temp data dir (or `data_dir`, kept afterwards, to restart on it) and
+    a private TMPDIR; SIGTERM it afterwards.
 
     With `check_leaks`, once it has stopped, no process or session dir of this run may be left (AssertionError)."""
     from tests.leaks import assert_no_session_leftovers
 
     port = free_port()
-    data_dir = Path(tempfile.mkdtemp(prefix="playcast-test-data-"))
+    keep_data = data_dir is not None
+    data_dir = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="playcast-test-data-"))
     tmp = Path(tempfile.mkdtemp(prefix="playcast-test-tmp-"))
     cmd = [str(REPO / ".venv" / "bin" / "playcast"), "up", "--port", str(port), "--data-dir", str(data_dir), *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -117,7 +119,8 @@ def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float 
             if check_leaks:
                 assert_no_session_leftovers(set(), wait_s=10, scope=str(tmp))
         finally:
-            shutil.rmtree(data_dir, ignore_errors=True)
+            if not keep_data:
+                shutil.rmtree(data_dir, ignore_errors=True)
             shutil.rmtree(tmp, ignore_errors=True)
 
 

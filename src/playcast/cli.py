@@ -11,14 +11,29 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from playcast.config import Settings
+from playcast.config import DEMO_APP_DIR, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="playcast: play, broadcast and chat.")
 console = Console(stderr=True)
 
 DEMO_DESCRIPTION = "playcast-demo"
 DEMO_GROUP_DESCRIPTION = "default"
-DEMO_APP_DIR = Path(__file__).resolve().parent / "demo" / "app"
+SHUTDOWN_GRACE_S = 3  # on SIGTERM, requests still running after this long are cancelled
+
+
+APP_SOURCE_ROOT_HELP = ("A directory under which CreateApplication's ApplicationSourceUri may point (repeatable; "
+                        "added to env PLAYCAST_APP_SOURCE_ROOTS, the uploads dir and the demo).")
+
+
+def _settings(app_source_roots: list[Path] | None) -> Settings:
+    """Settings from the environment plus the --app-source-root flags; a bad environment value ends the command."""
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    settings.app_source_roots += [p.resolve() for p in app_source_roots or []]
+    return settings
 
 
 def _setup_logging(level: str) -> None:
@@ -35,10 +50,11 @@ def up(
     bind: str = typer.Option(None, help="Address to listen on (env PLAYCAST_BIND, default 127.0.0.1)."),
     warm: int = typer.Option(1, help="Warm (pre-launched) slots for the demo game's default stream group."),
     demo: bool = typer.Option(True, help="Register the bundled demo game in a default stream group."),
+    app_source_root: list[Path] = typer.Option(None, metavar="PATH", help=APP_SOURCE_ROOT_HELP),
     log_level: str = typer.Option("info", help="debug | info | warning"),
 ) -> None:
     """Run the server, one local host and (by default) the demo game: everything on this machine."""
-    settings = Settings()
+    settings = _settings(app_source_root)
     if port is not None:
         settings.port = port
     if data_dir is not None:
@@ -58,43 +74,18 @@ def up(
 async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "playcast is up") -> None:
     import uvicorn
 
-    from playcast.api.player import LoginTokens
-    from playcast.api.recordings import recording_routes
-    from playcast.credentials import load_or_create
+    from playcast.assemble import assemble
     from playcast.events.uvicorn_ws import FastFrameWebSocketProtocol
-    from playcast.events.wiring import WS_MAX_MESSAGE_BYTES, attach, create_events_service
-    from playcast.host.pool import LocalHostPool
-    from playcast.host.runtime import RuntimeOptions
-    from playcast.media.hls.origin import HlsOriginCounts, hls_routes, vendor_routes
-    from playcast.server import build_app
-    from playcast.storage import open_storage
-    from playcast.web.routes import web_routes
+    from playcast.events.wiring import WS_MAX_MESSAGE_BYTES
+    from playcast.server import begin_shutdown
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    creds = load_or_create(settings)
-    settings.access_key_id = creds.aws_access_key_id
-    settings.secret_access_key = creds.aws_secret_access_key
-    creds_path = creds.write(settings.data_dir)
-
-    recordings = open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
-    pool = LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
-        width=settings.width, height=settings.height, fps=settings.fps,
-        bitrate_kbps=settings.bitrate_kbps, encoder=settings.encoder), recordings=recordings)
-    await pool.start()
-    events = create_events_service(creds.events_api_key)
-    login_tokens = LoginTokens()
-    login = login_tokens.issue()
-    hls_counts = HlsOriginCounts()
-    web_app = build_app(settings, pool, admin_token=creds.admin_token, login_tokens=login_tokens,
-                        extra_routes=[*events.routes(), *vendor_routes(), *web_routes(),
-                                      *hls_routes(pool.hls_registry, hls_counts),
-                                      *recording_routes(recordings)])
-    attach(web_app, events)
-    web_app.state.metrics.watch(events=events, hls=hls_counts)
+    built = await assemble(settings)
+    creds, events, web_app = built.credentials, built.events, built.app
+    login = built.login_tokens.issue()
     config = uvicorn.Config(web_app, host=settings.bind_host, port=settings.port, log_config=None,
                             access_log=False, lifespan="on", ws=FastFrameWebSocketProtocol,
-                            ws_max_size=WS_MAX_MESSAGE_BYTES)
-    server = _make_server_class()(config)
+                            ws_max_size=WS_MAX_MESSAGE_BYTES, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    server = _make_server_class()(config, on_shutdown=lambda: begin_shutdown(web_app))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
@@ -116,27 +107,41 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
         console.print(f"  secret key:  {creds.aws_secret_access_key}")
         console.print(f"  events:      {creds.events_realtime_url}  (HTTP {creds.events_http_url})", soft_wrap=True)
         console.print(f"  events key:  {creds.events_api_key}  (bus: {type(events.bus).__name__})")
-        console.print(f"  credentials: {creds_path}")
+        if settings.metrics_token is not None:
+            console.print(f"  metrics:     {settings.base_url}/metrics  (Authorization: Bearer "
+                          f"{settings.metrics_token})", soft_wrap=True)
+        console.print(f"  credentials: {built.credentials_path}")
         print(f"PLAYCAST_READY {settings.base_url}/login?token={login}", flush=True)
         await serve
     finally:
         if not serve.done():
             server.should_exit = True
             await serve
-        await pool.close()
+        await built.close()
 
 
 def _make_server_class() -> type:
     import contextlib
+    from collections.abc import Callable
 
     import uvicorn
 
     class Server(uvicorn.Server):
-        """uvicorn without its own signal capture: `up` stops the server itself, then every session."""
+        """uvicorn without its own signal capture: `up` stops the server itself, then every session.
+
+        `on_shutdown` runs as the server stops accepting, before uvicorn waits for the requests in flight."""
+
+        def __init__(self, config: uvicorn.Config, on_shutdown: Callable[[], None]) -> None:
+            super().__init__(config)
+            self.on_shutdown = on_shutdown
 
         @contextlib.contextmanager
         def capture_signals(self):  # type: ignore[no-untyped-def, override]
             yield
+
+        async def shutdown(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+            self.on_shutdown()
+            await super().shutdown(sockets)
 
     return Server
 
@@ -190,13 +195,14 @@ def server(
     data_dir: Path = typer.Option(None, help="Data directory (env PLAYCAST_DATA_DIR, default ./.playcast)."),
     bind: str = typer.Option(None, help="Address to listen on (env PLAYCAST_BIND, default 127.0.0.1)."),
     slots: int = typer.Option(0, help="Stream slots run on this machine (0: API, pages and events only)."),
+    app_source_root: list[Path] = typer.Option(None, metavar="PATH", help=APP_SOURCE_ROOT_HELP),
     log_level: str = typer.Option("info", help="debug | info | warning"),
 ) -> None:
     """Run one server replica: the API, the pages and the events service, without the demo game.
 
     Replicas share events through Redis (PLAYCAST_REDIS_URL) and state through PLAYCAST_DATABASE_URL; give them
     the same PLAYCAST_EVENTS_API_KEY (and PLAYCAST_EVENTS_SECRET unless they share the database)."""
-    settings = Settings()
+    settings = _settings(app_source_root)
     if port is not None:
         settings.port = port
     if data_dir is not None:

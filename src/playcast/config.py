@@ -4,14 +4,36 @@ Plain dataclass; no I/O besides reading the environment."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+DEMO_APP_DIR = Path(__file__).parent / "demo" / "app"  # the bundled demo game, always an allowed source root
 
 
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw not in (None, "") else default
+
+
+def _env_paths(name: str) -> list[Path]:
+    """An os.pathsep-separated list of absolute directories (empty entries skipped)."""
+    paths = [Path(p) for p in os.environ.get(name, "").split(os.pathsep) if p]
+    relative = [str(p) for p in paths if not p.is_absolute()]
+    if relative:
+        raise ValueError(f"{name} must list absolute directories, got {', '.join(relative)}")
+    return paths
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass
@@ -37,8 +59,14 @@ class Settings:
     encoder: str = field(default_factory=lambda: os.environ.get("PLAYCAST_ENCODER", "auto"))
     recording_storage: str | None = field(
         default_factory=lambda: os.environ.get("PLAYCAST_RECORDING_STORAGE") or None)  # path, file:// or s3://
-    # GET /metrics: open when unset (loopback by default), else `Authorization: Bearer <token>`
+    # GET /metrics needs `Authorization: Bearer <token>` when set; unset, it is open on loopback, and beyond loopback
+    # `playcast up`/`server` set it from credentials.json (generated there once)
     metrics_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_METRICS_TOKEN") or None)
+    # where ApplicationSourceUri may point, besides uploads_dir and the demo (CLI: --app-source-root)
+    app_source_roots: list[Path] = field(default_factory=lambda: _env_paths("PLAYCAST_APP_SOURCE_ROOTS"))
+    # what one application may unpack to (zip-bomb bounds)
+    app_max_files: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_FILES", 200_000))
+    app_max_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_BYTES", 50 << 30))
     # control plane timeouts
     idle_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_IDLE_TIMEOUT_S", 3600))
     placement_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_PLACEMENT_TIMEOUT_S", 75))
@@ -46,6 +74,16 @@ class Settings:
     @property
     def effective_location(self) -> str:
         return self.location or self.region
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploaded application content lands; always an allowed source root."""
+        return self.data_dir / "uploads"
+
+    @property
+    def source_roots(self) -> list[Path]:
+        """Every directory ApplicationSourceUri may point into: the configured roots, uploads and the demo."""
+        return [*self.app_source_roots, self.uploads_dir, DEMO_APP_DIR]
 
     @property
     def database(self) -> str:

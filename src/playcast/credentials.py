@@ -1,8 +1,8 @@
 """API credentials for one data directory: load, generate, and write `credentials.json`.
 
 Fixed keys come from PLAYCAST_ACCESS_KEY_ID / PLAYCAST_SECRET_ACCESS_KEY (and PLAYCAST_EVENTS_API_KEY for the
-events API); otherwise the keys already in the data directory are kept, so restarts do not break clients;
-otherwise new ones are made. No HTTP here."""
+events API, PLAYCAST_METRICS_TOKEN for /metrics); otherwise the keys already in the data directory are kept, so
+restarts do not break clients; otherwise new ones are made. No HTTP here."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import string
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from playcast.config import Settings
+from playcast.config import Settings, is_loopback
+from playcast.json_input import parse_json
 
 _KEY_ALPHABET = string.ascii_uppercase + string.digits
 _EVENTS_KEY_ALPHABET = string.ascii_lowercase + string.digits
@@ -29,6 +30,8 @@ class Credentials:
     events_api_key: str = ""  # x-api-key of the AppSync Events-compatible API
     events_http_url: str = ""  # POST <base>/event
     events_realtime_url: str = ""  # ws://<host:port>/event/realtime
+    # Bearer token of GET /metrics, made the first time the server listens beyond loopback; "" until then
+    metrics_token: str = ""
 
     def write(self, data_dir: Path) -> Path:
         """Write credentials.json readable by the owner only."""
@@ -48,7 +51,7 @@ def load_or_create(settings: Settings) -> Credentials:
     path = settings.data_dir / "credentials.json"
     if path.exists():
         try:
-            previous = json.loads(path.read_text())
+            previous = parse_json(path.read_text())
         except (OSError, ValueError):
             previous = {}
     key_id = settings.access_key_id or previous.get("aws_access_key_id") or (
@@ -59,6 +62,8 @@ def load_or_create(settings: Settings) -> Credentials:
     admin = previous.get("admin_token") or secrets.token_urlsafe(32)
     events_key = os.environ.get("PLAYCAST_EVENTS_API_KEY") or previous.get("events_api_key") or (
         "da2-" + "".join(secrets.choice(_EVENTS_KEY_ALPHABET) for _ in range(26)))
+    metrics = settings.metrics_token or previous.get("metrics_token") or (
+        "" if is_loopback(settings.bind_host) else secrets.token_urlsafe(32))
     base = settings.base_url.rstrip("/")
     scheme, sep, rest = base.partition("://")
     realtime = (("wss" if scheme == "https" else "ws") + "://" + rest if sep else base) + "/event/realtime"
@@ -71,4 +76,5 @@ def load_or_create(settings: Settings) -> Credentials:
         events_api_key=events_key,
         events_http_url=base + "/event",
         events_realtime_url=realtime,
+        metrics_token=metrics,
     )

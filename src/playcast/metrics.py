@@ -25,11 +25,11 @@ from .store.broadcasts import BroadcastRow
 from .store.models import StreamSessionRow
 
 if TYPE_CHECKING:
+    from .api.hls import HlsOriginCounts
     from .control.hostlink import HostPool
     from .control.plane import ControlPlane
     from .events.service import EventsService
     from .host.runtime import VideoStats
-    from .media.hls.origin import HlsOriginCounts
 
 log = logging.getLogger(__name__)
 

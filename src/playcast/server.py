@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -23,12 +23,13 @@ from .api.chat import ChatApi
 from .api.player import LoginTokens, PlayerApi
 from .api.whep import whep_routes
 from .api.whip import whip_routes
-from .config import Settings
+from .config import Settings, is_loopback
 from .control.chat_bridge import start_chat
 from .control.hostlink import HostPool
 from .control.plane import ControlPlane
 from .media.stage import Stages
 from .metrics import CONTENT_TYPE, Metrics
+from .request_body import BodyLimitMiddleware
 from .store.db import open_database
 from .store.queries import get_or_create_secret
 
@@ -48,21 +49,13 @@ def _healthy(app: Starlette, host_pool: HostPool) -> tuple[bool, str]:
     return True, "ok"
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _metrics_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
-    """`GET /metrics`: open without PLAYCAST_METRICS_TOKEN, else only with `Authorization: Bearer <token>`."""
+    """`GET /metrics`: only with `Authorization: Bearer <settings.metrics_token>` when that is set, which it must be
+    unless the server listens on loopback only (it lists every live broadcast and session id)."""
     token = settings.metrics_token
-    if token is None and not _loopback(settings.bind_host):
-        log.warning("GET /metrics is open on %s: set PLAYCAST_METRICS_TOKEN to require a bearer token",
-                    settings.bind_host)
+    if token is None and not is_loopback(settings.bind_host):
+        raise ValueError(f"GET /metrics would be open on {settings.bind_host}: set settings.metrics_token "
+                         "(playcast up and playcast server take it from PLAYCAST_METRICS_TOKEN or credentials.json)")
 
     async def metrics(request: Request) -> Response:
         if token is not None:
@@ -76,9 +69,18 @@ def _metrics_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Respo
     return metrics
 
 
+def begin_shutdown(app: Starlette) -> None:
+    """Call when the server stops taking requests, before it waits for those in flight: ends at once the work they
+    may be waiting on (placements), so they answer now. The lifespan's shutdown then stops the rest in order."""
+    plane = getattr(app.state, "plane", None)
+    if plane is not None:
+        plane.begin_stop()
+
+
 def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, login_tokens: LoginTokens,
               extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The whole server as one Starlette app. The lifespan opens the database and runs the control plane."""
+    """The whole server as one Starlette app. The lifespan opens the database and runs the control plane; no
+    request body larger than request_body.MAX_REQUEST_BODY_BYTES reaches a route."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -123,7 +125,8 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
     routes.extend(whep_routes())
     routes.extend(ChatApi(admin_token).routes())
     routes.extend(extra_routes)
-    app = Starlette(routes=routes, lifespan=lifespan)
+    # every route, extra_routes (events, HLS, pages) included: no request body past the server-wide ceiling
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimitMiddleware)])
     app.state.settings = settings
     app.state.admin_token = admin_token
     app.state.login_tokens = login_tokens

@@ -128,6 +128,50 @@ class ServerHandle(ThreadedServer):
         return gls_client(self.url, **overrides)
 
 
+class AssembledServer(ThreadedServer):
+    """The whole app `playcast up` serves (playcast.assemble: every route, the events service, a LocalHostPool with
+    real sessions), in a thread; its credentials are the data dir's, as `playcast up` makes them."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__("playcast-assembled", stop_timeout_s=90)
+        self.settings = settings
+        self.built: Any = None
+
+    @property
+    def app(self) -> Any:
+        return self.built.app
+
+    @property
+    def admin_token(self) -> str:
+        return self.built.credentials.admin_token
+
+    def client(self, **overrides: Any) -> Any:
+        return gls_client(self.url, **overrides)
+
+
+def start_assembled(settings: Settings) -> AssembledServer:
+    """Start playcast.assemble's app under uvicorn on a pre-bound loopback socket (as `playcast up` runs it, without
+    the demo game); returns when it accepts requests. stop() stops its sessions too."""
+    from playcast.assemble import assemble
+    from playcast.events.uvicorn_ws import FastFrameWebSocketProtocol
+    from playcast.events.wiring import WS_MAX_MESSAGE_BYTES
+
+    handle = AssembledServer(settings)
+
+    @contextlib.asynccontextmanager
+    async def app(port: int) -> AsyncIterator[Any]:
+        settings.port = port  # the socket is 127.0.0.1 whatever bind_host says (that is what the app believes)
+        settings.public_url = settings.public_url or f"http://127.0.0.1:{port}"
+        handle.built = await assemble(settings)
+        try:
+            yield handle.built.app
+        finally:
+            await handle.built.close()
+
+    handle.start(app, ready_timeout_s=90, ws=FastFrameWebSocketProtocol, ws_max_size=WS_MAX_MESSAGE_BYTES)
+    return handle
+
+
 def start_server(settings: Settings, make_pool: Callable[[], Awaitable[Any]],
                  close_pool: Callable[[Any], Awaitable[None]], extra_routes: list[Any] | None = None) -> ServerHandle:
     """Start build_app(...) under uvicorn on a pre-bound loopback socket; returns when it accepts requests."""
@@ -172,8 +216,10 @@ def procpool_server(settings: Settings, **pool: Any) -> Iterator[ServerHandle]:
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    # app_source_roots: the run's temp dir, where each test (module-scoped servers included) makes its applications
     s = Settings(data_dir=tmp_path / "data", region=REGION, account_id="123456789012", access_key_id=ACCESS_KEY,
-                 secret_access_key=SECRET_KEY, placement_timeout_s=10, location=None)
+                 secret_access_key=SECRET_KEY, placement_timeout_s=10, location=None,
+                 app_source_roots=[tmp_path.parent])
     for k, v in overrides.items():
         setattr(s, k, v)
     return s
@@ -215,6 +261,32 @@ def create_group(gls: Any, app_id: str | None = None, wait: bool = True, **extra
     if wait:
         gls.get_waiter("stream_group_active").wait(Identifier=group["Id"], WaiterConfig=FAST)
     return group
+
+
+def wire_json(gls: Any, operation: str, **params: Any) -> dict[str, Any]:
+    """Call `operation` with a stock boto3 client and return the response body's JSON as sent, members botocore
+    does not model (playcast's StatusMessage) included."""
+    import json
+
+    seen: dict[str, Any] = {}
+
+    def grab(http_response: Any, **_: Any) -> None:
+        seen["body"] = json.loads(http_response.content or b"{}")
+
+    event = f"after-call.gameliftstreams.{operation}"
+    gls.meta.events.register(event, grab)
+    try:
+        getattr(gls, botocore_method(operation))(**params)
+    finally:
+        gls.meta.events.unregister(event, grab)
+    return seen["body"]
+
+
+def botocore_method(operation: str) -> str:
+    """GetApplication -> get_application."""
+    from botocore import xform_name
+
+    return xform_name(operation)
 
 
 def session_id(arn: str) -> str:

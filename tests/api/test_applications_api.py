@@ -9,7 +9,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from tests.api.support import FAST, RUNTIME, aws_error, create_app, create_group
+from playcast.control.ingest import NOT_ACCEPTED
+from tests.api.support import FAST, RUNTIME, aws_error, create_app, create_group, wire_json
 
 
 def test_create_get_update_delete(gls: Any, app_dir: Path) -> None:
@@ -53,7 +54,10 @@ def test_application_ready_waiter_fails_on_error(gls: Any, tmp_path: Path) -> No
     else:
         raise AssertionError("waiter should fail")
     got = gls.get_application(Identifier=app["Id"])
-    assert (got["Status"], got["StatusReason"]) == ("ERROR", "internalError")
+    assert got["Status"] == "ERROR"
+    assert got["StatusReason"] == "internalError"
+    assert wire_json(gls, "GetApplication", Identifier=app["Id"])["StatusMessage"] == ("archive member '../../escape.sh' is refused: its name has a '..' "
+                                   "component, which would climb out of the application directory")
 
 
 def test_errors(gls: Any, app_dir: Path, tmp_path: Path) -> None:
@@ -70,9 +74,10 @@ def test_errors(gls: Any, app_dir: Path, tmp_path: Path) -> None:
     with aws_error("ValidationException", 400, "not supported by playcast"):
         gls.create_application(Description="x", RuntimeEnvironment=RUNTIME, ExecutablePath="game.sh",
                                ApplicationSourceUri="s3://bucket/prefix/")
-    with aws_error("ValidationException", 400, "does not exist"):
-        gls.create_application(Description="x", RuntimeEnvironment=RUNTIME, ExecutablePath="game.sh",
-                               ApplicationSourceUri=str(tmp_path / "missing"))
+    for refused in (str(tmp_path / "missing"), "/etc", "file:///etc", "/nonexistent"):  # one answer for all
+        with aws_error("ValidationException", 400, NOT_ACCEPTED):
+            gls.create_application(Description="x", RuntimeEnvironment=RUNTIME, ExecutablePath="game.sh",
+                                   ApplicationSourceUri=refused)
     with aws_error("ValidationException", 400, "inside"):
         gls.create_application(Description="x", RuntimeEnvironment=RUNTIME, ExecutablePath="../game.sh",
                                ApplicationSourceUri=str(app_dir))

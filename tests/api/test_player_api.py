@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.api.support import ADMIN_TOKEN, create_app, create_group
+from tests.harness import wait_until
 
 OFFER = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"})
 OFFER2 = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 97\r\n"})
+DEEP_SIGNAL = "[" * 100_000  # parsing it overflows the stack unless the parser limits depth
 
 
 def browser(server: Any) -> httpx.Client:
@@ -132,3 +135,59 @@ def test_play_errors(procserver: Any, gls: Any, app_dir: Path) -> None:
     assert r.status_code == 400
     assert c.get("/v1/play/sessions/NoSuchSession").status_code == 404
     assert httpx.post(procserver.url + "/v1/play/sessions", json={}).status_code == 401
+
+
+def test_play_start_whose_placement_crashes_answers_at_once(procserver: Any, gls: Any, app_dir: Path) -> None:
+    """A placement that fails (here on an offer nested 100,000 deep) answers the held POST at once with the
+    session's reason, not after the placement timeout; the session is over and DELETE is a no-op."""
+    app = create_app(gls, app_dir)
+    create_group(gls, app["Id"])
+    c = browser(procserver)
+    t0 = time.monotonic()
+    r = c.post("/v1/play/sessions", json={"applicationId": app["Id"], "signalRequest": DEEP_SIGNAL})
+    assert time.monotonic() - t0 < procserver.settings.placement_timeout_s / 2
+    err = r.json()["error"]
+    # internalError while the failure is unforeseen (500), invalidSignalRequest once the parser refuses it (400)
+    assert (r.status_code, err["type"]) in ((500, "internalError"), (400, "invalidSignalRequest")), r.text
+    assert err["message"] and err["sessionId"]
+    sid = err["sessionId"]
+    assert c.get(f"/v1/play/sessions/{sid}").json()["status"] == "ERROR"
+    assert c.delete(f"/v1/play/sessions/{sid}").status_code == 204
+    assert sid not in procserver.pool.running
+
+
+def test_play_delete_ends_a_session_still_placing(procserver: Any, gls: Any, app_dir: Path) -> None:
+    """DELETE on a session that waits for a slot (ACTIVATING) cancels its placement: 204, TERMINATED apiTerminated,
+    and the browser's held POST answers at once. (TerminateStreamSession keeps AWS's Conflict for ACTIVATING.)"""
+    app = create_app(gls, app_dir)
+    group = create_group(gls, app["Id"])
+    first = [gls.start_stream_session(Identifier=group["Id"], ApplicationIdentifier=app["Id"], Protocol="WebRTC",
+                                      SignalRequest="NO_CLIENT_CONNECTION")["Arn"] for _ in range(2)]
+
+    def all_active() -> bool:
+        return all(gls.get_stream_session(Identifier=group["Id"], StreamSessionIdentifier=a)["Status"] == "ACTIVE"
+                   for a in first)
+    wait_until(all_active, 10, "both slots busy")
+    alice = browser(procserver)
+    tab = httpx.Client(base_url=procserver.url, cookies=alice.cookies, timeout=30)  # her second tab
+    with ThreadPoolExecutor(1) as pool:
+        held = pool.submit(alice.post, "/v1/play/sessions", json={"applicationId": app["Id"], "signalRequest": OFFER})
+
+        def placing() -> str | None:
+            rows = tab.get("/v1/play/sessions").json()["sessions"]
+            return next((s["sessionId"] for s in rows if s["status"] == "ACTIVATING"), None)
+        sid = wait_until(placing, 10, "alice's session to be placing")
+        r = tab.delete(f"/v1/play/sessions/{sid}")
+        assert r.status_code == 204, r.text
+        answer = held.result(timeout=5)
+    assert answer.status_code == 409, answer.text
+    assert answer.json()["error"]["type"] == "apiTerminated" and answer.json()["error"]["sessionId"] == sid
+    wait_until(lambda: tab.get(f"/v1/play/sessions/{sid}").json()["status"] == "TERMINATED", 5, "TERMINATED")
+    assert tab.get(f"/v1/play/sessions/{sid}").json()["statusReason"] == "apiTerminated"
+    # the freed slot goes to the next session, never to the cancelled one
+    gls.terminate_stream_session(Identifier=group["Id"], StreamSessionIdentifier=first[0])
+    nxt = gls.start_stream_session(Identifier=group["Id"], ApplicationIdentifier=app["Id"], Protocol="WebRTC",
+                                   SignalRequest="NO_CLIENT_CONNECTION")["Arn"]
+    wait_until(lambda: gls.get_stream_session(Identifier=group["Id"], StreamSessionIdentifier=nxt)["Status"]
+               == "ACTIVE", 10, "the next session ACTIVE")
+    assert sid not in procserver.pool.running

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 
 from tests.api.support import ACCESS_KEY, REGION, RUNTIME, SECRET_KEY, aws_error, create_app, create_group
@@ -141,3 +142,13 @@ def test_timestamps_are_epoch_seconds_and_nulls_omitted(procserver: Any, app_dir
     assert isinstance(doc["CreatedAt"], float | int) and abs(doc["CreatedAt"] - dt.datetime.now().timestamp()) < 60
     assert "StatusReason" not in doc and "ApplicationLogOutputUri" not in doc
     assert "status_message" not in doc and "content_dir" not in doc
+
+
+def test_oversized_bodies_are_a_413_validation_exception_for_boto3(procserver: Any) -> None:
+    """Over the API's 1 MiB, and over the server-wide 2 MiB: botocore reads its own error code either way."""
+    gls = procserver.client(config=Config(parameter_validation=False, retries={"max_attempts": 1}))
+    for size in (3 << 19, 3 << 20):
+        with aws_error("ValidationException", 413, "larger than 1048576 bytes"):
+            gls.create_application(Description="x" * size, RuntimeEnvironment=RUNTIME, ExecutablePath="g",
+                                   ApplicationSourceUri="/x")
+    assert procserver.client().list_applications()["Items"] == []

@@ -12,9 +12,14 @@ from botocore.exceptions import WaiterError
 
 from playcast.control.hostlink import SessionEventKind
 from tests.api.support import FAST, aws_error, create_app, create_group, session_id
+from tests.harness import wait_until
 
 OFFER = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"})
 OFFER2 = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 98\r\n"})
+DEEP_SIGNAL = "[" * 100_000  # parsing it overflows the stack unless the parser limits depth
+# what a placement that fails on its offer ends with: internalError when the failure is unforeseen, invalidSignalRequest
+# once the offer parser refuses such nesting itself
+PLACEMENT_FAILED = ("internalError", "invalidSignalRequest")
 
 
 @pytest.fixture
@@ -116,6 +121,29 @@ def test_terminate_activating_conflict(procserver: Any, gls: Any, ready: Any) ->
     for arn in (first[1], queued["Arn"]):
         gls.terminate_stream_session(Identifier=group["Id"], StreamSessionIdentifier=arn)
         wait_status(gls, group, arn, "TERMINATED")
+
+
+def test_placement_that_crashes_ends_the_session_in_error(procserver: Any, gls: Any, ready: Any) -> None:
+    """A SignalRequest nested 100,000 deep makes the placement fail (the offer parser gives up); the session
+    ends ERROR with a reason at once (not after the placement timeout), Get and List show it, it holds no slot."""
+    app, group = ready
+    s = start(gls, group, app, DEEP_SIGNAL)
+    assert s["ResponseMetadata"]["HTTPStatusCode"] == 201 and s["Status"] == "ACTIVATING"
+    t0 = time.monotonic()
+
+    def ended() -> dict[str, Any] | None:
+        got = gls.get_stream_session(Identifier=group["Id"], StreamSessionIdentifier=s["Arn"])
+        return got if got["Status"] != "ACTIVATING" else None
+    got = wait_until(ended, procserver.settings.placement_timeout_s / 2, "the session to leave ACTIVATING")
+    assert time.monotonic() - t0 < procserver.settings.placement_timeout_s / 2
+    assert got["Status"] == "ERROR" and got["StatusReason"] in PLACEMENT_FAILED, got
+    listed = {i["Arn"]: i for i in gls.list_stream_sessions(Identifier=group["Id"])["Items"]}
+    assert (listed[s["Arn"]]["Status"], listed[s["Arn"]]["StatusReason"]) == ("ERROR", got["StatusReason"])
+    assert session_id(s["Arn"]) not in procserver.pool.running
+    gls.terminate_stream_session(Identifier=group["Id"], StreamSessionIdentifier=s["Arn"])  # over: a no-op
+    # the failed placement gave its capacity back: both slots still take sessions
+    for arn in [start(gls, group, app, "NO_CLIENT_CONNECTION")["Arn"] for _ in range(2)]:
+        wait_status(gls, group, arn, "ACTIVE")
 
 
 def test_errors(gls: Any, ready: Any, app_dir: Path) -> None:

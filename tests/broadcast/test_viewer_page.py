@@ -1,4 +1,5 @@
-"""The viewer page plays a broadcast: WHEP video with a live badge and viewer count; LL-HLS when asked."""
+"""The viewer page plays a broadcast: WHEP video with a live badge and viewer count; LL-HLS when asked (a private
+broadcast's with its token)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,22 @@ def test_viewer_page_shows_the_live_broadcast() -> None:
         assert page.evaluate("document.documentElement.dataset.transport") == "whep"
         wait_until(lambda: "1 watching" in page.inner_text("#liveBadge"), 10, "the viewer count")
         page.screenshot(path=str(ARTIFACTS / "viewer-live.png"))
+
+        # The same private broadcast over LL-HLS (hls.js): the page gives the token, the playlists carry it on.
+        hls_page = browser.new_context(viewport={"width": 1400, "height": 820}).new_page()
+        hls_requests: list[str] = []
+        hls_page.on("request", lambda r: hls_requests.append(r.url) if "/hls/" in r.url else None)
+        hls_page.goto(b["viewerPageUrl"] + "&mode=hls")
+        hls_page.wait_for_function("document.documentElement.dataset.transport === 'hls'", timeout=30000)
+        hls_page.wait_for_function("document.querySelector('#video').videoWidth === 1280", timeout=30000)
+        wait_until(lambda: hls_page.evaluate(DECODED_JS) > 30, 30, "LL-HLS frames in the viewer page")
+        hls_page.wait_for_function("document.documentElement.dataset.broadcast === 'live'", timeout=10000)
+        hls_page.screenshot(path=str(ARTIFACTS / "viewer-private-hls.png"))
+        # hls.js fetched the playlists, the init and media (segments or parts), every one by a URL with the token
+        names = [u.split("?")[0].rsplit("/", 1)[-1] for u in hls_requests]
+        assert {"master.m3u8", "index.m3u8", "init0.mp4"} <= set(names), names
+        assert any(n.endswith(".m4s") for n in names), names
+        assert all(f"token={b['viewerToken']}" in u for u in hls_requests), hls_requests
 
         # Without the viewer token a private broadcast shows nothing.
         other = browser.new_context().new_page()

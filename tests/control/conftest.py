@@ -26,7 +26,8 @@ def app_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", region="local", account_id="123456789012",
-                    access_key_id="AKIDTEST", secret_access_key="secret", placement_timeout_s=5)
+                    access_key_id="AKIDTEST", secret_access_key="secret", placement_timeout_s=5,
+                    app_source_roots=[tmp_path])  # tests build their applications in tmp_path
 
 
 @pytest.fixture

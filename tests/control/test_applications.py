@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from playcast.config import DEMO_APP_DIR, Settings
 from playcast.control.errors import ConflictError, NotFoundError, ValidationError
+from playcast.control.ingest import NOT_ACCEPTED
 from playcast.control.plane import ControlPlane
 from tests.control.support import make_app_dir, wait_until
 
@@ -114,7 +116,7 @@ async def test_tar_traversal_rejected(plane: ControlPlane, tmp_path: Path) -> No
     done = await settle(plane, app["Id"])
     assert done["Status"] == "ERROR" and done["StatusReason"] == "internalError"
     detail = await plane.applications.status_detail(app["Id"])
-    assert detail and "unsafe archive member" in detail
+    assert detail and "'../evil.sh' is refused" in detail and detail == done["StatusMessage"]
     assert not outside.exists()
     assert not (plane.applications.apps_dir / app["Id"]).exists()
     assert not (plane.applications.apps_dir / f"{app['Id']}.partial").exists()
@@ -135,7 +137,7 @@ async def test_zip_traversal_rejected(plane: ControlPlane, tmp_path: Path) -> No
     app = await plane.applications.create(params(str(z)))
     done = await settle(plane, app["Id"])
     assert done["Status"] == "ERROR"
-    assert "unsafe archive member" in (await plane.applications.status_detail(app["Id"]) or "")
+    assert "'../../zip-evil.sh' is refused" in (await plane.applications.status_detail(app["Id"]) or "")
     assert not (tmp_path / "zip-evil.sh").exists() and not (tmp_path / "data" / "zip-evil.sh").exists()
 
 
@@ -179,13 +181,13 @@ async def test_directory_checks_are_immediate(plane: ControlPlane, tmp_path: Pat
 async def test_unusable_sources(plane: ControlPlane, tmp_path: Path, app_dir: Path) -> None:
     with pytest.raises(ValidationError, match="not supported by playcast"):
         await plane.applications.create(params("s3://bucket/game/"))
-    with pytest.raises(ValidationError, match="does not exist"):
-        await plane.applications.create(params(str(tmp_path / "missing")))
     with pytest.raises(ValidationError, match="absolute"):
         await plane.applications.create(params("relative/dir"))
     (tmp_path / "file.bin").write_bytes(b"x")
-    with pytest.raises(ValidationError, match="neither a directory nor"):
-        await plane.applications.create(params(str(tmp_path / "file.bin")))
+    for unusable in (tmp_path / "missing", tmp_path / "file.bin"):
+        with pytest.raises(ValidationError) as info:
+            await plane.applications.create(params(str(unusable)))
+        assert info.value.message == NOT_ACCEPTED
     with pytest.raises(ValidationError, match="data directory"):
         await plane.applications.create(params(str(tmp_path)))  # would copy the apps dir into itself
     with pytest.raises(ValidationError, match="Linux applications only"):
@@ -232,3 +234,44 @@ async def test_idempotent_create(plane: ControlPlane, app_dir: Path) -> None:
     with pytest.raises(ConflictError):
         await plane.applications.create(params(str(app_dir), ClientToken=token, Description="other"))
     assert len((await plane.applications.list(None, None))["Items"]) == 1
+
+
+async def test_sources_only_under_allowed_roots(plane: ControlPlane, settings: Settings, tmp_path: Path) -> None:
+    """Issue 8 item 7: ApplicationSourceUri must lie (links resolved) under a configured root, the uploads dir or
+    the demo; whether a refused path exists or not, the answer is the same."""
+    allowed = make_app_dir(tmp_path / "allowed" / "game")
+    elsewhere = make_app_dir(tmp_path / "elsewhere" / "game")
+    (tmp_path / "allowed" / "to-elsewhere").symlink_to(elsewhere)
+    (tmp_path / "allowed" / "to-etc").symlink_to("/etc")
+    settings.app_source_roots = [tmp_path / "allowed"]
+    for refused in ["/etc", "/etc/", "file:///etc", "/etc/shadow", "/nonexistent/game", str(tmp_path / "missing"),
+                    str(elsewhere), elsewhere.as_uri(), str(tmp_path / "allowed" / "to-elsewhere"),
+                    str(tmp_path / "allowed" / "to-etc"), str(tmp_path / "allowed" / "missing"),
+                    str(tmp_path / "allowed" / "game" / ".." / ".." / "elsewhere" / "game"),
+                    str(tmp_path / "allowed") + "/\x00"]:
+        with pytest.raises(ValidationError) as info:
+            await plane.applications.create(params(refused))
+        assert info.value.message == NOT_ACCEPTED, refused
+    assert (await plane.applications.list(None, None))["Items"] == []
+    for accepted in [str(allowed), allowed.as_uri(), str(tmp_path / "allowed" / "." / "game")]:
+        app = await plane.applications.create(params(accepted))
+        assert (await settle(plane, app["Id"]))["Status"] == "READY", accepted
+    settings.app_source_roots = []  # uploads and the demo stay allowed
+    uploaded = make_app_dir(settings.uploads_dir / "u1")
+    app = await plane.applications.create(params(str(uploaded)))
+    assert (await settle(plane, app["Id"]))["Status"] == "READY"
+    demo = await plane.applications.create(params(str(DEMO_APP_DIR), "playcast-demo"))
+    assert (await settle(plane, demo["Id"]))["Status"] == "READY"
+    with pytest.raises(ValidationError) as info:
+        await plane.applications.create(params(str(allowed)))
+    assert info.value.message == NOT_ACCEPTED
+
+
+def test_source_roots_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PLAYCAST_APP_SOURCE_ROOTS", f"{tmp_path / 'a'}{os.pathsep}{os.pathsep}{tmp_path / 'b'}")
+    s = Settings(data_dir=tmp_path / "data")
+    assert s.app_source_roots == [tmp_path / "a", tmp_path / "b"]
+    assert s.source_roots == [tmp_path / "a", tmp_path / "b", tmp_path / "data" / "uploads", DEMO_APP_DIR]
+    monkeypatch.setenv("PLAYCAST_APP_SOURCE_ROOTS", "relative/games")
+    with pytest.raises(ValueError, match="absolute"):
+        Settings()

@@ -90,7 +90,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture
 async def pg_plane(postgres_url: str, tmp_path: Path) -> AsyncIterator[tuple[ControlPlane, ProcessHostPool]]:
     settings = Settings(data_dir=tmp_path / "data", region="local", account_id="123456789012",
-                        database_url=postgres_url, placement_timeout_s=5)
+                        database_url=postgres_url, placement_timeout_s=5, app_source_roots=[tmp_path])
     pool = ProcessHostPool("local", slots=2)
     db = await open_database(settings.database)
     plane = ControlPlane(settings, pool, db)

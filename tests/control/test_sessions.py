@@ -18,6 +18,7 @@ from playcast.control.plane import ControlPlane
 from playcast.store.db import open_database
 from tests.control.procpool import ProcessHostPool
 from tests.control.support import make_app_dir, wait_until
+from tests.harness import await_until
 
 OFFER = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"})
 OFFER2 = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 97\r\n"})
@@ -134,6 +135,7 @@ async def test_app_exiting_at_launch(plane: ControlPlane, tmp_path: Path) -> Non
 @pytest.mark.parametrize("signal, why", [
     ("{not json", "not JSON"), (json.dumps({"type": "answer", "sdp": "v=0"}), "offer"),
     (json.dumps({"type": "offer"}), "SDP"), (json.dumps({"type": "offer", "sdp": "v=0\r\nno video"}), "video"),
+    ("[" * 100_000, "nested deeper than 64 levels"),  # was RecursionError in the placement task: ACTIVATING for ever
 ])
 async def test_invalid_signal_request(plane: ControlPlane, pool: ProcessHostPool, app_dir: Path, signal: str,
                                       why: str) -> None:
@@ -161,6 +163,51 @@ async def test_terminate_while_activating_conflicts_and_placement_timeout(
     assert (row.status, row.status_reason) == ("ERROR", "placementTimeout")
     for sid in first:  # the others are untouched
         assert (await plane.sessions.get(group, sid))["Status"] == "ACTIVE"
+
+
+async def test_session_stuck_activating_is_ended_by_the_timers(plane: ControlPlane, pool: ProcessHostPool,
+                                                              app_dir: Path) -> None:
+    """The backstop: a session still ACTIVATING past the placement timeout is ended ERROR(placementTimeout) by the
+    session timers, and its placement (here really waiting for a host slot) is cancelled and lets go of its share
+    of the group's capacity."""
+    plane.settings.placement_timeout_s = 600  # the placement would wait this long on its own
+    app, group = await setup_app(plane, app_dir,
+                                 LocationConfigurations=[{"LocationName": "local", "MaximumCapacity": 3}])
+    # long connection timeouts: the clock given to check_timeouts below must not end these
+    first = [await start(plane, group, app, ConnectionTimeoutSeconds=3600) for _ in range(2)]
+    for sid in first:
+        assert (await settled(plane, sid)).status == "ACTIVE"
+    stuck = await start(plane, group, app)
+    await await_until(lambda: len(pool.placements) == 3, 5, "the third placement waiting in the host for a slot")
+    row = await plane.sessions.row(stuck)
+    assert row is not None and row.status == "ACTIVATING"
+    await plane.sessions.check_timeouts(now=row.created_at + plane.settings.placement_timeout_s + 60)
+    row = await settled(plane, stuck, timeout=5)
+    assert (row.status, row.status_reason) == ("ERROR", "placementTimeout") and row.status_message
+    # its placement is gone: it no longer counts against MaximumCapacity, so the next one reaches the host
+    nxt = await start(plane, group, app)
+    await await_until(lambda: len(pool.placements) == 4, 5, "the next placement at the host")
+    await plane.sessions.terminate(group, first[0])
+    assert (await settled(plane, nxt)).status == "ACTIVE"
+    assert stuck not in pool.running
+    assert (await plane.sessions.get(group, first[1]))["Status"] == "ACTIVE"
+
+
+async def test_stop_cancels_placements_at_once(plane: ControlPlane, pool: ProcessHostPool, app_dir: Path) -> None:
+    """Stopping the control plane does not wait for placements: they are cancelled at once and their sessions end
+    ERROR(internalError) "server shutting down" (what reconcile() would make of them after a restart)."""
+    plane.settings.placement_timeout_s = 600
+    app, group = await setup_app(plane, app_dir)
+    for sid in [await start(plane, group, app) for _ in range(2)]:
+        assert (await settled(plane, sid)).status == "ACTIVE"
+    stuck = await start(plane, group, app)
+    await await_until(lambda: len(pool.placements) == 3, 5, "the third placement waiting in the host")
+    t0 = time.monotonic()
+    await plane.stop()
+    assert time.monotonic() - t0 < 3
+    row = await plane.sessions.row(stuck)
+    assert row is not None
+    assert (row.status, row.status_reason, row.status_message) == ("ERROR", "internalError", "server shutting down")
 
 
 async def test_waiting_placement_gets_freed_slot(plane: ControlPlane, pool: ProcessHostPool, app_dir: Path) -> None:

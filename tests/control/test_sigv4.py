@@ -93,3 +93,21 @@ def test_canonical_helpers() -> None:
     assert sigv4.canonical_uri("/tags/arn%3Aaws") == "/tags/arn%253Aaws"
     assert sigv4.canonical_query("b=2&a=1&a=0") == "a=0&a=1&b=2"
     assert sigv4.canonical_query("k=a%20b") == "k=a%20b"
+
+
+def test_header_checks_need_no_body() -> None:
+    """check_headers (run before the body is read) refuses what it can; check_signature then needs the body."""
+    req = signed("POST", "http://127.0.0.1:9000/applications", b'{"Description":"x"}')
+    headers = [*req.headers.items(), ("host", "127.0.0.1:9000")]
+    claimed = sigv4.check_headers(headers, CREDS)
+    assert sigv4.check_signature(claimed, "POST", "/applications", "", b'{"Description":"x"}', CREDS) == "AKIDTEST"
+    with pytest.raises(sigv4.AuthError) as e:
+        sigv4.check_signature(claimed, "POST", "/applications", "", b'{"Description":"y"}', CREDS)
+    assert e.value.code == "InvalidSignatureException"
+    for creds, code in [(sigv4.Credentials("AKIDOTHER", "s3cret", "local", "gameliftstreams"),
+                         "UnrecognizedClientException"),
+                        (sigv4.Credentials("AKIDTEST", "s3cret", "eu-west-1", "gameliftstreams"),
+                         "InvalidSignatureException")]:
+        with pytest.raises(sigv4.AuthError) as e:
+            sigv4.check_headers(headers, creds)
+        assert e.value.code == code

@@ -66,7 +66,8 @@ async def test_malformed_and_unknown_messages_get_errors_and_the_socket_stays(an
     async with client(any_server.realtime_url, api_key_headers(any_server.host)) as c:
         await c.send("this is not json")
         err = await c.expect("error")
-        assert err["errors"] == [{"errorType": "BadRequestException", "message": "message is not valid JSON"}]
+        assert [e["errorType"] for e in err["errors"]] == ["BadRequestException"]
+        assert err["errors"][0]["message"].startswith("message is not valid JSON: Expecting value")
 
         await c.send("[1, 2]")
         assert (await c.expect("error"))["errors"][0]["errorType"] == "BadRequestException"
@@ -116,7 +117,7 @@ async def test_too_many_events_and_oversized_events(any_server: Running) -> None
         failed = {f["index"]: f for f in reply["failed"]}
         assert set(failed) == {0, 2, 3}
         assert "240 KB" in failed[0]["message"] and failed[0]["code"] == 400
-        assert failed[2]["message"] == "event is not valid JSON"
+        assert failed[2]["message"].startswith("event is not valid JSON: Expecting")
         assert "string" in failed[3]["message"]
         got = await c.data("s")
         assert got["event"] == fits and got["offset"] == 1

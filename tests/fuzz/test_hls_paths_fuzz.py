@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
+from playcast.api.hls import HlsOrigin
 from playcast.media.hls import HlsPackager, HlsRegistry
-from playcast.media.hls.origin import HlsOrigin
 from tests.fuzz.support import AsgiReply, LoopThread, asgi_call, bounded, texts
 from tests.harness import await_until
-from tests.hls.hls_support import LiveFeed, SyntheticEncoder
+from tests.hls.hls_support import LiveFeed, SyntheticEncoder, Viewers
 
 READY_TIMEOUT_S = 0.1  # how long a request waits for a stream to start before its 503
 ANSWERS = {200, 204, 400, 404, 405, 503}
@@ -54,7 +54,7 @@ async def _start() -> tuple[Starlette, LiveFeed, dict[str, HlsPackager]]:
         registry.add(broadcast_id, packager)
     await await_until(lambda: live.ready and live.source.live_msn >= 2, 30, "the live stream's first segments",
                       interval=0.05)
-    app = Starlette(routes=[Mount("/hls", app=HlsOrigin(registry, ready_timeout_s=READY_TIMEOUT_S))])
+    app = Starlette(routes=[Mount("/hls", app=HlsOrigin(registry, ready_timeout_s=READY_TIMEOUT_S, viewers=Viewers()))])
     return app, feed, packagers
 
 

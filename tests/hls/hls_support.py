@@ -18,6 +18,7 @@ import numpy as np
 import uvicorn
 from av.video.frame import PictureType
 
+from playcast.control.broadcasts import ViewerAccess
 from playcast.media.encoder import EncodedPacket
 from playcast.media.encoding import X264, EncoderSettings, make_context
 
@@ -128,6 +129,31 @@ async def serve(app, port: int | None = None) -> AsyncIterator[str]:  # type: ig
     finally:
         server.should_exit = True
         await task
+
+
+_PUBLIC = ViewerAccess(False, "")
+
+
+class Viewers:
+    """The origin's ViewerRules where no control plane runs: each broadcast public unless given a viewer token,
+    checked by control's own ViewerAccess. Those in `stored` are not held in memory (the origin must ask again)."""
+
+    def __init__(self, private: dict[str, str] | None = None, stored: set[str] | None = None) -> None:
+        self.private = dict(private or {})
+        self.stored = set(stored or ())
+        self.stored_reads = 0
+
+    def _access(self, broadcast_id: str) -> ViewerAccess:
+        token = self.private.get(broadcast_id)
+        return ViewerAccess(True, token) if token is not None else _PUBLIC
+
+    def live_access(self, broadcast_id: str) -> ViewerAccess | None:
+        return None if broadcast_id in self.stored else self._access(broadcast_id)
+
+    async def viewer_access(self, broadcast_id: str) -> ViewerAccess:
+        if broadcast_id in self.stored:
+            self.stored_reads += 1
+        return self._access(broadcast_id)
 
 
 class LiveFeed:

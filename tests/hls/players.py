@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
-from hls_support import LiveFeed, SyntheticEncoder, serve
+from hls_support import LiveFeed, SyntheticEncoder, Viewers, serve
 from starlette.applications import Starlette
 
-from playcast.media.hls import HlsPackager, HlsRegistry, hls_routes
+from playcast.api.hls import hls_routes
+from playcast.media.hls import HlsPackager, HlsRegistry
 from playcast.media.recorder import Recorder, RecordingStatus
 from playcast.storage import LocalStorage
 from playcast.storage.http import storage_routes
@@ -87,7 +88,7 @@ async def open_origin(tmp_path: Path) -> AsyncIterator[Origin]:
     await recorder.start()
     feed = LiveFeed(packager, enc)
     feed.start()
-    app = Starlette(routes=[*hls_routes(registry), *storage_routes(storage)])
+    app = Starlette(routes=[*hls_routes(registry, viewers=Viewers()), *storage_routes(storage)])
     try:
         async with serve(app) as base:
             yield Origin(base, packager, recorder, feed, registry)

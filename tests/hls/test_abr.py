@@ -6,10 +6,11 @@ import asyncio
 import time
 
 import httpx
-from hls_support import LiveFeed, SyntheticEncoder, decode_all, parse_playlist, serve
+from hls_support import LiveFeed, SyntheticEncoder, Viewers, decode_all, parse_playlist, serve
 from starlette.applications import Starlette
 
-from playcast.media.hls import HlsPackager, HlsRegistry, RenditionSpec, hls_routes, ladder_below
+from playcast.api.hls import hls_routes
+from playcast.media.hls import HlsPackager, HlsRegistry, RenditionSpec, ladder_below
 
 
 def test_ladder_below_the_source() -> None:
@@ -26,7 +27,7 @@ async def test_lower_rendition_is_transcoded_and_aligned() -> None:
     registry.add("abr", packager)
     feed = LiveFeed(packager, enc)
     feed.start()
-    app = Starlette(routes=hls_routes(registry))
+    app = Starlette(routes=hls_routes(registry, viewers=Viewers()))
     try:
         async with serve(app) as base, httpx.AsyncClient(timeout=30) as client:
             master = await client.get(f"{base}/hls/abr/master.m3u8")

@@ -11,21 +11,23 @@ import time
 from pathlib import Path
 
 import pytest
-from hls_support import serve
+from hls_support import Viewers, serve
 from playwright.async_api import Page, async_playwright
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse
 from starlette.routing import Route
 
+from playcast.api.hls import hls_routes
 from playcast.host.audio import AudioSink
 from playcast.host.display import VirtualDisplay
 from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout
-from playcast.media.hls import HlsPackager, HlsRegistry, hls_routes, vendor_routes
+from playcast.media.hls import HlsPackager, HlsRegistry
 from playcast.media.recorder import Recorder, RecordingStatus
 from playcast.storage import LocalStorage
 from playcast.storage.http import storage_routes
+from playcast.web.routes import vendor_routes
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "src" / "playcast" / "demo" / "app" / "playcast-demo"
@@ -116,7 +118,7 @@ async def test_hlsjs_plays_live_session_and_recording(tmp_path: Path) -> None:
             storage = LocalStorage(tmp_path / "recordings")
             recorder = Recorder(packager, storage, "live1/rec", thumbnail_interval_s=2.0)
             await recorder.start()
-            app = Starlette(routes=[*vendor_routes(), Route("/player", _page), *hls_routes(registry),
+            app = Starlette(routes=[*vendor_routes(), Route("/player", _page), *hls_routes(registry, viewers=Viewers()),
                                     *storage_routes(storage)])
             async with serve(app) as base, async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)

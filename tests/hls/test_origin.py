@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from hls_support import LiveFeed, SyntheticEncoder, parse_playlist, serve
+from hls_support import LiveFeed, SyntheticEncoder, Viewers, parse_playlist, serve
 from starlette.applications import Starlette
 
-from playcast.media.hls import HlsPackager, HlsRegistry, hls_routes, vendor_routes
+from playcast.api.hls import hls_routes
+from playcast.media.hls import HlsPackager, HlsRegistry
+from playcast.web.routes import vendor_routes
 
 
 class Live:
@@ -35,7 +37,7 @@ async def live() -> AsyncIterator[Live]:
     registry.add("b1", packager)
     feed = LiveFeed(packager, enc)
     feed.start()
-    app = Starlette(routes=[*vendor_routes(), *hls_routes(registry)])
+    app = Starlette(routes=[*vendor_routes(), *hls_routes(registry, viewers=Viewers())])
     async with serve(app) as base, httpx.AsyncClient(timeout=30) as client:
         yield Live(base, registry, packager, feed, client)
     await feed.stop()

@@ -8,7 +8,8 @@ import time
 
 from hls_support import SyntheticEncoder, parse_playlist
 
-from playcast.media.hls import HlsPackager
+from playcast.media.hls import HlsPackager, with_query
+from playcast.media.hls.playlist import vod_playlist
 
 
 def _push(packager: HlsPackager, enc: SyntheticEncoder, seconds: float, t0: float, start: int = 0) -> None:
@@ -145,3 +146,25 @@ async def test_bad_rendition_names_are_refused() -> None:
     with pytest.raises(ValueError):
         HlsPackager(30, segment_target_s=0.1)
     assert set(threading.enumerate()) <= before  # nothing started for a refused one
+
+
+def test_with_query_adds_the_query_to_every_listed_uri_and_nothing_else() -> None:
+    live = (b'#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="en",URI="audio/index.m3u8"\n'
+            b'#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS="avc1.42e01f"\nsource/index.m3u8\n'
+            b'#EXT-X-MAP:URI="init0.mp4"\n#EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:00.000Z\n'
+            b'#EXT-X-PART:DURATION=0.20000,URI="part0.m4s",INDEPENDENT=YES\n#EXTINF:1.00000,\nseg0.m4s\n'
+            b'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part1.m4s"\n'
+            b'#EXT-X-RENDITION-REPORT:URI="../low/index.m3u8",LAST-MSN=0,LAST-PART=0\n'
+            b'#EXT-X-MAP:URI="init1.mp4?v=2"\r\nseg1.m4s?v=2\r\n\n')
+    assert with_query(live, "token=t%2Bk") == (
+        b'#EXTM3U\n#EXT-X-VERSION:9\n#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="a",NAME="en",URI="audio/index.m3u8?token=t%2Bk"\n'
+        b'#EXT-X-STREAM-INF:BANDWIDTH=1,CODECS="avc1.42e01f"\nsource/index.m3u8?token=t%2Bk\n'
+        b'#EXT-X-MAP:URI="init0.mp4?token=t%2Bk"\n#EXT-X-PROGRAM-DATE-TIME:2025-01-01T00:00:00.000Z\n'
+        b'#EXT-X-PART:DURATION=0.20000,URI="part0.m4s?token=t%2Bk",INDEPENDENT=YES\n#EXTINF:1.00000,\n'
+        b'seg0.m4s?token=t%2Bk\n#EXT-X-PRELOAD-HINT:TYPE=PART,URI="part1.m4s?token=t%2Bk"\n'
+        b'#EXT-X-RENDITION-REPORT:URI="../low/index.m3u8?token=t%2Bk",LAST-MSN=0,LAST-PART=0\n'
+        b'#EXT-X-MAP:URI="init1.mp4?v=2&token=t%2Bk"\r\nseg1.m4s?v=2&token=t%2Bk\r\n\n')
+    vod = vod_playlist([("seg0.m4s", 1.0, 0.0, 0, False), ("seg1.m4s", 1.0, 1.0, 0, False)], 1).encode()
+    rewritten = with_query(vod, "token=x").decode()
+    assert [line for line in rewritten.splitlines() if "token" in line] == [
+        '#EXT-X-MAP:URI="init0.mp4?token=x"', "seg0.m4s?token=x", "seg1.m4s?token=x"]

@@ -9,14 +9,14 @@ import time
 import httpx
 from starlette.applications import Starlette
 
+from playcast.api.hls import HlsOriginCounts, hls_routes
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
 from playcast.media.encoder import EncodedPacket
 from playcast.media.fanout import PacketFanout
-from playcast.media.hls import HlsPackager, HlsRegistry, hls_routes
-from playcast.media.hls.origin import HlsOriginCounts
+from playcast.media.hls import HlsPackager, HlsRegistry
 from playcast.metrics import Metrics
-from tests.hls.hls_support import LiveFeed, SyntheticEncoder, serve
+from tests.hls.hls_support import LiveFeed, SyntheticEncoder, Viewers, serve
 from tests.observability.scrape import parse
 from tests.whip.support import wait_until
 
@@ -60,7 +60,7 @@ async def test_hls_origin_counts_requests_by_kind_and_blocked_timeouts() -> None
     metrics = Metrics(LocalHostPool("local", 0, RuntimeOptions(), hls_registry=registry), lambda: None)
     metrics.watch(hls=counts)
     try:
-        app = Starlette(routes=hls_routes(registry, counts))
+        app = Starlette(routes=hls_routes(registry, counts, viewers=Viewers()))
         async with serve(app) as base, httpx.AsyncClient(base_url=base, timeout=30) as http:
             assert (await http.get("/hls/b1/master.m3u8")).status_code == 200
             assert (await http.get("/hls/b1/source/index.m3u8")).status_code == 200

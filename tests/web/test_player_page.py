@@ -32,7 +32,8 @@ def player_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerTh
 
     async def make():  # type: ignore[no-untyped-def]
         settings = Settings(data_dir=data_dir, bind_host="127.0.0.1", port=0, access_key_id=ACCESS_KEY,
-                            secret_access_key=SECRET_KEY, placement_timeout_s=1)
+                            secret_access_key=SECRET_KEY, placement_timeout_s=1,
+                            app_source_roots=[tmp_path_factory.getbasetemp()])  # where the tests make games
         pool = LocalHostPool(settings.effective_location, 0, RuntimeOptions())
         await pool.start()
         app = build_app(settings, pool, admin_token="admin-token-test", login_tokens=tokens,

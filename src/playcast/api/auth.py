@@ -19,8 +19,12 @@ _USER_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
 def bearer_token(conn: HTTPConnection) -> str | None:
-    auth = conn.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
+    return parse_bearer(conn.headers.get("authorization", ""))
+
+
+def parse_bearer(authorization: str) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header value, else None."""
+    scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         return None
     return token.strip()

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from playcast.api.auth import Identity, bearer_token, identify
+from playcast.api.json_body import BodyRefused, json_object
 from playcast.control.broadcasts import AccessDenied, BroadcastOptions, Broadcasts, WhipEgressRequest
 from playcast.control.errors import ControlError
 from playcast.control.hostlink import EgressStatus
@@ -21,6 +22,7 @@ from playcast.store.broadcasts import BroadcastRow
 
 log = logging.getLogger(__name__)
 
+MAX_BODY_BYTES = 16 * 1024  # options and a WHIP egress URL and token
 _STATUS = {"ValidationException": 400, "ResourceNotFoundException": 404, "ConflictException": 409}
 
 
@@ -61,8 +63,11 @@ def describe(request: Request, row: BroadcastRow, *, with_token: bool) -> dict[s
     if with_token:
         doc["viewerToken"] = row.viewer_token
         doc["publishToken"] = row.publish_token
-        if row.private:
+        if row.private:  # links that work as they are: every request they lead to carries the token
             doc["viewerPageUrl"] += f"&token={row.viewer_token}"
+            doc["hlsUrl"] += f"?token={row.viewer_token}"
+            if "recording" in doc:
+                doc["recording"]["vodUrl"] += f"?token={row.viewer_token}"
     return doc
 
 
@@ -101,10 +106,10 @@ class BroadcastApi:
         if who is None:
             return _error(401, "UnauthorizedException", "send Authorization: Bearer <admin_token> or log in")
         try:
-            body = await request.json()
-        except ValueError:
-            return _error(400, "ValidationException", "body must be JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("streamSessionId"), str):
+            body = await json_object(request, MAX_BODY_BYTES)
+        except BodyRefused as exc:
+            return _error(exc.status, exc.type, exc.message)
+        if not isinstance(body.get("streamSessionId"), str):
             return _error(400, "ValidationException", 'body must be {"streamSessionId": "...", ...}')
         flags = {k: body.get(k, d) for k, d in (("private", False), ("hls", True), ("record", False))}
         if not all(isinstance(v, bool) for v in flags.values()):

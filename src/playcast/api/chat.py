@@ -26,18 +26,21 @@ from ..events.chat.config import NAMESPACE
 from ..events.chat.rooms import Room
 from ..events.chat.service import ChatService
 from ..events.hooks import Identity
+from ..json_input import parse_json
 from ..store.chat import MESSAGE, ChatEntryRow
 from ..store.queries import get_or_create_secret
 from .auth import COOKIE_NAME, CookieSigner, is_admin
+from .json_body import TOO_LARGE, BodyRefused, json_object
 
 log = logging.getLogger(__name__)
 
 GUEST_COOKIE = "playcast_guest"
 INVITE_TTL_S = 24 * 3600
 MAX_PAGE = 1000
+MAX_BODY_BYTES = 16 * 1024  # a moderation action or an invitation to redeem
 NAME_RE = re.compile(r"^[^\x00-\x1f\x7f<>]{1,32}$")
 
-_STATUS = {"BadRequestException": 400, "UnauthorizedException": 403, "NotFoundException": 404,
+_STATUS = {"BadRequestException": 400, TOO_LARGE: 413, "UnauthorizedException": 403, "NotFoundException": 404,
            "ConflictException": 409, "RateLimitExceededException": 429, "MessageDeniedException": 403}
 
 
@@ -73,7 +76,7 @@ def _page_token(row: ChatEntryRow) -> str:
 
 def _parse_page_token(token: str) -> tuple[float, str]:
     try:
-        created, rid = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        created, rid = parse_json(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)), max_bytes=1024)
         rid = str(rid)
         rid.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate, which SQL cannot bind
         return float(created), rid
@@ -167,16 +170,11 @@ class ChatApi:
 
     @staticmethod
     async def _body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if not raw:
-            return {}
+        """The optional JSON object body (read once the caller is authorized, if the route has callers to check)."""
         try:
-            doc = json.loads(raw)
-        except ValueError:
-            raise shapes.bad("body must be JSON") from None
-        if not isinstance(doc, dict):
-            raise shapes.bad("body must be a JSON object")
-        return doc
+            return await json_object(request, MAX_BODY_BYTES, bad_type="BadRequestException", empty_ok=True)
+        except BodyRefused as exc:
+            raise shapes.ChatError(exc.type, exc.message) from None
 
     @staticmethod
     def _base(request: Request) -> str:

@@ -15,18 +15,22 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Route
 
 from ..control.errors import ControlError
-from ..control.sessions import ACTIVATING, FINAL, RESUMABLE
+from ..control.sessions import ACTIVATING, PLACED, RESUMABLE, SHUTTING_DOWN
 from ..control.stream_groups import USABLE
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
 from .auth import COOKIE_NAME, CookieSigner, Identity, identify
 from .aws.model import service_model
 from .aws.validate import InputInvalid, validate
+from .json_body import BodyRefused, json_object
 
 log = logging.getLogger(__name__)
 
 ERROR_STATUS = {"ValidationException": 400, "ResourceNotFoundException": 404, "ConflictException": 409,
                 "ServiceQuotaExceededException": 429, "InternalServerException": 500}
-SESSION_ERROR_STATUS = {"invalidSignalRequest": 400, "placementTimeout": 503, "applicationExit": 502}
+MAX_BODY_BYTES = 256 * 1024  # a SignalRequest (a WebRTC offer, as a JSON string) and a few ids
+SESSION_ERROR_STATUS = {"invalidSignalRequest": 400, "placementTimeout": 503, "applicationExit": 502,
+                        "apiTerminated": 409}
+SETTLE_SLACK_S = 2.0  # beyond the placement limit: one timer tick for the backstop to end a stuck session
 
 
 class LoginTokens:
@@ -90,14 +94,11 @@ class PlayerApi:
 
     @staticmethod
     async def _json(request: Request) -> dict[str, Any] | JSONResponse:
-        """The body as a JSON object, or the 400 to send."""
+        """The body as a JSON object, or the 400/413 to send (call it once the caller is known)."""
         try:
-            doc = await request.json()
-        except ValueError:
-            return _error(400, "ValidationException", "body must be JSON")
-        if not isinstance(doc, dict):
-            return _error(400, "ValidationException", "body must be a JSON object")
-        return doc
+            return await json_object(request, MAX_BODY_BYTES)
+        except BodyRefused as exc:
+            return _error(exc.status, exc.type, exc.message)
 
     # -- login ----------------------------------------------------------------------------------------
 
@@ -178,13 +179,18 @@ class PlayerApi:
         except ControlError as exc:
             return _control_error(exc)
         session_id = started["Arn"].rsplit("/", 1)[-1]
-        timeout = plane.settings.placement_timeout_s + 15
-        row = await plane.sessions.wait_for(session_id, lambda r: r.status != ACTIVATING, timeout)
+        # Placement ends ACTIVATING (placed, failed, cancelled, or by the timers' backstop); this wait is bounded
+        # by that limit, and a session that is somehow still ACTIVATING after it is ended here.
+        row = await plane.sessions.wait_for(session_id, lambda r: r.status != ACTIVATING,
+                                            plane.sessions.placement_limit_s + SETTLE_SLACK_S)
         if row is None:
             return _error(500, "InternalServerException", "the session disappeared")
         if row.status == ACTIVATING:
+            await plane.sessions.terminate(row.stream_group_id, row.id, cancel_placement=True)
             return _error(504, "placementTimeout", "the session did not start in time", sessionId=session_id)
-        if row.status in FINAL:
+        if row.status not in PLACED:  # ERROR, TERMINATING or TERMINATED: it will not run
+            if plane.stopping:
+                return _error(503, "ServiceUnavailable", SHUTTING_DOWN, sessionId=session_id)
             reason = row.status_reason or "internalError"
             return _error(SESSION_ERROR_STATUS.get(reason, 500), reason,
                           row.status_message or f"the session ended: {row.status} {reason}", sessionId=session_id)
@@ -236,7 +242,8 @@ class PlayerApi:
         if isinstance(row, Response):
             return row
         try:
-            await request.app.state.plane.sessions.terminate(row.stream_group_id, row.id)
+            # unlike TerminateStreamSession, the player may end a session still ACTIVATING: its placement is cancelled
+            await request.app.state.plane.sessions.terminate(row.stream_group_id, row.id, cancel_placement=True)
         except ControlError as exc:
             return _control_error(exc)
         return Response(status_code=204)

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from playcast.control.broadcasts import AccessDenied
+from playcast.request_body import BodyTooLarge, read_body
 
 SDP = "application/sdp"
 TRICKLE = "application/trickle-ice-sdpfrag"
@@ -61,12 +62,13 @@ class SdpReplies:
 
     async def read_sdp(self, request: Request, expected: str = SDP, what: str = "body") -> str | Response:
         """The body as text when it is `expected`, at most MAX_SDP_BYTES and UTF-8; else the 415/413/400 to send
-        (`what` names the body in those messages)."""
+        (`what` names the body in those messages). Call it once the caller may send one."""
         wrong = self.wrong_type(request, expected)
         if wrong is not None:
             return wrong
-        body = await request.body()
-        if len(body) > MAX_SDP_BYTES:
+        try:
+            body = await read_body(request, MAX_SDP_BYTES)
+        except BodyTooLarge:
             return self.text(413, f"{what} is larger than {MAX_SDP_BYTES} bytes")
         try:
             return body.decode("utf-8")

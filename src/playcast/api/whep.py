@@ -27,8 +27,9 @@ def _broadcasts(request: Request) -> Broadcasts:
     return request.app.state.plane.broadcasts
 
 
-async def _refused(request: Request) -> Response | None:
-    """404 for an unknown broadcast, 401/403 (no challenge) when the caller may not view it, else None."""
+async def _refused(request: Request, challenge: bool = False) -> Response | None:
+    """404 for an unknown broadcast, 401/403 (a Bearer challenge only if `challenge`) when the caller may not
+    view it, else None."""
     broadcasts = _broadcasts(request)
     row = await broadcasts.get(request.path_params["broadcast_id"])
     if row is None:
@@ -36,7 +37,7 @@ async def _refused(request: Request) -> Response | None:
     try:
         broadcasts.check_access(row, bearer_token(request))
     except AccessDenied as exc:
-        return REPLY.denied(exc, challenge=False)
+        return REPLY.denied(exc, challenge=challenge)
     return None
 
 
@@ -53,6 +54,9 @@ async def head(request: Request) -> Response:
 
 async def offer(request: Request) -> Response:
     broadcast_id = request.path_params["broadcast_id"]
+    refused = await _refused(request, challenge=True)  # before reading the offer; add_viewer checks again
+    if refused is not None:
+        return refused
     sdp = await REPLY.read_sdp(request, what="offer")
     if isinstance(sdp, Response):
         return sdp

@@ -84,12 +84,12 @@ async def whip_probe(request: Request) -> Response:
 
 
 async def whip_publish(request: Request) -> Response:
-    sdp = await REPLY.read_sdp(request)
-    if isinstance(sdp, Response):
-        return sdp
     row = await _row(request, _publish_denied)
     if isinstance(row, Response):
         return row
+    sdp = await REPLY.read_sdp(request)
+    if isinstance(sdp, Response):
+        return sdp
     stage = _live_stage(request, row)
     if isinstance(stage, Response):
         return stage
@@ -129,12 +129,12 @@ async def whip_delete(request: Request) -> Response:
 
 async def whip_patch(request: Request) -> Response:
     """Trickle ICE (RFC 8840 fragments): 204. ICE restart (If-Match: *): 422, POST a new offer instead."""
-    frag = await REPLY.read_sdp(request, TRICKLE)
-    if isinstance(frag, Response):
-        return frag
     found = await _publisher(request)
     if isinstance(found, Response):
         return found
+    frag = await REPLY.read_sdp(request, TRICKLE)
+    if isinstance(frag, Response):
+        return frag
     stage, publisher = found
     if_match = request.headers.get("if-match")
     if if_match is None:
@@ -156,7 +156,8 @@ async def cam_options(request: Request) -> Response:
 
 
 async def cam_head(request: Request) -> Response:
-    row = await _row(request)
+    """Whether a webcam is live on the stage: the broadcast's viewers may know (a private one's need the token)."""
+    row = await _row(request, _view_denied)
     if isinstance(row, Response):
         return row
     stage = _stages(request).get(row.id)
@@ -165,15 +166,15 @@ async def cam_head(request: Request) -> Response:
 
 
 async def cam_view(request: Request) -> Response:
+    row = await _row(request, _view_denied)
+    if isinstance(row, Response):
+        return row
     sdp = await REPLY.read_sdp(request)
     if isinstance(sdp, Response):
         return sdp
     malformed = REPLY.malformed(sdp)
     if malformed is not None:
         return malformed
-    row = await _row(request, _view_denied)
-    if isinstance(row, Response):
-        return row
     if row.status != LIVE:
         return REPLY.text(404, f"broadcast {row.id} has ended")  # for good: players stop asking
     stage = _stages(request).get(row.id)

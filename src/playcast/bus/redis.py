@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 from playcast.events.history import Recovery, StoredEvent, new_epoch, plan_recovery
 from playcast.events.namespaces import HistoryPolicy
 from playcast.events.protocol import Position
+from playcast.json_input import parse_json
 
 from .base import Bus, BusListener, BusUnavailable
 
@@ -37,6 +38,7 @@ CATCH_UP_WAIT_S = 2.0
 STATE_IDLE_S = 600.0  # forget positions of wildcard-discovered channels not seen for this long
 RECONNECT_MAX_S = 2.0
 CONNECT_WAIT_S = 5.0
+MAX_CONTROL_BYTES = 16 << 20  # replicas' requests and replies to each other: a backstop, not a rule
 
 _PUBLISH = """
 local meta, stream, pubch = KEYS[1], KEYS[2], KEYS[3]
@@ -555,7 +557,7 @@ class RedisBus(Bus):
 
     def _on_control(self, data: Any) -> None:
         try:
-            body = json.loads(data)
+            body = parse_json(data, max_bytes=MAX_CONTROL_BYTES)
         except ValueError:
             return
         if not isinstance(body, dict) or body.get("from") == self.replica_id:
@@ -577,7 +579,7 @@ class RedisBus(Bus):
 
     def _on_reply(self, data: Any) -> None:
         try:
-            body = json.loads(data)
+            body = parse_json(data, max_bytes=MAX_CONTROL_BYTES)
         except ValueError:
             return
         queue = self._replies.get(body.get("req")) if isinstance(body, dict) else None

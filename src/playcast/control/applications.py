@@ -16,6 +16,7 @@ from sqlalchemy import delete, select
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow
 from .errors import ConflictError, NotFoundError, ValidationError
+from .extract import Limits
 from .hostlink import LaunchSpec
 from .ids import APPLICATION, new_application_id
 from .ingest import (
@@ -77,7 +78,8 @@ class Applications:
             "ApplicationLogPaths": list(row.log_paths or []),
             "ApplicationSourceUri": row.source_uri,
             "Status": row.status,
-            "StatusReason": row.status_reason,
+            "StatusReason": row.status_reason,  # the AWS enum, exactly: clients compare it
+            "StatusMessage": row.status_message,  # playcast's extension: what went wrong, in words
             "ReplicationStatuses": [{"Location": loc, "Status": replication} for loc in locations],
             "CreatedAt": row.created_at,
             "LastUpdatedAt": row.updated_at,
@@ -119,8 +121,8 @@ class Applications:
                                   "runs Linux applications only (use Type UBUNTU)")
         try:
             check_executable_path(params["ExecutablePath"])
-            source = resolve_source(params["ApplicationSourceUri"])
-            if source.kind == "dir" and self.apps_dir.is_relative_to(source.path.resolve()):
+            source = resolve_source(params["ApplicationSourceUri"], self.plane.settings.source_roots)
+            if source.kind == "dir" and self.apps_dir.is_relative_to(source.path):
                 raise SourceError("ApplicationSourceUri must not contain the server's own data directory")
             if source.kind == "dir":  # cheap to check now, so the caller gets a clear error at once
                 await asyncio.to_thread(verify_executable, source.path, params["ExecutablePath"])
@@ -172,7 +174,9 @@ class Applications:
             executable, dest = row.executable_path, Path(row.content_dir)
         await self._set_status(app_id, PROCESSING)
         try:
-            await asyncio.to_thread(ingest, source, dest, executable)
+            settings = self.plane.settings
+            await asyncio.to_thread(ingest, source, dest, executable,
+                                    Limits(settings.app_max_files, settings.app_max_bytes))
         except (IngestError, SourceError) as exc:
             log.warning("application %s: ingest failed: %s", app_id, exc)
             await self._set_status(app_id, ERROR, "internalError", str(exc))
@@ -197,7 +201,7 @@ class Applications:
                 self.plane.spawn(self._finish_delete(row.id, row.arn, Path(row.content_dir)), f"delete-{row.id}")
                 continue
             try:
-                source = resolve_source(row.source_uri)
+                source = resolve_source(row.source_uri, self.plane.settings.source_roots)
             except SourceError as exc:
                 await self._set_status(row.id, ERROR, "internalError", str(exc))
                 continue

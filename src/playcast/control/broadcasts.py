@@ -53,9 +53,27 @@ class WhipEgressRequest:
     token: str | None = None
 
 
+@dataclass(frozen=True)
+class ViewerAccess:
+    """Who may view one broadcast: anyone (public), or whoever holds its viewer token (private)."""
+
+    private: bool
+    viewer_token: str = field(repr=False)
+
+    def check(self, token: str | None) -> None:
+        """Raises AccessDenied unless the broadcast is public or `token` is its viewer token."""
+        if not self.private:
+            return
+        if not token:
+            raise AccessDenied("this broadcast is private: send Authorization: Bearer <viewerToken>", True)
+        if not hmac.compare_digest(token.encode(), self.viewer_token.encode()):
+            raise AccessDenied("wrong viewer token", False)
+
+
 @dataclass
 class _Live:
     session_id: str
+    access: ViewerAccess  # known at start, so that LL-HLS requests are checked without the database
     viewers: set[str] = field(default_factory=set)
     egress: set[str] = field(default_factory=set)  # WHIP egress ids started for this broadcast
 
@@ -105,7 +123,7 @@ class Broadcasts:
                 created_at=time.time())
             db.add(row)
             await db.commit()
-        self._live[row.id] = _Live(session_id)
+        self._live[row.id] = _Live(session_id, ViewerAccess(row.private, row.viewer_token))
         if row.hls:
             try:
                 await self.plane.host_pool.start_hls(session_id, row.id, record=row.record)
@@ -137,7 +155,9 @@ class Broadcasts:
                 rec = self.plane.host_pool.recording_status(live.session_id, broadcast_id)
                 await self.plane.host_pool.stop_hls(live.session_id, broadcast_id)
                 if rec is not None:
-                    log.info("recording finished", extra={"broadcast": broadcast_id, **rec})
+                    # prefixed: a bare "message" key would clash with the LogRecord's own (KeyError)
+                    log.info("recording finished", extra={"broadcast": broadcast_id,
+                                                          **{f"recording_{k}": v for k, v in rec.items()}})
             for viewer_id in list(live.viewers):
                 await self.plane.host_pool.remove_viewer(live.session_id, viewer_id)
             for egress_id in list(live.egress):
@@ -151,12 +171,21 @@ class Broadcasts:
         return row
 
     def check_access(self, row: BroadcastRow, token: str | None) -> None:
-        if not row.private:
-            return
-        if not token:
-            raise AccessDenied("this broadcast is private: send Authorization: Bearer <viewerToken>", True)
-        if not hmac.compare_digest(token.encode(), row.viewer_token.encode()):
-            raise AccessDenied("wrong viewer token", False)
+        """Raises AccessDenied unless `token` may view the broadcast of `row`."""
+        ViewerAccess(row.private, row.viewer_token).check(token)
+
+    def live_access(self, broadcast_id: str) -> ViewerAccess | None:
+        """The access rule of a broadcast live in this process, from memory; None when it is not one of them."""
+        live = self._live.get(broadcast_id)
+        return live.access if live is not None else None
+
+    async def viewer_access(self, broadcast_id: str) -> ViewerAccess | None:
+        """live_access(), else read from the database (None: no such broadcast)."""
+        access = self.live_access(broadcast_id)
+        if access is not None:
+            return access
+        row = await self.get(broadcast_id)
+        return ViewerAccess(row.private, row.viewer_token) if row is not None else None
 
     async def add_viewer(self, broadcast_id: str, offer_sdp: str, token: str | None) -> tuple[str, str]:
         """(viewer id, answer SDP). Raises NotFoundError, AccessDenied, NotLive, hostlink.SignalError."""

@@ -1,4 +1,5 @@
-"""Application content ingest: resolve ApplicationSourceUri, copy or unpack it, check ExecutablePath.
+"""Application content ingest: accept ApplicationSourceUri only under the allowed roots, unpack or copy it (see
+extract.py), check ExecutablePath.
 
 Blocking file-system code meant for a worker thread (asyncio.to_thread); no database access here."""
 
@@ -8,16 +9,15 @@ import logging
 import os
 import shutil
 import stat
-import tarfile
-import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
+from .extract import Limits, unpack
+from .members import UnsafeContent
+
 log = logging.getLogger(__name__)
-
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
-
 
 class SourceError(ValueError):
     """The source URI or ExecutablePath is unusable; the message says why (answered as ValidationException)."""
@@ -29,12 +29,19 @@ class IngestError(RuntimeError):
 
 @dataclass(frozen=True)
 class Source:
-    path: Path
+    path: Path  # the real path (links resolved) that was checked against the roots
     kind: str  # "dir" | "tar" | "zip"
 
 
-def resolve_source(uri: str) -> Source:
-    """Parse ApplicationSourceUri: an absolute directory path, a file:// URI, or a .tar.gz/.tgz/.tar/.zip file."""
+NOT_ACCEPTED = ("ApplicationSourceUri is not an application source this server accepts (it must be an existing "
+                "directory or .zip/.tar.gz/.tgz/.tar file under an allowed source root; see "
+                "PLAYCAST_APP_SOURCE_ROOTS)")
+
+
+def resolve_source(uri: str, roots: Sequence[Path]) -> Source:
+    """Parse ApplicationSourceUri (an absolute path or file:// URI to a directory or a .tar.gz/.tgz/.tar/.zip
+    file) and accept it only if its real path (links resolved) lies under one of `roots`. Whether the path is
+    outside the roots, missing or of the wrong kind, the answer is the same (no existence oracle)."""
     if "://" in uri:
         parsed = urlparse(uri)
         if parsed.scheme != "file":
@@ -43,21 +50,25 @@ def resolve_source(uri: str) -> Source:
                 "directory path, a file:// URI, or a .tar.gz/.tgz/.zip archive on the server")
         if parsed.netloc not in ("", "localhost"):
             raise SourceError(f"file:// URI must name a local path, not host {parsed.netloc!r}")
-        path = Path(unquote(parsed.path))
+        path = unquote(parsed.path)
     else:
-        path = Path(uri)
-    if not path.is_absolute():
+        path = uri
+    if not os.path.isabs(path):
         raise SourceError(f"ApplicationSourceUri must be an absolute path or file:// URI, got {uri!r}")
-    if path.is_dir():
-        return Source(path, "dir")
-    if not path.exists():
-        raise SourceError(f"ApplicationSourceUri {uri!r} does not exist on the server")
-    name = path.name.lower()
-    if name.endswith(".zip"):
-        return Source(path, "zip")
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return Source(path, "tar")
-    raise SourceError(f"ApplicationSourceUri {uri!r} is neither a directory nor a .tar.gz/.tgz/.tar/.zip archive")
+    try:
+        real = Path(os.path.realpath(path))
+        if not any(real.is_relative_to(os.path.realpath(root)) for root in roots):
+            raise SourceError(NOT_ACCEPTED)
+        if real.is_dir():
+            return Source(real, "dir")
+        name = real.name.lower()
+        if real.is_file() and name.endswith(".zip"):
+            return Source(real, "zip")
+        if real.is_file() and name.endswith((".tar.gz", ".tgz", ".tar")):
+            return Source(real, "tar")
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long ...
+        raise SourceError(NOT_ACCEPTED) from exc
+    raise SourceError(NOT_ACCEPTED)
 
 
 def check_executable_path(executable: str) -> PurePosixPath:
@@ -100,71 +111,18 @@ def verify_executable(root: Path, executable: str) -> Path:
     return real
 
 
-def _unsafe_name(name: str) -> bool:
-    parts = PurePosixPath(name.replace("\\", "/")).parts
-    return name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in parts
-
-
-def _extract_tar(src: Path, dest: Path) -> None:
-    try:
-        with tarfile.open(src, "r:*") as tf:
-            for member in tf:
-                if _unsafe_name(member.name):
-                    raise IngestError(f"unsafe archive member rejected: {member.name!r} would be extracted "
-                                      "outside the application directory")
-            tf.extractall(dest, filter="data")  # also refuses links that escape, devices, setuid bits
-    except tarfile.FilterError as exc:
-        raise IngestError(f"unsafe archive member rejected: {exc}") from exc
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise IngestError(f"cannot unpack {src.name}: {exc}") from exc
-
-
-def _extract_zip(src: Path, dest: Path) -> None:
-    real_dest = dest.resolve()
-    try:
-        with zipfile.ZipFile(src) as zf:
-            for info in zf.infolist():
-                name = info.filename
-                parts = PurePosixPath(name.replace("\\", "/")).parts
-                if _unsafe_name(name):
-                    raise IngestError(f"unsafe archive member rejected: {name!r} would be extracted outside "
-                                      "the application directory")
-                target = dest.joinpath(*parts) if parts else dest
-                mode = info.external_attr >> 16
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                if stat.S_ISLNK(mode):
-                    link = zf.read(info).decode("utf-8", "replace")
-                    resolved = Path(os.path.normpath(target.parent / link))
-                    if os.path.isabs(link) or not _inside(real_dest, resolved.resolve()):
-                        raise IngestError(f"unsafe archive member rejected: symlink {name!r} -> {link!r} "
-                                          "points outside the application directory")
-                    os.symlink(link, target)
-                    continue
-                with zf.open(info) as fin, open(target, "wb") as fout:
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-                perm = stat.S_IMODE(mode) & 0o755 if mode else 0o644
-                os.chmod(target, perm | 0o600)
-    except zipfile.BadZipFile as exc:
-        raise IngestError(f"cannot unpack {src.name}: {exc}") from exc
-
-
-def ingest(source: Source, dest: Path, executable: str) -> None:
-    """Copy/unpack `source` into `dest` (replaced atomically) and verify `executable` inside it."""
+def ingest(source: Source, dest: Path, executable: str, limits: Limits) -> None:
+    """Copy/unpack `source` into `dest` (replaced atomically) and verify `executable` inside it; on any failure
+    nothing of it is left (dest's `.partial` sibling is removed) and nothing outside `dest` was written."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        if source.kind == "dir":
-            try:
-                shutil.copytree(source.path, tmp, symlinks=True)
-            except (shutil.Error, OSError) as exc:
-                raise IngestError(f"cannot copy {source.path}: {exc}") from exc
-        else:
-            tmp.mkdir()
-            (_extract_tar if source.kind == "tar" else _extract_zip)(source.path, tmp)
+        tmp.mkdir()
+        try:
+            unpack(source.kind, source.path, tmp, limits)
+        except UnsafeContent as exc:
+            raise IngestError(str(exc)) from exc
         try:
             real = verify_executable(tmp, executable)
         except SourceError as exc:

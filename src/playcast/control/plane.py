@@ -58,9 +58,22 @@ class ControlPlane:
         self.sessions.start_timers()
         await self.broadcasts.start()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    def begin_stop(self) -> None:
+        """The server is going down: start no placements and cancel the running ones now (their sessions end
+        ERROR "server shutting down"), so nothing, a request waiting on one included, waits for them. Idempotent."""
+        if not self._stopping:
+            self._stopping = True
+            cancelled = self.sessions.cancel_placements()
+            if cancelled:
+                log.info("shutting down: cancelled %d placement(s)", cancelled)
+
     async def stop(self) -> None:
-        """Stop timers and wait (briefly) for background work to finish."""
-        self._stopping = True
+        """Cancel placements, stop timers and wait (briefly) for background work to finish."""
+        self.begin_stop()
         await self.sessions.stop_timers()
         tasks = [t for t in self._tasks if not t.done()]
         if tasks:

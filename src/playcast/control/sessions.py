@@ -46,6 +46,8 @@ ERROR_REASONS = {"internalError", "invalidSignalRequest", "placementTimeout", "a
 DEFAULT_CONNECTION_TIMEOUT_S = 120
 DEFAULT_SESSION_LENGTH_S = 43200
 MAX_OFFER_DIGESTS = 64
+PLACEMENT_GRACE_S = 10.0  # a host may take this long past the placement timeout before the placement is given up
+SHUTTING_DOWN = "server shutting down"
 
 
 def _digest(signal_request: str) -> str:
@@ -59,6 +61,8 @@ class StreamSessions:
         self._capacity = ChangeWatch()  # key: stream group id; notified when one of its sessions ends
         self._reserved: dict[tuple[str, str], int] = {}  # (group, location) -> placements in flight
         self._group_locks: dict[str, asyncio.Lock] = {}
+        self._placing: dict[str, asyncio.Task[None]] = {}  # session id -> its placement task (on this replica)
+        self._cancel_messages: dict[str, str] = {}  # session id -> why its placement task was cancelled
         self._timer: asyncio.Task[None] | None = None
         self.tick_s = 1.0
 
@@ -89,7 +93,7 @@ class StreamSessions:
         out: dict[str, Any] = {
             "Arn": row.arn, "Description": row.description, "StreamGroupId": row.stream_group_id,
             "UserId": row.user_id, "Status": row.status, "StatusReason": row.status_reason,
-            "Protocol": row.protocol, "Location": row.location, "SignalRequest": row.signal_request,
+            "StatusMessage": row.status_message, "Protocol": row.protocol, "Location": row.location, "SignalRequest": row.signal_request,
             "SignalResponse": row.signal_response or "", "ConnectionTimeoutSeconds": row.connection_timeout_s,
             "SessionLengthSeconds": row.session_length_s, "AdditionalLaunchArgs": list(row.launch_args or []),
             "AdditionalEnvironmentVariables": dict(row.launch_env or {}),
@@ -231,7 +235,9 @@ class StreamSessions:
 
         def after(session_id: str | None) -> None:
             assert session_id is not None
-            self.plane.spawn(self._place(session_id), f"place-{session_id}")
+            task = self.plane.spawn(self._place(session_id), f"place-{session_id}")
+            self._placing[session_id] = task
+            task.add_done_callback(lambda _t: self._placing.pop(session_id, None))
 
         return await self.plane.idempotent("StartStreamSession", params.get("ClientToken"),
                                            {**params, "Identifier": group_identifier}, create, replay, after)
@@ -259,9 +265,32 @@ class StreamSessions:
                 out.append(name)
         return out
 
+    @property
+    def placement_limit_s(self) -> float:
+        """How long after StartStreamSession a session may stay ACTIVATING before the timers end it."""
+        return float(self.plane.settings.placement_timeout_s) + PLACEMENT_GRACE_S
+
     async def _place(self, session_id: str) -> None:
+        """Place one session. Whatever happens in here (an error anywhere, a cancellation), the session leaves
+        ACTIVATING and keeps neither a host slot nor a capacity reservation it did not get to use."""
+        try:
+            await self._try_place(session_id)
+        except asyncio.CancelledError:
+            message = self._cancel_messages.pop(session_id, "placement cancelled")
+            await self._placement_failed(session_id, "internalError", message)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure ends the session in ERROR
+            log.exception("session %s: placement crashed", session_id)
+            await self._placement_failed(session_id, "internalError",
+                                         f"placement failed: {type(exc).__name__}: {str(exc)[:200]}")
+
+    async def _try_place(self, session_id: str) -> None:
         row = await self.row(session_id)
         if row is None or row.status != ACTIVATING:
+            return
+        if self.plane.stopping:
+            await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="internalError",
+                            status_message=SHUTTING_DOWN)
             return
         try:
             offer = parse_offer(row.signal_request, allow_no_client=True)
@@ -276,60 +305,91 @@ class StreamSessions:
                             status_message="application is no longer READY")
             return
         launch = self.plane.applications.launch_spec(app, row.launch_args, row.launch_env)
-        timeout = float(self.plane.settings.placement_timeout_s)
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + float(self.plane.settings.placement_timeout_s)
+        group_id = row.stream_group_id
+        locations = await self._reserve(row, deadline)
+        if not locations:
+            return
+        try:  # the reservation is held until the session counts in its location itself (or has failed)
+            placement = Placement(session_id=session_id, stream_group_id=group_id, locations=tuple(locations),
+                                  launch=launch, signal_request=offer)
+            remaining = max(1.0, deadline - time.monotonic())
+            try:
+                result = await asyncio.wait_for(self.plane.host_pool.place(placement, remaining),
+                                                remaining + PLACEMENT_GRACE_S)
+            except PlacementError as exc:
+                await self._placement_failed(session_id, exc.reason, str(exc))
+                return
+            except TimeoutError:
+                await self._placement_failed(session_id, "placementTimeout",
+                                             "no host slot within the placement timeout")
+                return
+            now = time.time()
+            ok = await self._cas(session_id, (ACTIVATING,), status=ACTIVE, status_reason=None,
+                                 location=result.location, host_id=result.host_id, slot_id=result.slot_id,
+                                 warm=result.warm, signal_response=result.signal_response or "",
+                                 application_started_at=now, deadline_at=now + row.connection_timeout_s)
+        finally:
+            self._unreserve(group_id, locations)
+        if not ok:  # ended while we were placing (app exited, timer, group deleted): stop what we started
+            log.info("session %s ended during placement; cleaning up its slot", session_id)
+            await self._cleanup_host(session_id)
+            self._capacity.notify(group_id)
+
+    async def _reserve(self, row: StreamSessionRow, deadline: float) -> list[str]:
+        """Wait for room under the group's capacity, then reserve it in every candidate location (release with
+        `_unreserve`). Returns [] when the session ended meanwhile or the timeout passed (then it is ERROR)."""
         group_id = row.stream_group_id
         lock = self._group_locks.setdefault(group_id, asyncio.Lock())
         while True:
             event = self._capacity.arm(group_id)
             async with lock:
                 locations = await self._candidates(row)
-                for loc in locations:
+                for loc in locations:  # no await from here until the caller's try/finally holds them
                     self._reserved[(group_id, loc)] = self._reserved.get((group_id, loc), 0) + 1
             if locations:
-                break
+                return locations
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="placementTimeout",
+                await self._cas(row.id, (ACTIVATING,), status=ERROR, status_reason="placementTimeout",
                                 status_message="the stream group has no free capacity (MaximumCapacity reached)")
-                return
+                return []
             await self._capacity.wait(event, min(remaining, 1.0))
-            current = await self.row(session_id)
+            current = await self.row(row.id)
             if current is None or current.status != ACTIVATING:
-                return
-        try:
-            placement = Placement(session_id=session_id, stream_group_id=group_id, locations=tuple(locations),
-                                  launch=launch, signal_request=offer)
-            remaining = max(1.0, deadline - time.monotonic())
-            result = await asyncio.wait_for(self.plane.host_pool.place(placement, remaining), remaining + 10)
-        except PlacementError as exc:
-            await self._placement_failed(session_id, exc.reason, str(exc))
-            return
-        except TimeoutError:
-            await self._placement_failed(session_id, "placementTimeout", "no host slot within the placement timeout")
-            return
-        except asyncio.CancelledError:
+                return []
+
+    def _unreserve(self, group_id: str, locations: list[str]) -> None:
+        for loc in locations:
+            key = (group_id, loc)
+            self._reserved[key] -= 1
+            if self._reserved[key] <= 0:
+                del self._reserved[key]
+        self._capacity.notify(group_id)
+
+    async def _stop_placement(self, session_id: str) -> bool:
+        """Cancel this replica's placement task of the session, if one runs, and wait for it to clean up."""
+        task = self._placing.get(session_id)
+        if task is None or task.done() or task is asyncio.current_task():
+            return False
+        task.cancel()
+        await asyncio.wait({task}, timeout=30)
+        return True
+
+    async def _drop_placement(self, session_id: str) -> None:
+        """For a session ended while ACTIVATING: stop its placement here, or, when none runs here, free any slot a
+        host still holds for it."""
+        if not await self._stop_placement(session_id):
             await self._cleanup_host(session_id)
-            raise
-        except Exception as exc:  # noqa: BLE001 - any host failure ends the session in ERROR
-            log.exception("session %s: placement crashed", session_id)
-            await self._placement_failed(session_id, "internalError", f"placement failed: {exc}")
-            return
-        finally:
-            for loc in locations:
-                key = (group_id, loc)
-                self._reserved[key] -= 1
-                if self._reserved[key] <= 0:
-                    del self._reserved[key]
-        now = time.time()
-        ok = await self._cas(session_id, (ACTIVATING,), status=ACTIVE, status_reason=None, location=result.location,
-                             host_id=result.host_id, slot_id=result.slot_id, warm=result.warm,
-                             signal_response=result.signal_response or "", application_started_at=now,
-                             deadline_at=now + row.connection_timeout_s)
-        if not ok:  # ended while we were placing (app exited, timer, group deleted): stop what we started
-            log.info("session %s ended during placement; cleaning up its slot", session_id)
-            await self._cleanup_host(session_id)
-            self._capacity.notify(group_id)
+
+    def cancel_placements(self, message: str = SHUTTING_DOWN) -> int:
+        """Cancel every placement running here (server shutdown): each frees what it took and ends its session
+        ERROR(internalError) with `message`, as reconcile() would after a restart. Returns how many."""
+        tasks = [(sid, t) for sid, t in self._placing.items() if not t.done()]
+        for sid, task in tasks:
+            self._cancel_messages[sid] = message
+            task.cancel()
+        return len(tasks)
 
     async def _placement_failed(self, session_id: str, reason: str, message: str) -> None:
         await self._cleanup_host(session_id)
@@ -396,17 +456,24 @@ class StreamSessions:
 
     # -- termination ----------------------------------------------------------------------------------
 
-    async def terminate(self, group_identifier: str, session_identifier: str) -> None:
+    async def terminate(self, group_identifier: str, session_identifier: str, *,
+                        cancel_placement: bool = False) -> None:
+        """End a session: TERMINATING now, TERMINATED(apiTerminated) once its host has stopped it.
+
+        Like GameLift Streams, a session still ACTIVATING is refused (ConflictError); with `cancel_placement` (the
+        player's own DELETE) its placement is cancelled instead and it ends the same way."""
         async with self.plane.db.session() as s:
             row = await self.load(s, group_identifier, session_identifier)
-        if row.status == ACTIVATING:
+        if row.status == ACTIVATING and not cancel_placement:
             raise ConflictError(f"Stream session {row.id} is ACTIVATING; terminate it once it is ACTIVE")
         if row.status in FINAL or row.status == TERMINATING:
             return
-        if await self._cas(row.id, PLACED, status=TERMINATING, status_reason="apiTerminated", deadline_at=None):
+        endable = (ACTIVATING, *PLACED) if cancel_placement else PLACED
+        if await self._cas(row.id, endable, status=TERMINATING, status_reason="apiTerminated", deadline_at=None):
             self.plane.spawn(self._finish_terminate(row.id, "apiTerminated"), f"terminate-{row.id}")
 
     async def _finish_terminate(self, session_id: str, reason: str) -> None:
+        await self._stop_placement(session_id)  # ended while ACTIVATING: its placement must not go on
         await self._cleanup_host(session_id)
         await self._cas(session_id, (TERMINATING,), status=TERMINATED, status_reason=reason,
                         streaming_ended_at=time.time())
@@ -420,7 +487,7 @@ class StreamSessions:
             if status == ACTIVATING:
                 await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="internalError",
                                 status_message="stream group deleted")
-                await self._cleanup_host(session_id)
+                await self._drop_placement(session_id)
             elif status == TERMINATING:
                 await self._finish_terminate(session_id, "apiTerminated")
             else:
@@ -488,8 +555,14 @@ class StreamSessions:
             await asyncio.sleep(self.tick_s)
 
     async def check_timeouts(self, now: float | None = None) -> None:
-        """End sessions whose connection, reconnection, idle or session-length time is up."""
+        """End sessions whose placement, connection, reconnection, idle or session-length time is up."""
         now = time.time() if now is None else now
+        async with self.plane.db.session() as s:
+            unplaced = (await s.execute(select(StreamSessionRow.id).where(
+                StreamSessionRow.status == ACTIVATING,
+                StreamSessionRow.created_at <= now - self.placement_limit_s))).scalars().all()
+        for session_id in unplaced:
+            self.plane.spawn(self._expire_placement(session_id), f"placement-timeout-{session_id}")
         idle_limit = now - self.plane.settings.idle_timeout_s
         idle_since = func.coalesce(StreamSessionRow.last_input_at, StreamSessionRow.connected_at,
                                    StreamSessionRow.updated_at)
@@ -511,6 +584,15 @@ class StreamSessions:
             else:
                 continue
             self.plane.spawn(self._end(row.id, (row.status,), reason), f"timeout-{row.id}")
+
+    async def _expire_placement(self, session_id: str) -> None:
+        """The backstop for placements that neither finish nor fail (a hung host call, a bug, a replica that died):
+        ERROR(placementTimeout), then the placement task is cancelled and whatever slot it took is freed."""
+        if not await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="placementTimeout",
+                               status_message="not placed within the placement timeout"):
+            return
+        log.warning("session %s: still ACTIVATING past the placement timeout; ended", session_id)
+        await self._drop_placement(session_id)
 
     # -- restart --------------------------------------------------------------------------------------
 

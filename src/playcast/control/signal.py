@@ -4,7 +4,7 @@ Shape only; whether the SDP is usable is the host's call (it raises PlacementErr
 
 from __future__ import annotations
 
-import json
+from ..json_input import parse_json
 
 NO_CLIENT_CONNECTION = "NO_CLIENT_CONNECTION"
 
@@ -20,7 +20,7 @@ def parse_offer(signal_request: str, *, allow_no_client: bool) -> str | None:
             return None
         raise BadSignal("NO_CLIENT_CONNECTION is only valid for StartStreamSession")
     try:
-        offer = json.loads(signal_request)
+        offer = parse_json(signal_request)
     except ValueError as exc:
         raise BadSignal(f"SignalRequest is not JSON: {exc}") from exc
     if not isinstance(offer, dict) or offer.get("type") != "offer":

@@ -4,11 +4,12 @@ Text only: no pygame, no sockets. Unknown or binary payloads become a readable l
 
 from __future__ import annotations
 
-import json
 import time
 import unicodedata
 from collections import deque
 from dataclasses import dataclass
+
+from playcast.json_input import parse_json
 
 MAX_LINE = 90
 
@@ -57,7 +58,7 @@ def describe(client_id: int, payload: bytes) -> FeedItem:
     obj: object = None
     if text.lstrip().startswith("{"):
         try:
-            obj = json.loads(text)
+            obj = parse_json(text)
         except ValueError:
             obj = None
     if isinstance(obj, dict) and obj.get("type") in ("chat", "reaction"):

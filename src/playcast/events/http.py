@@ -4,13 +4,15 @@ Request parsing and HTTP status mapping only; the publish itself is EventsServic
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from playcast.json_input import parse_json
+from playcast.request_body import BodyTooLarge, read_body
 
 from . import protocol
 from .auth import PUB
@@ -40,17 +42,10 @@ def _error(exc: ProtocolError) -> Response:
 
 
 async def _read_body(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > protocol.MAX_MESSAGE_BYTES:
-        raise ProtocolError(BAD_REQUEST, f"request body is larger than {protocol.MAX_MESSAGE_BYTES} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > protocol.MAX_MESSAGE_BYTES:
-            raise ProtocolError(BAD_REQUEST, f"request body is larger than {protocol.MAX_MESSAGE_BYTES} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_body(request, protocol.MAX_MESSAGE_BYTES)
+    except BodyTooLarge as exc:
+        raise ProtocolError(BAD_REQUEST, exc.message) from None
 
 
 def publish_endpoint(service: EventsService) -> Callable[[Request], Awaitable[Response]]:
@@ -58,12 +53,12 @@ def publish_endpoint(service: EventsService) -> Callable[[Request], Awaitable[Re
         if request.method == "OPTIONS":
             return Response(status_code=204, headers=PREFLIGHT)
         try:
-            identity = service.auth.authenticate(dict(request.headers))
+            identity = service.auth.authenticate(dict(request.headers))  # before reading the body
             body = await _read_body(request)
             try:
-                msg: Any = json.loads(body)
-            except ValueError:
-                raise ProtocolError(BAD_REQUEST, "body is not valid JSON") from None
+                msg: Any = parse_json(body, max_bytes=protocol.MAX_MESSAGE_BYTES)
+            except ValueError as exc:
+                raise ProtocolError(BAD_REQUEST, f"body is not valid JSON: {exc}") from None
             if not isinstance(msg, dict):
                 raise ProtocolError(BAD_REQUEST, "body must be a JSON object {channel, events}")
             channel_path = msg.get("channel")

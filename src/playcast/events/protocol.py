@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from playcast.json_input import parse_json
+
 SUBPROTOCOL = "aws-appsync-event-ws"
 HEADER_PREFIX = "header-"
 
@@ -18,6 +20,7 @@ MAX_EVENT_BYTES = 240 * 1024
 MAX_ID_CHARS = 128
 MAX_MESSAGE_BYTES = MAX_EVENTS_PER_PUBLISH * MAX_EVENT_BYTES + 64 * 1024  # a full publish plus its envelope
 MAX_SINCE_OFFSET = 2**62
+MAX_AUTH_HEADER_BYTES = 16 * 1024  # the decoded `header-` subprotocol
 
 # errorType values (AppSync's where AppSync has one)
 BAD_REQUEST = "BadRequestException"
@@ -132,9 +135,9 @@ def parse_client_message(text: str) -> ClientMessage:
     if len(text) > MAX_MESSAGE_BYTES:
         raise ProtocolError(BAD_REQUEST, f"message is larger than {MAX_MESSAGE_BYTES} bytes")
     try:
-        msg = json.loads(text)
-    except ValueError:
-        raise ProtocolError(BAD_REQUEST, "message is not valid JSON") from None
+        msg = parse_json(text, max_bytes=MAX_MESSAGE_BYTES)
+    except ValueError as exc:
+        raise ProtocolError(BAD_REQUEST, f"message is not valid JSON: {exc}") from None
     if not isinstance(msg, dict):
         raise ProtocolError(BAD_REQUEST, "message must be a JSON object")
     kind = msg.get("type")
@@ -177,9 +180,9 @@ def check_event(raw: Any) -> tuple[str | None, Any, str | None]:
     if size > MAX_EVENT_BYTES:
         return None, None, f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes (240 KB)"
     try:
-        return raw, json.loads(raw), None
-    except ValueError:
-        return None, None, "event is not valid JSON"
+        return raw, parse_json(raw, max_bytes=MAX_EVENT_BYTES), None
+    except ValueError as exc:
+        return None, None, f"event is not valid JSON: {exc}"
 
 
 def decode_auth_subprotocols(subprotocols: list[str]) -> dict[str, str] | None:
@@ -190,7 +193,7 @@ def decode_auth_subprotocols(subprotocols: list[str]) -> dict[str, str] | None:
         data = proto[len(HEADER_PREFIX):]
         try:
             raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
-            value = json.loads(raw)
+            value = parse_json(raw, max_bytes=MAX_AUTH_HEADER_BYTES)
         except (ValueError, binascii.Error):
             return None
         if isinstance(value, dict):

@@ -27,7 +27,8 @@ from playcast.control.hostlink import (
 )
 from playcast.host.app import LaunchError
 from playcast.host.runtime import RuntimeOptions, SessionRuntime, VideoStats
-from playcast.media.hls.origin import HlsRegistry
+from playcast.json_input import parse_json
+from playcast.media.hls.registry import HlsRegistry
 from playcast.media.peer import OfferError
 from playcast.storage import Storage
 
@@ -175,6 +176,9 @@ class LocalHostPool(HostPool):
             log.exception("placement failed")
             await self._release(slot)
             raise PlacementError("internalError", f"launch failed: {exc}") from None
+        except asyncio.CancelledError:  # the control plane gave up on it (shutdown, terminate, timeout)
+            await self._release(slot)
+            raise
         elapsed = time.monotonic() - t0
         (self.start_times.warm if warm else self.start_times.cold).append(elapsed)
         log.info("session placed", extra={"session": placement.session_id, "slot": slot.slot_id, "warm": warm,
@@ -207,7 +211,7 @@ class LocalHostPool(HostPool):
             viewer_id, answer = await slot.runtime.add_viewer(json.dumps({"type": "offer", "sdp": offer_sdp}))
         except OfferError as exc:
             raise SignalError(str(exc)) from None
-        return viewer_id, json.loads(answer)["sdp"]
+        return viewer_id, parse_json(answer)["sdp"]
 
     async def remove_viewer(self, session_id: str, viewer_id: str) -> bool:
         slot = self._slot_of(session_id)
@@ -287,7 +291,8 @@ class LocalHostPool(HostPool):
                     victim.session_id = placement.session_id
                     victim.warm_group = None
                     assert runtime is not None
-                    await runtime.shutdown("terminated")
+                    # shielded: a placement cancelled now must not leave the evicted app half stopped
+                    await asyncio.shield(self._spawn(runtime.shutdown("terminated")))
                     return victim, False
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -329,10 +334,12 @@ class LocalHostPool(HostPool):
             except Exception:
                 log.exception("session event handler failed", extra={"event": event.kind})
 
-    def _spawn(self, coro: object) -> None:
+    def _spawn(self, coro: object) -> asyncio.Future[object]:
+        """Run `coro` in the background; close() waits for it."""
         task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _kick(self) -> None:
         async with self._changed:

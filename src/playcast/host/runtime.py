@@ -28,8 +28,8 @@ from playcast.host.input.injector import InputInjector
 from playcast.host.viewer_workers import ViewerWorkers, WorkerLimits
 from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout, PacketSink
-from playcast.media.hls.origin import HlsRegistry
 from playcast.media.hls.packager import HlsPackager
+from playcast.media.hls.registry import HlsRegistry
 from playcast.media.opus_fanout import OpusFanout
 from playcast.media.peer import ClientPeer
 from playcast.media.recorder import Recorder

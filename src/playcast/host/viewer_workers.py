@@ -7,7 +7,6 @@ makes that sink drop to the next keyframe, never blocks the loop). Knows nothing
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 
 from aiortc.mediastreams import MediaStreamError
 
+from playcast.json_input import parse_json
 from playcast.media.fanout import PacketFanout, PacketSink
 from playcast.media.opus_fanout import EncodedAudioTrack, OpusFanout
 from playcast.media.peer import OfferError, parse_offer
@@ -253,7 +253,7 @@ class ViewerWorker:
             if self.sink is not None:
                 self.sink.request_keyframe(f"viewer worker {self.number}: {body.decode(errors='replace')}")
         elif kind == STATS:
-            self.dropped = int(json.loads(body).get("dropped", 0))
+            self.dropped = int(parse_json(body).get("dropped", 0))
         else:
             log.warning("viewer worker %d: unknown record kind %r", self.number, kind)
 

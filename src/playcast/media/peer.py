@@ -23,6 +23,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.rtcpeerconnection import filter_preferred_codecs
 
+from playcast.json_input import parse_json
 from playcast.media import playout_delay
 from playcast.media.encoder import EncodedPacket
 from playcast.media.fanout import PacketSink
@@ -51,9 +52,9 @@ def parse_offer(signal: str) -> RTCSessionDescription:
     if len(signal) > MAX_OFFER_BYTES:
         raise OfferError(f"offer is larger than {MAX_OFFER_BYTES} bytes")
     try:
-        obj = json.loads(signal)
-    except json.JSONDecodeError as exc:
-        raise OfferError(f"SignalRequest is not JSON: {exc.msg} at {exc.pos}") from None
+        obj = parse_json(signal, max_bytes=MAX_OFFER_BYTES)
+    except ValueError as exc:
+        raise OfferError(f"SignalRequest is not JSON: {exc}") from None
     if not isinstance(obj, dict) or obj.get("type") != "offer" or not isinstance(obj.get("sdp"), str):
         raise OfferError('SignalRequest must be {"type":"offer","sdp":"..."}')
     sdp: str = obj["sdp"]

@@ -20,6 +20,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 from av.video.frame import PictureType
 
+from playcast.json_input import parse_json
 from playcast.media.encoder import EncodedPacket
 from playcast.media.encoding import X264, EncoderSettings, make_context
 from playcast.media.fanout import PacketFanout, PacketSink
@@ -370,7 +371,7 @@ class Stage:
             await peer.close()
             raise
         self.viewers[viewer_id] = peer
-        return viewer_id, json.loads(answer)["sdp"]
+        return viewer_id, parse_json(answer)["sdp"]
 
     async def remove_viewer(self, viewer_id: str) -> bool:
         peer = self.viewers.pop(viewer_id, None)

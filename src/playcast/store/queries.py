@@ -16,6 +16,7 @@ from sqlalchemy import Select, and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..json_input import parse_json
 from .models import IdempotencyRow, SecretRow, StreamSessionRow, TagRow
 
 T = TypeVar("T")
@@ -33,7 +34,7 @@ def _encode_token(created_at: float, row_id: str) -> str:
 def _decode_token(token: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        created_at, row_id = json.loads(raw)
+        created_at, row_id = parse_json(raw, max_bytes=1024)
         row_id = str(row_id)
         row_id.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate, which SQL cannot bind
         return float(created_at), row_id

@@ -1,13 +1,15 @@
-"""Routes that serve the static web files: /sdk/*, /static/*, the player page /play, the viewer page /watch/<id>.
+"""Routes that serve the static web files: /sdk/*, /static/*, the player page /play, the viewer page /watch/<id>,
+and hls.js from node_modules (/static/vendor/hls.js).
 
 Files only: no session logic here (the page talks to /v1/play/* like any other client)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -48,3 +50,32 @@ def web_routes() -> list[BaseRoute]:
         Mount("/sdk", app=_NoCacheStatic(directory=WEB_DIR / "sdk"), name="sdk"),
         Mount("/static", app=_NoCacheStatic(directory=WEB_DIR / "static"), name="static"),
     ]
+
+
+def hlsjs_path() -> Path | None:
+    """dist/hls.min.js from node_modules (./dev install runs npm ci); $PLAYCAST_NODE_MODULES overrides."""
+    candidates = []
+    env = os.environ.get("PLAYCAST_NODE_MODULES")
+    if env:
+        candidates.append(Path(env))
+    here = Path(__file__).resolve()
+    candidates.extend(parent / "node_modules" for parent in here.parents)
+    candidates.append(Path.cwd() / "node_modules")
+    for base in candidates:
+        path = base / "hls.js" / "dist" / "hls.min.js"
+        if path.is_file():
+            return path
+    return None
+
+
+async def _hlsjs(request: Request) -> Response:
+    path = hlsjs_path()
+    if path is None:
+        return PlainTextResponse("hls.js is not installed (run ./dev install, which runs npm ci)", 404)
+    return FileResponse(path, media_type="text/javascript",
+                        headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
+
+
+def vendor_routes() -> list[BaseRoute]:
+    """`/static/vendor/hls.js` served from node_modules: put it before any `/static` mount."""
+    return [Route("/static/vendor/hls.js", _hlsjs, methods=["GET", "HEAD"])]

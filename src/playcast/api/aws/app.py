@@ -1,4 +1,5 @@
-"""The ASGI app for the GameLift Streams API: read body, verify SigV4, route, parse, validate, call, shape.
+"""The ASGI app for the GameLift Streams API: check SigV4's headers, read the body, check the signature, route,
+parse, validate, call, shape.
 
 Protocol glue only; business rules live in playcast.control and the operation table in handlers.py."""
 
@@ -19,6 +20,8 @@ from starlette.types import Receive, Scope, Send
 from ...config import Settings
 from ...control.errors import ControlError
 from ...control.plane import ControlPlane
+from ...json_input import parse_json
+from ...request_body import BodyTooLarge, read_body
 from . import sigv4
 from .errors import error_response
 from .handlers import HANDLERS, UNSUPPORTED
@@ -85,7 +88,7 @@ def parse_input(op: OperationModel, labels: dict[str, str], request: Request, bo
             body_members[wire] = name
     if body_members and body.strip():
         try:
-            doc = json.loads(body)
+            doc = parse_json(body, max_bytes=MAX_BODY)
         except ValueError as exc:
             raise BadRequest("SerializationException", f"Request body is not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
@@ -127,29 +130,23 @@ class AwsApi:
                   (time.monotonic() - started) * 1000)
         await response(scope, receive, send)
 
-    async def _read_body(self, request: Request) -> bytes:
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY:
-                raise BadRequest("ValidationException", f"Request body larger than {MAX_BODY} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     async def _handle(self, request: Request, request_id: str) -> Response:
         raw_path = request.scope.get("raw_path") or request.scope["path"].encode()
         raw_path_s = raw_path.decode("latin-1")
         try:
-            body = await self._read_body(request)
             creds = self._credentials()
             if creds is None:
                 return error_response("UnrecognizedClientException",
                                       "This playcast server has no API credentials configured", 403,
                                       request_id)
-            sigv4.verify(request.method, raw_path_s, request.scope.get("query_string", b"").decode("latin-1"),
-                         [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
-                         body, creds)
+            claimed = sigv4.check_headers(
+                [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]], creds)
+            try:
+                body = await read_body(request, MAX_BODY)  # only once the headers name our key, in time and scope
+            except BodyTooLarge as exc:
+                return error_response("ValidationException", exc.message, 413, request_id)
+            sigv4.check_signature(claimed, request.method, raw_path_s,
+                                  request.scope.get("query_string", b"").decode("latin-1"), body, creds)
             try:
                 op, labels = match(request.method, raw_path_s)
             except NoRoute as exc:

@@ -12,6 +12,10 @@ from botocore.model import Shape
 
 log = logging.getLogger(__name__)
 
+# Members playcast adds to AWS's output structures. Stock SDKs ignore members they do not model, so these only
+# reach clients that read the JSON themselves (the console, curl). StatusMessage: a StatusReason in words.
+EXTENSION_MEMBERS = frozenset({"StatusMessage"})
+
 
 def shape_output(shape: Shape | None, value: Any) -> Any:
     if shape is None or value is None:
@@ -21,6 +25,10 @@ def shape_output(shape: Shape | None, value: Any) -> Any:
         out = {}
         for name, v in value.items():
             member = shape.members.get(name)
+            if member is None and name in EXTENSION_MEMBERS and "StatusReason" in shape.members:
+                if isinstance(v, str) and v:
+                    out[name] = v
+                continue
             if member is None:
                 log.debug("dropping %s: not a member of %s", name, shape.name)
                 continue

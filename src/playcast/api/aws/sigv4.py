@@ -76,9 +76,23 @@ def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return hmac.new(k, b"aws4_request", hashlib.sha256).digest()
 
 
-def verify(method: str, raw_path: str, query_string: str, headers: Iterable[tuple[str, str]], body: bytes,
-           creds: Credentials, now: dt.datetime | None = None) -> str:
-    """Check the request's SigV4 signature; returns the access key id. Raises AuthError."""
+@dataclass(frozen=True)
+class SignedHeaders:
+    """What the Authorization header and X-Amz-Date claim, already checked against the credentials and clock;
+    only the signature itself (which covers the body) is left to check."""
+
+    key_id: str
+    date: str
+    amz_date: str
+    signed: list[str]
+    signature: str
+    header_map: dict[str, list[str]]
+
+
+def check_headers(headers: Iterable[tuple[str, str]], creds: Credentials,
+                  now: dt.datetime | None = None) -> SignedHeaders:
+    """Everything SigV4 checks before the body: the header's form, access key, date, expiry and scope, and that
+    the signed headers are present. Raises AuthError."""
     header_map: dict[str, list[str]] = {}
     for name, value in headers:
         header_map.setdefault(name.lower(), []).append(value)
@@ -124,6 +138,14 @@ def verify(method: str, raw_path: str, query_string: str, headers: Iterable[tupl
     missing = [h for h in signed if h not in header_map]
     if missing:
         raise AuthError("InvalidSignatureException", f"Signed header(s) not present: {', '.join(missing)}")
+    return SignedHeaders(key_id, date, amz_date, signed, signature, header_map)
+
+
+def check_signature(claimed: SignedHeaders, method: str, raw_path: str, query_string: str, body: bytes,
+                    creds: Credentials) -> str:
+    """Recompute the signature over the request and its body and compare; returns the access key id.
+    Raises AuthError."""
+    header_map, signed = claimed.header_map, claimed.signed
     canonical_headers = "".join(
         f"{h}:{','.join(' '.join(v.split()) for v in header_map[h])}\n" for h in signed)
     content_sha = (header_map.get("x-amz-content-sha256") or [None])[0]
@@ -133,12 +155,19 @@ def verify(method: str, raw_path: str, query_string: str, headers: Iterable[tupl
                         "x-amz-content-sha256 does not match the body (unsigned payloads are not accepted)")
     canonical = "\n".join([method.upper(), canonical_uri(raw_path), canonical_query(query_string),
                            canonical_headers, ";".join(signed), payload_hash])
-    scope = f"{date}/{region}/{service}/aws4_request"
-    to_sign = "\n".join([ALGORITHM, amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    expected = hmac.new(_signing_key(creds.secret_access_key, date, region, service), to_sign.encode(),
-                        hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, signature.lower()):
+    scope = f"{claimed.date}/{creds.region}/{creds.service}/aws4_request"
+    to_sign = "\n".join([ALGORITHM, claimed.amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    expected = hmac.new(_signing_key(creds.secret_access_key, claimed.date, creds.region, creds.service),
+                        to_sign.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, claimed.signature.lower()):
         raise AuthError("InvalidSignatureException",
                         "The request signature we calculated does not match the signature you provided. "
                         "Check your AWS Secret Access Key and signing method.")
-    return key_id
+    return claimed.key_id
+
+
+def verify(method: str, raw_path: str, query_string: str, headers: Iterable[tuple[str, str]], body: bytes,
+           creds: Credentials, now: dt.datetime | None = None) -> str:
+    """Check the request's SigV4 signature (check_headers, then check_signature); returns the access key id.
+    Raises AuthError."""
+    return check_signature(check_headers(headers, creds, now), method, raw_path, query_string, body, creds)

@@ -11,6 +11,7 @@ import string
 from datetime import UTC, datetime
 from typing import Any
 
+from ...json_input import parse_json
 from ...store.chat import (
     BAN_USER,
     DELETE_MESSAGE,
@@ -237,7 +238,7 @@ def from_game(payload: bytes, ts: float) -> dict[str, Any]:
         out["binaryBytes"] = len(payload)
         return out
     try:
-        out["data"] = json.loads(text)
+        out["data"] = parse_json(text)
     except ValueError:
         out["text"] = text
     return out

@@ -11,6 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from playcast.host.input.keycodes import MAX_KEY_INDEX, key_code
+from playcast.json_input import parse_json
 
 PROTOCOL_VERSION = 1
 MAX_GAMEPADS = 4
@@ -294,7 +295,7 @@ def decode_control(data: bytes) -> ControlMessage:
         if kind == MsgType.CURSOR and len(buf) == 2:
             return ControlMessage(MsgType.CURSOR, visible=bool(buf[1]))
         if kind == MsgType.PERFORMANCE_STATS:
-            stats = json.loads(buf[1:].decode("utf-8"))
+            stats = parse_json(buf[1:].decode("utf-8"))
             if isinstance(stats, dict):
                 return ControlMessage(MsgType.PERFORMANCE_STATS, stats=stats)
     except (UnicodeDecodeError, ValueError) as exc:

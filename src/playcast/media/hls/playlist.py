@@ -5,12 +5,15 @@ Renders from a Segmenter's state (RFC 8216bis, version 9 tags); never waits, nev
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Sequence
 
 from playcast.media.hls.segmenter import Segmenter, part_uri
 
 VERSION = 9
 ADVANCE_PART_LIMIT = 3  # parts a blocking request may ask ahead (PART-TARGET < 1 s)
+_URI_ATTRIBUTE = re.compile(rb'URI="([^"]*)"')  # quoted strings hold no '"', CR or LF (RFC 8216 4.2)
+_URI_LINE = re.compile(rb"^([^#\s][^\r\n]*)", re.MULTILINE)
 
 
 def _pdt(unix: float) -> str:
@@ -121,3 +124,16 @@ def vod_playlist(entries: Sequence[tuple[str, float, float, int, bool]], target_
     if ended:
         out.append("#EXT-X-ENDLIST")
     return "\n".join(out) + "\n"
+
+
+def with_query(playlist: bytes, query: str) -> bytes:
+    """`playlist` with `query` (`name=value&...`, already URL-encoded) added to every URI it lists, live or VOD:
+    the URI lines (media playlists, segments) and every `URI="..."` attribute (EXT-X-MAP, EXT-X-PART,
+    EXT-X-PRELOAD-HINT, EXT-X-RENDITION-REPORT, EXT-X-MEDIA ...); a URI that has a query gets `&query`."""
+    suffix = query.encode("ascii")
+
+    def add(uri: bytes) -> bytes:
+        return uri + (b"&" if b"?" in uri else b"?") + suffix
+
+    tagged = _URI_ATTRIBUTE.sub(lambda m: b'URI="' + add(m.group(1)) + b'"', playlist)
+    return _URI_LINE.sub(lambda m: add(m.group(1)), tagged)

@@ -56,7 +56,14 @@ async function loadHlsJs() {
   return window.Hls;
 }
 
+// A private broadcast's HLS URL with the viewer token: the playlists then carry it into every URL they list.
+function withToken(url) {
+  if (!token) return url;
+  return `${url}${url.includes("?") ? "&" : "?"}token=${encodeURIComponent(token)}`;
+}
+
 async function playHls(url) {
+  url = withToken(url);
   root.dataset.transport = "hls";
   if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = url; // Safari plays LL-HLS natively
@@ -102,19 +109,15 @@ async function playVod(url) {
   const el = badge();
   el.dataset.state = "vod";
   el.textContent = "Recording";
-  const src = token ? `${url}?token=${encodeURIComponent(token)}` : url;
+  const src = withToken(url);
   video.controls = true;
   if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = src;
     return;
   }
   const Hls = await loadHlsJs();
-  hls = new Hls({
-    xhrSetup: (xhr, u) => {
-      if (token) xhr.setRequestHeader("Authorization", `Bearer ${token}`);
-    },
-  });
-  hls.loadSource(url);
+  hls = new Hls();
+  hls.loadSource(src);
   hls.attachMedia(video);
 }
 

@@ -1,21 +1,22 @@
-"""HTTP origin for LL-HLS: /hls/{broadcastId}/... playlists (blocking reload), init, parts, segments; hls.js.
+"""HTTP origin for LL-HLS: /hls/{broadcastId}/... playlists (blocking reload), init, parts, segments.
 
-A lean ASGI app mounted under /hls; serves what packagers in the registry hold and nothing else (no auth)."""
+A lean ASGI app mounted under /hls: serves what the packagers in the registry hold, to whom control's access rule
+of the broadcast lets view it (private: the viewer token); packaging is media/hls/'s, the rule control's."""
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import parse_qsl
+from typing import Protocol
+from urllib.parse import parse_qsl, quote
 
-from starlette.requests import Request
-from starlette.responses import FileResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 
+from playcast.api.auth import parse_bearer
+from playcast.control.broadcasts import AccessDenied, ViewerAccess
 from playcast.media.hls.packager import HlsPackager
-from playcast.media.hls.playlist import ADVANCE_PART_LIMIT
+from playcast.media.hls.playlist import ADVANCE_PART_LIMIT, with_query
+from playcast.media.hls.registry import HlsRegistry
 from playcast.media.hls.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
@@ -28,10 +29,16 @@ CACHE_MASTER = b"public, max-age=2"
 CACHE_ENDED = b"public, max-age=60"
 CACHE_MEDIA = b"public, max-age=31536000, immutable"
 CACHE_ERROR = b"no-store"
+# A private broadcast's answer to a request authorized by its Authorization header: no shared cache may keep it
+# (it would hand it to a tokenless request for the same URL). One authorized by ?token= stays cacheable: the token
+# is part of the URL a cache keys on.
+_PRIVATE = {cache: b"private, " + cache.removeprefix(b"public, ") for cache in (
+    CACHE_LIVE_PLAYLIST, CACHE_BLOCKING_PLAYLIST, CACHE_MASTER, CACHE_ENDED, CACHE_MEDIA)}
+_TOKENIZED_CACHE_SIZE = 256  # rewritten playlists kept: a few per rendition of each private broadcast
 _CORS = [(b"access-control-allow-origin", b"*"),
          (b"access-control-expose-headers", b"age, content-length, date")]
 _PREFLIGHT = _CORS + [(b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
-                      (b"access-control-allow-headers", b"range, cache-control, if-none-match, if-modified-since"),
+                      (b"access-control-allow-headers", b"authorization, range, cache-control, if-none-match, if-modified-since"),
                       (b"access-control-max-age", b"86400"), (b"content-length", b"0")]
 
 
@@ -61,28 +68,14 @@ def request_kind(path: str) -> str:
     return "init" if name.startswith("init") and name.endswith(".mp4") else "other"
 
 
-class HlsRegistry:
-    """Live broadcasts by id; the broadcast service adds a packager when HLS starts and removes it at the end."""
+class ViewerRules(Protocol):
+    """Control's answer to "may this caller view that broadcast" (control/broadcasts.py's Broadcasts)."""
 
-    def __init__(self) -> None:
-        self._packagers: dict[str, HlsPackager] = {}
+    def live_access(self, broadcast_id: str) -> ViewerAccess | None:
+        """From memory, for a broadcast live in this process; None otherwise."""
 
-    def add(self, broadcast_id: str, packager: HlsPackager) -> None:
-        if not broadcast_id or "/" in broadcast_id:
-            raise ValueError(f"bad broadcast id {broadcast_id!r}")
-        self._packagers[broadcast_id] = packager
-
-    def remove(self, broadcast_id: str) -> HlsPackager | None:
-        return self._packagers.pop(broadcast_id, None)
-
-    def get(self, broadcast_id: str) -> HlsPackager | None:
-        return self._packagers.get(broadcast_id)
-
-    def __contains__(self, broadcast_id: str) -> bool:
-        return broadcast_id in self._packagers
-
-    def __len__(self) -> int:
-        return len(self._packagers)
+    async def viewer_access(self, broadcast_id: str) -> ViewerAccess | None:
+        """Also for other broadcasts (a database read); None for an unknown one."""
 
 
 class _Reply(Exception):
@@ -105,13 +98,19 @@ class HlsOrigin:
 
     `/{id}/master.m3u8`, `/{id}/{rendition}/index.m3u8[?_HLS_msn=N[&_HLS_part=M]][&_HLS_skip=YES|v2]`,
     `/{id}/{rendition}/init{v}.mp4`, `/{id}/{rendition}/seg{N}.m4s`, `/{id}/{rendition}/part{K}.m4s` (K counts
-    parts over the whole stream, so the preload hint always names a part that will exist)."""
+    parts over the whole stream, so the preload hint always names a part that will exist).
+
+    A private broadcast needs its viewer token on every request, as `Authorization: Bearer` or `?token=`; with
+    `?token=` every URI the playlists list carries it too. `viewers` says who may view what; by default the
+    control plane's broadcasts (`app.state.plane.broadcasts`)."""
 
     def __init__(self, registry: HlsRegistry, *, ready_timeout_s: float = 6.0,
-                 counts: HlsOriginCounts | None = None) -> None:
+                 counts: HlsOriginCounts | None = None, viewers: ViewerRules | None = None) -> None:
         self.registry = registry
         self.ready_timeout_s = ready_timeout_s
         self.counts = counts if counts is not None else HlsOriginCounts()
+        self.viewers = viewers
+        self._tokenized: dict[tuple[bytes, str], bytes] = {}
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
@@ -130,7 +129,7 @@ class HlsOrigin:
             if root and path.startswith(root):
                 path = path[len(root):]
             self.counts.requests[request_kind(path)] += 1
-            body, content_type, cache = await self._resolve(path, scope["query_string"])
+            body, content_type, cache = await self._resolve(scope, path, scope["query_string"])
         except _Reply as reply:
             headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", CACHE_ERROR), *_CORS]
             if reply.status == 405:
@@ -147,7 +146,7 @@ class HlsOrigin:
             (b"content-length", str(len(body)).encode()), *_CORS]})
         await send({"type": "http.response.body", "body": b"" if head else body})
 
-    async def _resolve(self, path: str, query: bytes) -> tuple[bytes, bytes, bytes]:
+    async def _resolve(self, scope, path: str, query: bytes) -> tuple[bytes, bytes, bytes]:  # type: ignore[no-untyped-def]
         parts = path.split("/")
         # "", id, file  |  "", id, rendition, file
         if len(parts) < 3 or parts[0] != "":
@@ -155,6 +154,49 @@ class HlsOrigin:
         packager = self.registry.get(parts[1])
         if packager is None:
             raise _Reply(404, "no such broadcast (unknown or ended)")
+        viewers = self.viewers if self.viewers is not None else _plane_broadcasts(scope)
+        access = viewers.live_access(parts[1])
+        if access is None or access.private:
+            return await self._resolve_checked(scope, parts, query, packager, viewers, access)
+        return await self._serve(parts, query, packager)
+
+    async def _resolve_checked(self, scope, parts: list[str], query: bytes, packager: HlsPackager,  # type: ignore[no-untyped-def]
+                               viewers: ViewerRules, access: ViewerAccess | None) -> tuple[bytes, bytes, bytes]:
+        """A private broadcast, or one control does not hold in memory: check the token, then serve."""
+        if access is None:
+            access = await viewers.viewer_access(parts[1])
+            if access is None:
+                raise _Reply(404, "no such broadcast (unknown or ended)")
+        authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        header_token = parse_bearer(authorization.decode("latin-1")) if authorization is not None else None
+        params = _params(query)
+        query_token = params.get("token") if header_token is None else None
+        try:
+            access.check(header_token or query_token)
+        except AccessDenied as exc:
+            raise _Reply(401 if exc.missing else 403, str(exc)) from None
+        body, content_type, cache = await self._serve(parts, query, packager, params)
+        if not access.private:
+            return body, content_type, cache
+        if header_token is not None:
+            return body, content_type, _PRIVATE.get(cache, cache)
+        if content_type is PLAYLIST_TYPE and query_token:
+            body = self._with_token(body, query_token)
+        return body, content_type, cache
+
+    def _with_token(self, playlist: bytes, token: str) -> bytes:
+        """with_query(playlist, token=...), kept per playlist (a packager hands out the same bytes until the
+        playlist changes)."""
+        key = (playlist, token)
+        out = self._tokenized.get(key)
+        if out is None:
+            if len(self._tokenized) >= _TOKENIZED_CACHE_SIZE:
+                del self._tokenized[next(iter(self._tokenized))]
+            out = self._tokenized[key] = with_query(playlist, "token=" + quote(token, safe=""))
+        return out
+
+    async def _serve(self, parts: list[str], query: bytes, packager: HlsPackager,
+                     params: dict[str, str] | None = None) -> tuple[bytes, bytes, bytes]:
         if len(parts) == 3:
             if parts[2] != "master.m3u8":
                 raise _Reply(404, "not found")
@@ -167,7 +209,7 @@ class HlsOrigin:
             raise _Reply(404, "no such rendition")
         name = parts[3]
         if name == "index.m3u8":
-            return await self._media_playlist(packager, seg, parts[2], query)
+            return await self._media_playlist(packager, seg, parts[2], _params(query) if params is None else params)
         if name.endswith(".m4s"):
             if name.startswith("part"):
                 return await self._part(seg, name[4:-4]), MEDIA_TYPE, CACHE_MEDIA
@@ -195,11 +237,10 @@ class HlsOrigin:
             raise _Reply(503, "the stream has not started yet", retry_after=1)
 
     async def _media_playlist(self, packager: HlsPackager, seg: Segmenter, name: str,
-                              query: bytes) -> tuple[bytes, bytes, bytes]:
+                              params: dict[str, str]) -> tuple[bytes, bytes, bytes]:
         msn = part = None
         skip = False
-        if query:
-            params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+        if params:
             msn = _int(params.get("_HLS_msn"), "_HLS_msn")
             part = _int(params.get("_HLS_part"), "_HLS_part")
             skip_value = params.get("_HLS_skip")
@@ -259,35 +300,19 @@ class HlsOrigin:
         return s.data
 
 
-def hls_routes(registry: HlsRegistry, counts: HlsOriginCounts | None = None) -> list[BaseRoute]:
-    """`Mount("/hls", HlsOrigin)`: add to the server's routes; `counts` is where it counts (for metrics)."""
-    return [Mount("/hls", app=HlsOrigin(registry, counts=counts), name="hls")]
+def _params(query: bytes) -> dict[str, str]:
+    return dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
 
 
-def hlsjs_path() -> Path | None:
-    """dist/hls.min.js from node_modules (./dev install runs npm ci); $PLAYCAST_NODE_MODULES overrides."""
-    candidates = []
-    env = os.environ.get("PLAYCAST_NODE_MODULES")
-    if env:
-        candidates.append(Path(env))
-    here = Path(__file__).resolve()
-    candidates.extend(parent / "node_modules" for parent in here.parents)
-    candidates.append(Path.cwd() / "node_modules")
-    for base in candidates:
-        path = base / "hls.js" / "dist" / "hls.min.js"
-        if path.is_file():
-            return path
-    return None
+def _plane_broadcasts(scope) -> ViewerRules:  # type: ignore[no-untyped-def]
+    plane = getattr(scope["app"].state, "plane", None) if "app" in scope else None
+    if plane is None:
+        raise _Reply(503, "the server is starting", retry_after=1)
+    return plane.broadcasts  # type: ignore[no-any-return]
 
 
-async def _hlsjs(request: Request) -> Response:
-    path = hlsjs_path()
-    if path is None:
-        return PlainTextResponse("hls.js is not installed (run ./dev install, which runs npm ci)", 404)
-    return FileResponse(path, media_type="text/javascript",
-                        headers={"Cache-Control": "public, max-age=3600", "Access-Control-Allow-Origin": "*"})
-
-
-def vendor_routes() -> list[BaseRoute]:
-    """`/static/vendor/hls.js` served from node_modules: put it before any `/static` mount."""
-    return [Route("/static/vendor/hls.js", _hlsjs, methods=["GET", "HEAD"])]
+def hls_routes(registry: HlsRegistry, counts: HlsOriginCounts | None = None,
+               viewers: ViewerRules | None = None) -> list[BaseRoute]:
+    """`Mount("/hls", HlsOrigin)`: add to the server's routes; `counts` is where it counts (for metrics);
+    `viewers` who may view what (default: the control plane's broadcasts, read from the app's state)."""
+    return [Mount("/hls", app=HlsOrigin(registry, counts=counts, viewers=viewers), name="hls")]
