@@ -74,12 +74,10 @@ async def test_http_refusals(server: Running) -> None:
         assert [(f["index"], f["code"]) for f in body["failed"]] == [(0, 400), (1, 400)]
 
 
-async def test_http_event_holding_a_lone_surrogate_fails_alone(server: Running) -> None:
-    """A lone surrogate (from JSON's "\\ud800" escape) in an event string: 200 with that event failed (was 500)."""
+async def test_http_publish_holding_a_lone_surrogate_is_a_bad_request(server: Running) -> None:
+    """A lone surrogate (JSON's "\\ud800" escape) in the body: 400 BadRequestException (was 500)."""
     async with httpx.AsyncClient() as http:
         resp = await http.post(server.http_url, headers={"x-api-key": API_KEY},
                                content=json.dumps({"channel": "/default/sur", "events": ["\ud800", "true"]}))
-        assert resp.status_code == 200, resp.text
-        body = resp.json()
-        assert [s["index"] for s in body["successful"]] == [1]
-        assert [(f["index"], f["code"]) for f in body["failed"]] == [(0, 400)]
+        assert resp.status_code == 400, resp.text
+        assert resp.headers["x-amzn-errortype"] == "BadRequestException" and "lone surrogate" in resp.text

@@ -123,18 +123,18 @@ async def test_too_many_events_and_oversized_events(any_server: Running) -> None
         assert got["event"] == fits and got["offset"] == 1
 
 
-async def test_event_holding_a_lone_surrogate_fails_alone_and_the_socket_stays(server: Running) -> None:
-    """JSON's "\\ud800" escape puts a lone surrogate in an event string: that event fails with 400, the rest of
-    the publish goes through (it was an uncaught UnicodeEncodeError that dropped the socket without a close)."""
+async def test_frame_holding_a_lone_surrogate_is_a_bad_request_and_the_socket_stays(server: Running) -> None:
+    """JSON's "\\ud800" escape names no character: a frame holding one is refused as not valid JSON (it was an
+    uncaught UnicodeEncodeError that dropped the socket without a close)."""
     async with client(server.realtime_url, api_key_headers(server.host)) as c:
         await c.subscribe("/default/sur", "s")
-        reply = await c.publish("/default/sur", ["\ud800", '"\ud800x"', "1"], raw=True)
-        assert reply["type"] == "publish_success"
-        assert [s["index"] for s in reply["successful"]] == [2]
-        assert [(f["index"], f["code"]) for f in reply["failed"]] == [(0, 400), (1, 400)]
-        assert all("lone surrogate" in f["message"] for f in reply["failed"])
-        assert (await c.data("s"))["event"] == "1"
+        for events in (["\ud800"], ['"\ud800x"', "1"]):
+            await c.send({"type": "publish", "id": "p", "channel": "/default/sur", "events": events})
+            err = await c.wait_for(lambda m: m["type"] == "error")
+            assert err["errors"][0]["errorType"] == "BadRequestException"
+            assert "lone surrogate" in err["errors"][0]["message"]
         assert (await c.publish("/default/sur", [2]))["type"] == "publish_success"
+        assert (await c.data("s"))["event"] == "2"
 
 
 @pytest.mark.parametrize("channel, why", [

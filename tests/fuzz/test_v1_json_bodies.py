@@ -1,7 +1,6 @@
 """/v1 JSON bodies holding a lone surrogate (JSON's "\\ud800" escape), found while fuzzing the AWS and events APIs:
-the string reaches the database or an echoing message and its UTF-8 encoding raises, a 500. The AWS API and events
-publishes refuse them now; the /v1 bodies are parsed where issue 8 item 5 puts every untrusted JSON document through
-one parser (branch h8-json), which is the one place to refuse them (xfail until it does)."""
+the string reached the database or an echoing message and its UTF-8 encoding raised, a 500. json_input.parse_json,
+which every untrusted JSON document goes through, refuses them now; these check two /v1 routes end to end."""
 
 from __future__ import annotations
 
@@ -13,11 +12,8 @@ import pytest
 from tests.harness import Playcast
 
 LONE = "\ud800"
-REASON = ("issue 8 item 5 (one parser for untrusted JSON, branch h8-json) should also refuse lone surrogates: "
-          "/v1 bodies holding one are a 500")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=REASON)
 @pytest.mark.parametrize("caller, path, body", [
     ("user", "/v1/play/sessions", {"applicationId": LONE, "signalRequest": "x"}),
     ("admin", "/v1/broadcasts", {"streamSessionId": LONE}),

@@ -77,9 +77,7 @@ def _page_token(row: ChatEntryRow) -> str:
 def _parse_page_token(token: str) -> tuple[float, str]:
     try:
         created, rid = parse_json(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)), max_bytes=1024)
-        rid = str(rid)
-        rid.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate, which SQL cannot bind
-        return float(created), rid
+        return float(created), str(rid)
     except (binascii.Error, ValueError, TypeError):
         raise ValueError("invalid nextToken") from None
 

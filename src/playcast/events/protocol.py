@@ -173,10 +173,7 @@ def check_event(raw: Any) -> tuple[str | None, Any, str | None]:
     """A published event -> (json text, parsed value, None) or (None, None, why it fails)."""
     if not isinstance(raw, str):
         return None, None, "event must be a string holding JSON (JSON.stringify it)"
-    try:
-        size = len(raw) if raw.isascii() else len(raw.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate: JSON's "\ud800" escape in the frame put it there
-        return None, None, "event is not valid Unicode text (it holds a lone surrogate)"
+    size = len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))  # parse_json refuses those
     if size > MAX_EVENT_BYTES:
         return None, None, f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes (240 KB)"
     try:

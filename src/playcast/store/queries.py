@@ -35,9 +35,7 @@ def _decode_token(token: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         created_at, row_id = parse_json(raw, max_bytes=1024)
-        row_id = str(row_id)
-        row_id.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate, which SQL cannot bind
-        return float(created_at), row_id
+        return float(created_at), str(row_id)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise BadPageToken("Invalid NextToken") from exc
 

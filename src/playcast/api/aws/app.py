@@ -5,7 +5,6 @@ Protocol glue only; business rules live in playcast.control and the operation ta
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import uuid
@@ -51,16 +50,6 @@ def _convert_query(shape: Any, raw: str) -> Any:
     return raw
 
 
-def _is_unicode(doc: Any) -> bool:
-    """False when a string in the parsed document holds a lone surrogate (no UTF-8 for it: it could be neither
-    stored nor echoed in a message)."""
-    try:
-        json.dumps(doc, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def parse_input(op: OperationModel, labels: dict[str, str], request: Request, body: bytes) -> dict[str, Any]:
     """Collect the operation's input members from the path, query string, headers and JSON body."""
     shape = op.input_shape
@@ -93,9 +82,6 @@ def parse_input(op: OperationModel, labels: dict[str, str], request: Request, bo
             raise BadRequest("SerializationException", f"Request body is not valid JSON: {exc}") from None
         if not isinstance(doc, dict):
             raise BadRequest("SerializationException", "Request body must be a JSON object")
-        if not _is_unicode(doc):
-            raise BadRequest("SerializationException", "Request body is not valid JSON text: a \\u escape in it "
-                             "names a lone surrogate (\\ud800-\\udfff), which is not a character")
         for wire, name in body_members.items():
             if wire in doc:
                 params[name] = doc[wire]
