@@ -44,7 +44,7 @@ json_scalars = (st.none() | st.booleans() | st.integers(min_value=-(2**70), max_
 
 
 def json_values(max_leaves: int = 16) -> st.SearchStrategy[Any]:
-    """Any JSON value, nested a few levels (the depth-limit defects are tested with explicit deep documents)."""
+    """Any JSON value, nested a few levels (json_texts adds the deep ones, as text)."""
     return st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
                         | st.dictionaries(texts(10), inner, max_size=4), max_leaves=max_leaves)
 
@@ -69,15 +69,18 @@ def mutated(draw: st.DrawFn, base: st.SearchStrategy[str], max_edits: int = 4, s
     return text
 
 
-def json_texts(max_leaves: int = 16) -> st.SearchStrategy[str]:
-    """Text a JSON parser may be handed: valid documents, mutated documents, arbitrary text."""
-    documents = json_values(max_leaves).map(json.dumps)
-    return documents | mutated(documents) | texts(64)
-
-
 def nested(depth: int, opener: str = "[", closer: str = "]") -> str:
     """A syntactically valid JSON document nested `depth` levels deep."""
     return opener * depth + closer * depth
+
+
+def json_texts(max_leaves: int = 16) -> st.SearchStrategy[str]:
+    """Text a JSON parser may be handed: valid documents, mutated documents, arbitrary text, documents nested around
+    and far past json_input's depth limit."""
+    documents = json_values(max_leaves).map(json.dumps)
+    deep = st.builds(nested, st.sampled_from([63, 64, 65, 3000, 100_000]),
+                     st.sampled_from(["[", '{"a":']), st.sampled_from(["]", "}"]))
+    return documents | mutated(documents) | texts(64) | deep
 
 
 # ------------------------------------------------------------------------------------------- event loop thread

@@ -1,6 +1,6 @@
 """Fuzz of the AppSync Events protocol parsers (events/protocol.py): any WebSocket text frame is a typed client
 message or ProtocolError; any published event is (json, value, None) or (None, None, why); any `header-`
-subprotocol is a header dict or None. Deeply nested JSON is issue 8 item 5 (xfail until that branch merges)."""
+subprotocol is a header dict or None (deep nesting: tests/test_json_input.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,14 @@ import base64
 import json
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from playcast.events import protocol as p
-from tests.fuzz.support import bounded, json_scalars, json_texts, json_values, mutated, nested
+from tests.fuzz.support import bounded, json_scalars, json_texts, json_values, mutated
 
 ERROR_TYPES = {p.BAD_REQUEST, p.UNAUTHORIZED, p.UNSUPPORTED, p.TOO_MANY_REQUESTS, p.LIMIT_EXCEEDED, p.NOT_FOUND,
                p.UNAVAILABLE, p.INTERNAL}
-ITEM_5 = "issue 8 item 5: fixed on branch h8-json"
 
 ids = st.none() | st.text(max_size=4) | st.text(min_size=120, max_size=140) | json_scalars
 headers = st.dictionaries(st.text(max_size=12), st.text(max_size=12), max_size=3)
@@ -91,26 +89,3 @@ def test_any_subprotocol_list_gives_headers_or_none(protocols: list[str]) -> Non
 @given(st.dictionaries(st.text(max_size=20), st.text(max_size=40), max_size=5))
 def test_auth_subprotocol_round_trips(headers: dict[str, str]) -> None:
     assert p.decode_auth_subprotocols([p.SUBPROTOCOL, p.encode_auth_subprotocol(headers)]) == headers
-
-
-DEEP = 100_000
-
-
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason=ITEM_5)
-@pytest.mark.parametrize("document", [nested(DEEP), nested(DEEP, '{"a":', "}")], ids=["array", "object"])
-def test_deeply_nested_frame_is_a_protocol_error(document: str) -> None:
-    with pytest.raises(p.ProtocolError):
-        p.parse_client_message('{"type":"publish","id":"1","channel":"/default/a","events":[' + document + "]}")
-    with pytest.raises(p.ProtocolError):
-        p.parse_client_message(document)
-
-
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason=ITEM_5)
-def test_deeply_nested_event_is_refused() -> None:
-    text, value, why = p.check_event(nested(DEEP))
-    assert text is None and value is None and why
-
-
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason=ITEM_5)
-def test_deeply_nested_header_subprotocol_is_none() -> None:
-    assert p.decode_auth_subprotocols([p.SUBPROTOCOL, p.HEADER_PREFIX + b64(nested(DEEP).encode())]) is None

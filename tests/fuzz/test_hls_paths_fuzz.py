@@ -1,14 +1,15 @@
-"""Fuzz of LL-HLS request paths and queries against the origin's ASGI interface (scope/receive/send, so no URL
-normalisation in between), over real packagers fed with real x264 frames: one live, one ended, one that never
-starts. Any method, path and query -> one complete answer: 200 (a playlist or fMP4 bytes), 204 (preflight), 4xx,
-or the documented 503 with Retry-After; never an exception, never another 5xx, never past its blocking bound."""
+"""Fuzz of LL-HLS request paths, queries and viewer tokens against the origin's ASGI interface (scope/receive/send,
+so no URL normalisation in between), over real packagers fed with real x264 frames: one live, the same stream as a
+private broadcast, one ended, one that never starts. Any method, path, query and Authorization -> one complete
+answer: 200 (a playlist or fMP4 bytes; for the private one only with its token), 204 (preflight), 4xx, or the
+documented 503 with Retry-After; never an exception, never another 5xx, never past its blocking bound."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import pytest
 from hypothesis import event, given
@@ -23,7 +24,8 @@ from tests.harness import await_until
 from tests.hls.hls_support import LiveFeed, SyntheticEncoder, Viewers
 
 READY_TIMEOUT_S = 0.1  # how long a request waits for a stream to start before its 503
-ANSWERS = {200, 204, 400, 404, 405, 503}
+ANSWERS = {200, 204, 400, 401, 403, 404, 405, 503}
+TOKEN = "viewer-token-0123456789"
 
 
 @dataclass
@@ -33,9 +35,9 @@ class Origin:
     packagers: dict[str, HlsPackager]  # by broadcast id
     target_duration: int
 
-    def call(self, method: str, path: str, query: bytes) -> AsgiReply:
+    def call(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> AsgiReply:
         # a blocking request waits at most 3 target durations (or READY_TIMEOUT_S); give it a little more
-        return self.loop.run(asgi_call(self.app, method, path, query), 3 * self.target_duration + 3)
+        return self.loop.run(asgi_call(self.app, method, path, query, headers), 3 * self.target_duration + 3)
 
 
 async def _start() -> tuple[Starlette, LiveFeed, dict[str, HlsPackager]]:
@@ -49,12 +51,14 @@ async def _start() -> tuple[Starlette, LiveFeed, dict[str, HlsPackager]]:
     for i in range(30):  # two seconds of frames, then the broadcast ends
         ended.push_video(ended_enc.encode(time.time() - 2 + i / 15))
     await ended.close()
-    packagers = {"live": live, "ended": ended, "empty": HlsPackager(15, segment_target_s=0.5)}  # empty: no frame
+    # "private": the live stream again, as a private broadcast; "empty": a broadcast that never sends a frame
+    packagers = {"live": live, "private": live, "ended": ended, "empty": HlsPackager(15, segment_target_s=0.5)}
     for broadcast_id, packager in packagers.items():
         registry.add(broadcast_id, packager)
     await await_until(lambda: live.ready and live.source.live_msn >= 2, 30, "the live stream's first segments",
                       interval=0.05)
-    app = Starlette(routes=[Mount("/hls", app=HlsOrigin(registry, ready_timeout_s=READY_TIMEOUT_S, viewers=Viewers()))])
+    origin = HlsOrigin(registry, ready_timeout_s=READY_TIMEOUT_S, viewers=Viewers(private={"private": TOKEN}))
+    app = Starlette(routes=[Mount("/hls", app=origin)])
     return app, feed, packagers
 
 
@@ -67,7 +71,7 @@ def origin() -> Iterator[Origin]:
     finally:
         async def stop() -> None:
             await feed.stop()
-            for packager in packagers.values():
+            for packager in set(packagers.values()):
                 await packager.close()
 
         loop.run(stop(), 60)
@@ -81,7 +85,7 @@ odd_numbers = (st.integers(-5, 10**14).map(str)
                | texts(6, surrogates=False))
 numbers = st.one_of(st.tuples(st.just("msn"), st.integers(-4, 3)), st.tuples(st.just("part"), st.integers(-12, 2)),
                     st.tuples(st.just("int"), st.integers(0, 3)), odd_numbers.map(lambda n: ("text", n)))
-ids = st.sampled_from(["live", "ended", "empty"])
+ids = st.sampled_from(["live", "private", "ended", "empty"])
 odd_segments = st.sampled_from(["", ".", "..", "%2e%2e", "hls", "SOURCE", "master.m3u8"]) | texts(8, surrogates=False)
 
 
@@ -121,11 +125,14 @@ query_params = st.lists(st.one_of(
     st.tuples(st.just("_HLS_msn"), numbers),
     st.tuples(st.just("_HLS_part"), st.tuples(st.just("int"), st.integers(0, 12)) | numbers),
     st.tuples(st.just("_HLS_skip"), st.sampled_from(["YES", "v2", "NO", ""]).map(lambda v: ("text", v)) | numbers),
+    st.tuples(st.just("token"), st.sampled_from([TOKEN, TOKEN + "x", "", TOKEN.upper()]).map(lambda t: ("text", t))),
     st.tuples(texts(8, surrogates=False), odd_numbers.map(lambda n: ("text", n))),
 ), max_size=4)
 queries = (query_params.map(lambda q: ("params", q)) | query_params.map(lambda q: ("params", q))
            | st.binary(max_size=40).map(lambda b: ("raw", b)))
 methods = st.sampled_from(["GET"] * 6 + ["HEAD", "HEAD", "OPTIONS", "POST", "DELETE"])
+authorizations = st.sampled_from([f"Bearer {TOKEN}", None, f"bearer  {TOKEN} ", None, "Bearer nope", "Bearer",
+                                  "Basic dXNlcjpwYXNz", f"Bearer {TOKEN}\xe9"]) | st.binary(max_size=24)
 
 
 def number_text(token: tuple[str, object], packager: HlsPackager | None) -> str:
@@ -148,6 +155,15 @@ def render_path(origin: Origin, parts: tuple) -> str:  # type: ignore[type-arg]
     return "/hls/" + "/".join(out)
 
 
+def carries_token(authorization: bytes | None, query: bytes) -> bool:
+    """Whether the request names the private broadcast's viewer token (as a Bearer header, or ?token=)."""
+    if authorization is not None:
+        scheme, _, token = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and token.strip() == TOKEN:
+            return True
+    return TOKEN in [v for k, v in parse_qsl(query.decode("latin-1")) if k == "token"]
+
+
 def render_query(origin: Origin, path: str, query: tuple[str, object]) -> bytes:
     kind, value = query
     if kind == "raw":
@@ -159,14 +175,17 @@ def render_query(origin: Origin, path: str, query: tuple[str, object]) -> bytes:
 
 
 @bounded(200)
-@given(methods, hls_paths(), queries)
+@given(methods, hls_paths(), queries, authorizations)
 def test_any_request_gets_one_documented_answer_in_bounded_time(origin: Origin, method: str, parts: tuple,  # type: ignore[type-arg]
-                                                                 query: tuple[str, object]) -> None:
+                                                                 query: tuple[str, object],
+                                                                 authorization: str | bytes | None) -> None:
     path = render_path(origin, parts)
     raw_query = render_query(origin, path, query)
+    header = authorization.encode("latin-1") if isinstance(authorization, str) else authorization
+    headers = [(b"authorization", header)] if header is not None else []
     started = time.monotonic()
-    reply = origin.call(method, path, raw_query)
-    what = f"{method} {path!r}?{raw_query!r} -> {reply.status} {reply.body[:200]!r}"
+    reply = origin.call(method, path, raw_query, headers)
+    what = f"{method} {path!r}?{raw_query!r} {authorization!r} -> {reply.status} {reply.body[:200]!r}"
     event(f"{method} {reply.status}")
     assert reply.status in ANSWERS, what
     if reply.status == 503:
@@ -180,6 +199,8 @@ def test_any_request_gets_one_documented_answer_in_bounded_time(origin: Origin, 
             assert reply.body.startswith(b"#EXTM3U\n"), what
         else:
             assert reply.headers["content-type"] == "video/mp4" and reply.body[4:8] in (b"ftyp", b"moof", b"styp"), what
+    if reply.status == 200 and path.startswith("/hls/private/"):
+        assert carries_token(header, raw_query), what  # the private stream needs its token
     assert time.monotonic() - started < 3 * origin.target_duration + 2, what
 
 

@@ -23,7 +23,7 @@ from playcast.media.peer import ClientPeer, OfferError
 from playcast.media.peer import parse_offer as parse_peer_offer
 from playcast.media.stage import NoPublisher, Stage
 from playcast.media.whip_offer import OfferRejected, check_publish_offer
-from tests.fuzz.support import LoopThread, bounded, json_texts, mutated, nested, texts
+from tests.fuzz.support import LoopThread, bounded, json_texts, mutated, texts
 
 pytestmark = pytest.mark.netns  # ClientPeer and Stage gather ICE candidates: loopback only
 ANSWER_TIMEOUT_S = 15
@@ -155,19 +155,6 @@ def test_any_publish_offer_passes_the_text_checks_or_is_rejected_with_4xx(offers
         assert exc.status in (400, 422) and exc.message, sdp
     else:
         assert set(offer.kinds) <= {"audio", "video"} and offer.kinds
-
-
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="issue 8 items 5 and 6: fixed on branches h8-json and h8-placement")
-def test_deeply_nested_signal_request_is_bad_signal() -> None:
-    with pytest.raises(BadSignal):
-        parse_signal(nested(100_000), allow_no_client=True)
-
-
-@pytest.mark.xfail(strict=True, raises=RecursionError, reason="issue 8 item 5: fixed on branch h8-json")
-def test_deeply_nested_offer_under_the_size_limit_is_an_offer_error() -> None:
-    with pytest.raises(OfferError):
-        parse_peer_offer(nested(30_000))  # 60 KB: under MAX_OFFER_BYTES
 
 
 def _no_media() -> PacketSink:
