@@ -288,7 +288,8 @@ async def test_ingest_statuses_for_bad_input(pc: Playcast) -> None:
         assert (await http.delete(f"{cam}/c999", headers=vt)).status_code == 404
         r = await http.options(cam)
         assert r.status_code == 204 and r.headers["accept-post"] == "application/sdp"
-        assert (await http.head(cam)).status_code == 200
+        assert (await http.head(cam)).status_code == 401  # a private stage: even whether a webcam is live
+        assert (await http.head(cam, headers=vt)).status_code == 200
 
         # An ended broadcast takes no publisher: 409.
         assert (await http.delete(f"/v1/broadcasts/{bid}", headers=_admin(pc))).status_code == 204
