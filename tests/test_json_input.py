@@ -79,6 +79,15 @@ def test_bytes_in_any_json_encoding_and_bad_input() -> None:
             parse_json(bad)
 
 
+def test_lone_surrogates_are_refused_and_pairs_kept() -> None:
+    """A \\ud800 escape (or such a character in text) parses to a string no UTF-8 can hold: storing or echoing it
+    raised UnicodeEncodeError (500s in the GameLift and /v1 APIs, a dropped events socket)."""
+    for bad in ('{"a": "\\ud800"}', '["x\\udfffy"]', b'"\\uDBFF"', '"\ud800"', '["\\ud83d\\u0041"]'):
+        with pytest.raises(JsonInputError, match="lone surrogate"):
+            parse_json(bad)
+    assert parse_json('["\\ud83d\\ude00", "\\\\ud800"]') == ["\U0001f600", "\\ud800"]  # a pair; an escaped backslash
+
+
 _JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
                      lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
                      max_leaves=30)

@@ -4,16 +4,14 @@ Each test gets a fresh server and database; the test fails if a child process is
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.api.support import REGION, ServerHandle, make_settings, start_server
-from tests.control.procpool import ProcessHostPool
-from tests.control.support import child_pids, make_app_dir
+from tests.api.support import ServerHandle, make_settings, procpool_server
+from tests.control.support import make_app_dir
 
 
 @pytest.fixture
@@ -24,23 +22,8 @@ def app_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def procserver(tmp_path: Path) -> Iterator[ServerHandle]:
     """The server over a ProcessHostPool with 2 slots in location 'local' (+ 'local-2' with one slot)."""
-    before = child_pids()
-
-    async def make() -> ProcessHostPool:
-        return ProcessHostPool(REGION, slots=2, extra_locations=("local-2",))
-
-    async def close(pool: ProcessHostPool) -> None:
-        await pool.close()
-
-    handle = start_server(make_settings(tmp_path), make, close)
-    try:
+    with procpool_server(make_settings(tmp_path), slots=2, extra_locations=("local-2",)) as handle:
         yield handle
-    finally:
-        handle.stop()
-        deadline = time.monotonic() + 5
-        while child_pids() - before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not (child_pids() - before), "child processes left behind"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractAsyncContextManager
@@ -24,6 +25,8 @@ from botocore.exceptions import ClientError
 from playcast.api.player import LoginTokens
 from playcast.config import Settings
 from playcast.server import build_app
+from tests.control.procpool import ProcessHostPool
+from tests.control.support import child_pids
 
 ACCESS_KEY = "PCAKTESTKEY000000001"
 SECRET_KEY = "test-secret-key-0123456789"
@@ -187,6 +190,29 @@ def start_server(settings: Settings, make_pool: Callable[[], Awaitable[Any]],
 
     handle.start(app)
     return handle
+
+
+@contextlib.contextmanager
+def procpool_server(settings: Settings, **pool: Any) -> Iterator[ServerHandle]:
+    """start_server() over a ProcessHostPool(REGION, **pool) (real subprocesses); stopped on leaving, and an
+    AssertionError if a child process is left behind."""
+    before = child_pids()
+
+    async def make() -> ProcessHostPool:
+        return ProcessHostPool(REGION, **pool)
+
+    async def close(host_pool: ProcessHostPool) -> None:
+        await host_pool.close()
+
+    handle = start_server(settings, make, close)
+    try:
+        yield handle
+    finally:
+        handle.stop()
+        deadline = time.monotonic() + 5
+        while child_pids() - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not (child_pids() - before), "child processes left behind"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import tarfile
@@ -119,6 +120,9 @@ def test_pagination(gls: Any, app_dir: Path) -> None:
         gls.list_applications(MaxResults=101)
     with aws_error("ValidationException", 400, "NextToken"):
         gls.list_applications(NextToken="bogus")
+    lone_surrogate = base64.urlsafe_b64encode(b'[1, "\\ud800"]').decode()  # SQL could not bind it: was a 500
+    with aws_error("ValidationException", 400, "NextToken"):
+        gls.list_applications(NextToken=lone_surrogate)
 
 
 def test_client_token_idempotency(gls: Any, app_dir: Path) -> None:

@@ -50,6 +50,9 @@ def test_login_is_one_time_and_sets_httponly_cookie(procserver: Any) -> None:
     assert forged.get("/v1/play/apps").status_code == 401
     forged = httpx.Client(base_url=procserver.url, cookies={"playcast_user": "u-admin.1.abc"})
     assert forged.get("/v1/play/apps").status_code == 401
+    # a MAC with a non-ASCII byte (was a TypeError in compare_digest: 500)
+    odd = value.rsplit(".", 1)[0].encode() + b".\xe9"
+    assert httpx.get(procserver.url + "/v1/play/apps", headers={"Cookie": b"playcast_user=" + odd}).status_code == 401
 
 
 def test_apps_lists_ready_apps_in_active_groups(procserver: Any, gls: Any, app_dir: Path) -> None:

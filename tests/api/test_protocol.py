@@ -106,6 +106,12 @@ def test_raw_http_validation(procserver: Any, method: str, path: str, query: str
 def test_serialization_and_unknown_routes(procserver: Any) -> None:
     assert_aws_error(signed(procserver, "POST", "/applications", b"{not json"), 400, "SerializationException")
     assert_aws_error(signed(procserver, "POST", "/applications", b"[1, 2]"), 400, "SerializationException")
+    # a \u escape naming a lone surrogate (the validation message echoing it was a 500)
+    for field in ("Description", "ExecutablePath"):
+        body = {"Description": "d", "RuntimeEnvironment": RUNTIME, "ExecutablePath": "g", "ApplicationSourceUri": "/x",
+                field: "\ud800"}
+        assert_aws_error(signed(procserver, "POST", "/applications", body), 400, "SerializationException",
+                         "lone surrogate")
     assert_aws_error(signed(procserver, "GET", "/applications/a-1/widgets"), 404, "UnknownOperationException")
     assert_aws_error(signed(procserver, "PUT", "/applications"), 404, "UnknownOperationException", "method")
 

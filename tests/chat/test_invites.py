@@ -3,6 +3,7 @@ gets chat tokens for that room only and nothing else (no games, no other rooms).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx
@@ -38,8 +39,12 @@ async def test_invite_link_gives_a_guest_one_room(srv: ChatServer, rooms) -> Non
     guest = httpx.Client(base_url=srv.url, timeout=30)
     assert guest.get(f"/watch/{sid}", params={"invite": invite["invite"]}).status_code == 200  # the page
     assert guest.get(f"/v1/chat/{sid}").status_code == 401  # not yet redeemed
-    for bad in ("nonsense", invite["invite"].replace(sid, other), invite["invite"][:-2] + "00", ""):
+    non_ascii = invite["invite"][:-1] + "é"  # a MAC that is not ASCII: was a 500
+    for bad in ("nonsense", invite["invite"].replace(sid, other), invite["invite"][:-2] + "00", "", non_ascii):
         assert guest.post("/v1/chat/invites/redeem", json={"invite": bad}).status_code == 403
+    lone_surrogate = json.dumps({"invite": invite["invite"][:-1] + "\ud800"})  # names no character: was a 500
+    assert guest.post("/v1/chat/invites/redeem", content=lone_surrogate,
+                      headers={"Content-Type": "application/json"}).status_code == 400
     assert guest.post("/v1/chat/invites/redeem", content=b"[1").status_code == 400
     red = guest.post("/v1/chat/invites/redeem", json={"invite": invite["invite"]})
     assert red.status_code == 200 and red.json()["guest"] and red.json()["roomId"] == sid

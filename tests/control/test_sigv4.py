@@ -39,6 +39,13 @@ def test_accepts_botocore_signatures() -> None:
     assert check(signed("DELETE", "http://127.0.0.1:9000/streamgroups/sg-1/locations?locations=b&locations=a"))
 
 
+def test_accepts_query_escapes_of_bytes_that_are_not_utf8() -> None:
+    assert check(signed("GET", "http://127.0.0.1:9000/applications?NextToken=%ED%A0%80x%FF&MaxResults=5"))
+    req = signed("GET", "http://127.0.0.1:9000/applications?NextToken=%ED%A0%80")
+    with pytest.raises(sigv4.AuthError):
+        check(req, query="NextToken=%ED%A0%81")
+
+
 def test_rejects_tampering() -> None:
     req = signed("POST", "http://127.0.0.1:9000/applications", b'{"Description":"x"}')
     with pytest.raises(sigv4.AuthError) as e:

@@ -96,6 +96,11 @@ async def test_message_credentials_override_the_connection(server: Running) -> N
         forged = EventsAuth(API_KEY, b"z" * 32).issue_user_token("alice", rights={"users": {"pub": True}})
         bad = await c.publish("/users/r", ["x"], auth=token_headers(server.host, forged))
         assert bad["type"] == "publish_error" and "invalid token" in bad["errors"][0]["message"]
+        # a lone surrogate in a message's key or token: the frame is not valid JSON (was a "retry" ServiceUnavailable)
+        for odd in ({"x-api-key": "\ud800"}, {"Authorization": "\ud800"}):
+            await c.send({"type": "subscribe", "id": "c", "channel": "/users/r", "authorization": odd})
+            refused = await c.wait_for(lambda m: m["type"] == "error")
+            assert refused["errors"][0]["errorType"] == "BadRequestException", refused
         good = await c.publish("/users/r", ["y"], auth=token_headers(server.host, "Bearer " + token))
         assert good["type"] == "publish_success"
         assert (await c.data("b"))["event"] == '"y"'

@@ -72,3 +72,12 @@ async def test_http_refusals(server: Running) -> None:
         body = mixed.json()
         assert [s["index"] for s in body["successful"]] == [2]
         assert [(f["index"], f["code"]) for f in body["failed"]] == [(0, 400), (1, 400)]
+
+
+async def test_http_publish_holding_a_lone_surrogate_is_a_bad_request(server: Running) -> None:
+    """A lone surrogate (JSON's "\\ud800" escape) in the body: 400 BadRequestException (was 500)."""
+    async with httpx.AsyncClient() as http:
+        resp = await http.post(server.http_url, headers={"x-api-key": API_KEY},
+                               content=json.dumps({"channel": "/default/sur", "events": ["\ud800", "true"]}))
+        assert resp.status_code == 400, resp.text
+        assert resp.headers["x-amzn-errortype"] == "BadRequestException" and "lone surrogate" in resp.text

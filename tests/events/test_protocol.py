@@ -123,6 +123,20 @@ async def test_too_many_events_and_oversized_events(any_server: Running) -> None
         assert got["event"] == fits and got["offset"] == 1
 
 
+async def test_frame_holding_a_lone_surrogate_is_a_bad_request_and_the_socket_stays(server: Running) -> None:
+    """JSON's "\\ud800" escape names no character: a frame holding one is refused as not valid JSON (it was an
+    uncaught UnicodeEncodeError that dropped the socket without a close)."""
+    async with client(server.realtime_url, api_key_headers(server.host)) as c:
+        await c.subscribe("/default/sur", "s")
+        for events in (["\ud800"], ['"\ud800x"', "1"]):
+            await c.send({"type": "publish", "id": "p", "channel": "/default/sur", "events": events})
+            err = await c.wait_for(lambda m: m["type"] == "error")
+            assert err["errors"][0]["errorType"] == "BadRequestException"
+            assert "lone surrogate" in err["errors"][0]["message"]
+        assert (await c.publish("/default/sur", [2]))["type"] == "publish_success"
+        assert (await c.data("s"))["event"] == "2"
+
+
 @pytest.mark.parametrize("channel, why", [
     ("default/no-slash", "starts with '/'"),
     ("/default/a/b/c/d/e", "at most 5 segments"),

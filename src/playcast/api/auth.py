@@ -67,7 +67,7 @@ class CookieSigner:
         user_id, issued, mac = value.split(".")
         if not _USER_RE.match(user_id) or not issued.isdigit():
             return None
-        if not hmac.compare_digest(mac, self._mac(f"{user_id}.{issued}")):
+        if not hmac.compare_digest(mac.encode("utf-8", "surrogatepass"), self._mac(f"{user_id}.{issued}").encode()):
             return None
         if (now if now is not None else time.time()) - int(issued) > self.max_age_s:
             return None

@@ -102,7 +102,8 @@ class Invites:
         parts = invite.split(".") if isinstance(invite, str) else []
         if len(parts) != 3 or not shapes.ROOM_ID_RE.match(parts[0]) or not parts[1].isdigit():
             return None
-        if not hmac.compare_digest(parts[2], self._mac(f"{parts[0]}.{parts[1]}")):
+        if not hmac.compare_digest(parts[2].encode("utf-8", "surrogatepass"),
+                                   self._mac(f"{parts[0]}.{parts[1]}").encode()):
             return None
         return parts[0] if int(parts[1]) >= time.time() else None
 

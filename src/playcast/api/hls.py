@@ -88,7 +88,7 @@ class _Reply(Exception):
 def _int(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or len(value) > 12:
+    if not (value.isascii() and value.isdigit()) or len(value) > 12:  # "²".isdigit(), and int() refuses it
         raise _Reply(400, f"{name} must be a non-negative integer")
     return int(value)
 

@@ -96,6 +96,8 @@ class EventsAuth:
             raise ProtocolError(UNAUTHORIZED, "Token expired") from None
         except jwt.InvalidTokenError as exc:
             raise ProtocolError(UNAUTHORIZED, f"invalid token: {exc}") from None
+        except UnicodeEncodeError:  # PyJWT encodes the token first; a lone surrogate has no UTF-8
+            raise ProtocolError(UNAUTHORIZED, "invalid token: not valid Unicode text") from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise ProtocolError(UNAUTHORIZED, "invalid token: no subject")
         return claims
@@ -107,7 +109,7 @@ class EventsAuth:
             raise ProtocolError(UNAUTHORIZED, "no credentials: send an x-api-key or an Authorization token")
         key = _header(headers, "x-api-key")
         if key is not None:
-            if any(hmac.compare_digest(key.encode(), k.encode()) for k in self._api_keys):
+            if any(hmac.compare_digest(key.encode("utf-8", "surrogatepass"), k.encode()) for k in self._api_keys):
                 return Identity(API_KEY, connection_id=connection_id)
             raise ProtocolError(UNAUTHORIZED, "invalid API key")
         token = _header(headers, "authorization")

@@ -173,7 +173,7 @@ def check_event(raw: Any) -> tuple[str | None, Any, str | None]:
     """A published event -> (json text, parsed value, None) or (None, None, why it fails)."""
     if not isinstance(raw, str):
         return None, None, "event must be a string holding JSON (JSON.stringify it)"
-    size = len(raw.encode()) if not raw.isascii() else len(raw)
+    size = len(raw) if raw.isascii() else len(raw.encode("utf-8", "surrogatepass"))  # parse_json refuses those
     if size > MAX_EVENT_BYTES:
         return None, None, f"event is {size} bytes; the limit is {MAX_EVENT_BYTES} bytes (240 KB)"
     try:

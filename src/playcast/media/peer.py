@@ -5,6 +5,7 @@ Parses and validates the offer, forces H.264, hooks PLI to the shared encoder. K
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -65,6 +66,28 @@ def parse_offer(signal: str) -> RTCSessionDescription:
     if not any(line.startswith("a=rtpmap:") and "H264/90000" in line for line in lines):
         raise OfferError("offer does not accept H.264 video")
     return RTCSessionDescription(sdp=sdp, type="offer")
+
+
+async def close_peer_connection(pc: RTCPeerConnection, what: str) -> None:
+    """Close `pc` within 5 s; never raises. aiortc's close() raises on a connection a malformed offer left half
+    built (a transceiver without a transport): the transports it did not reach are stopped here, so no socket is
+    left open and the error that ended the peer stays the one its caller reports."""
+    try:
+        await asyncio.wait_for(pc.close(), 5)
+    except TimeoutError:
+        log.warning("%s close timed out", what)
+    except Exception as exc:  # noqa: BLE001 - aiortc's own inconsistency, logged
+        log.warning("%s close failed (%r); stopping its transports", what, exc)
+        dtls_transports = [t.receiver.transport for t in pc.getTransceivers()]
+        if pc.sctp is not None:
+            dtls_transports.append(pc.sctp.transport)
+        for dtls in dtls_transports:
+            if dtls is None:
+                continue
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(dtls.stop(), 5)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(dtls.transport.stop(), 5)
 
 
 class EncodedVideoTrack(MediaStreamTrack):
@@ -213,7 +236,4 @@ class ClientPeer:
 
     async def close(self) -> None:
         self._video.stop()
-        try:
-            await asyncio.wait_for(self.pc.close(), 5)
-        except TimeoutError:
-            log.warning("peer close timed out")
+        await close_peer_connection(self.pc, "peer")

@@ -25,7 +25,7 @@ from playcast.media.encoder import EncodedPacket
 from playcast.media.encoding import X264, EncoderSettings, make_context
 from playcast.media.fanout import PacketFanout, PacketSink
 from playcast.media.opus_fanout import OpusFanout
-from playcast.media.peer import ClientPeer
+from playcast.media.peer import ClientPeer, close_peer_connection
 from playcast.media.whip_offer import OfferRejected, check_publish_offer
 
 log = logging.getLogger(__name__)
@@ -240,10 +240,10 @@ class Stage:
             answer = await pc.createAnswer()
             await pc.setLocalDescription(answer)
         except OfferRejected:
-            await pc.close()
+            await close_peer_connection(pc, "refused publisher")
             raise
         except Exception as exc:
-            await pc.close()
+            await close_peer_connection(pc, "refused publisher")
             raise OfferRejected(422, f"cannot answer this offer: {exc}") from None
         old, self.publisher = self.publisher, publisher
         self._cancel_grace()
@@ -345,10 +345,7 @@ class Stage:
         for task in publisher.tasks:
             task.cancel()
         await asyncio.gather(*publisher.tasks, return_exceptions=True)
-        try:
-            await asyncio.wait_for(publisher.pc.close(), 5)
-        except TimeoutError:
-            log.warning("publisher close timed out")
+        await close_peer_connection(publisher.pc, "publisher")
 
     # ------------------------------------------------------------------ viewers (WHEP)
     async def add_viewer(self, offer_sdp: str) -> tuple[str, str]:

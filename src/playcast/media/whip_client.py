@@ -28,7 +28,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from playcast.media.h264_rtp import share_packetization
-from playcast.media.peer import EncodedVideoTrack
+from playcast.media.peer import EncodedVideoTrack, close_peer_connection
 
 log = logging.getLogger(__name__)
 
@@ -403,10 +403,7 @@ class WhipClient:
             return
         if delete and attempt.resource_url is not None:
             await self._delete(attempt.resource_url)
-        try:
-            await asyncio.wait_for(attempt.pc.close(), 5)
-        except TimeoutError:
-            log.warning("WHIP peer close timed out")
+        await close_peer_connection(attempt.pc, "WHIP peer")
         for track in attempt.owned:
             track.stop()
 

@@ -10,7 +10,7 @@ import hmac
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote_to_bytes
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = dt.timedelta(minutes=15)
@@ -64,7 +64,8 @@ def canonical_query(query_string: str) -> str:
         if not part:
             continue
         key, _, value = part.partition("=")
-        pairs.append((quote(unquote(key), safe="-_.~"), quote(unquote(value), safe="-_.~")))
+        # as bytes: escapes of bytes that are not UTF-8 are signed as they were sent, not as U+FFFD
+        pairs.append((quote(unquote_to_bytes(key), safe="-_.~"), quote(unquote_to_bytes(value), safe="-_.~")))
     return "&".join(f"{k}={v}" for k, v in sorted(pairs))
 
 
