@@ -214,6 +214,16 @@ async def test_an_old_database_that_cannot_be_adopted_is_left_untouched(new_data
     assert await _on(url, _snapshot) == before
 
 
+async def test_a_database_from_a_newer_playcast_is_refused(new_database: NewDatabase) -> None:
+    """A revision this code does not have (a newer replica upgraded the database): a clear error, nothing changed."""
+    url = await new_database()
+    await _open_and_close(url)
+    await _on(url, lambda c: c.execute(sa.text("UPDATE alembic_version SET version_num = '9999'")))
+    with pytest.raises(migrate.SchemaTooNew, match=r"revision 9999, which this playcast does not know"):
+        await open_database(url)
+    assert await _on(url, _versions) == ["9999"]
+
+
 UPGRADER = """
 import asyncio, sys
 from playcast.store.db import open_database

@@ -25,6 +25,10 @@ BASELINE = "0001"  # the revision a database from before migrations is adopted a
 PG_LOCK_KEYS = (0x706C6179, 1)
 
 
+class SchemaTooNew(RuntimeError):
+    """The database was upgraded by a newer playcast than this one; this one does not know its schema."""
+
+
 @functools.cache
 def scripts() -> ScriptDirectory:
     return ScriptDirectory(str(DIRECTORY))
@@ -35,6 +39,10 @@ def head() -> str:
     revision = scripts().get_current_head()
     assert revision is not None, "no revisions in store/migrations/versions"
     return revision
+
+
+def _known() -> set[str]:
+    return {script.revision for script in scripts().walk_revisions()}
 
 
 def config(conn: Connection) -> Config:
@@ -61,6 +69,10 @@ def upgrade(conn: Connection) -> None:
         current = current_revision(conn)  # again, under the lock: another process may have upgraded meanwhile
         if current is None:
             _adopt_if_legacy(conn)
+        elif current not in _known():
+            raise SchemaTooNew(f"the database is at schema revision {current}, which this playcast does not know "
+                               f"(its newest is {head()}): run a playcast at least as new as the one that "
+                               "upgraded it")
         if current != head():
             command.upgrade(config(conn), "head")
             log.info("database upgraded from revision %s to %s", current, head())
