@@ -25,8 +25,9 @@ from .store.broadcasts import BroadcastRow
 from .store.models import StreamSessionRow
 
 if TYPE_CHECKING:
+    from playcast.control.host_pool import HostPool
+
     from .api.hls import HlsOriginCounts
-    from .control.hostlink import HostPool
     from .control.plane import ControlPlane
     from .events.service import EventsService
     from .host.runtime import VideoStats

@@ -15,6 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from playcast.control.host_pool import HostPool
+
 from .api.auth import CookieSigner, bearer_token
 from .api.aws.app import AwsApi
 from .api.aws.model import root_segments
@@ -25,7 +27,6 @@ from .api.whep import whep_routes
 from .api.whip import whip_routes
 from .config import Settings, is_loopback
 from .control.chat_bridge import start_chat
-from .control.hostlink import HostPool
 from .control.plane import ControlPlane
 from .media.stage import Stages
 from .metrics import CONTENT_TYPE, Metrics

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from playcast.control.hostlink import LaunchSpec, Placement, PlacementError, SessionEvent, SignalError
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
+from playcast.hostproto.types import LaunchSpec, Placement, PlacementError, SessionEvent, SignalError
 from tests.leaks import ScopedTmp
 
 pytestmark = pytest.mark.netns

@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from playcast.control.host_pool import HostPool
+
 from ..config import Settings
 from ..store import queries
 from ..store.db import Database
 from .errors import ConflictError
-from .hostlink import HostPool
 from .ids import ArnFactory
 
 log = logging.getLogger(__name__)

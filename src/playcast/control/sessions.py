@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, update
 
+from playcast.hostproto.types import Placement, PlacementError, SessionEvent, SessionEventKind, SignalError
+
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
 from .errors import ConflictError, InternalError, NotFoundError, ValidationError
-from .hostlink import Placement, PlacementError, SessionEvent, SessionEventKind, SignalError
 from .ids import STREAM_GROUP, new_stream_session_id
 from .pages import list_page
 from .signal import BadSignal, parse_offer

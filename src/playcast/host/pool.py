@@ -1,4 +1,4 @@
-"""LocalHostPool: the HostPool for hosts running in this process (what `playcast up` uses).
+"""LocalHostPool: the slots of one host machine (what the host agent runs; `playcast up` embeds one).
 
 Keeps N slots; each slot is empty, warm (app launched, no session) or busy. Places sessions on a matching warm
 slot first, launches cold otherwise, relaunches warm capacity fresh after each session. No HTTP, no database."""
@@ -12,9 +12,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from playcast.control.hostlink import (
+from playcast.host.app import LaunchError
+from playcast.host.runtime import RuntimeOptions, SessionRuntime, VideoStats
+from playcast.hostproto.types import (
     EgressStatus,
-    HostPool,
     LaunchSpec,
     LocationCapacity,
     Placement,
@@ -25,8 +26,6 @@ from playcast.control.hostlink import (
     SessionEventKind,
     SignalError,
 )
-from playcast.host.app import LaunchError
-from playcast.host.runtime import RuntimeOptions, SessionRuntime, VideoStats
 from playcast.json_input import parse_json
 from playcast.media.hls.registry import HlsRegistry
 from playcast.media.peer import OfferError
@@ -70,8 +69,9 @@ class StartTimes:
     cold: list[float] = field(default_factory=list)
 
 
-class LocalHostPool(HostPool):
-    """Slots on this machine, in one location."""
+class LocalHostPool:
+    """Slots on this machine, in one location. It has every method of control's HostPool (so tests may hand it to
+    the control plane directly); `playcast up` and `playcast host` serve it through host/agent.py instead."""
 
     def __init__(self, location: str, slots: int, options: RuntimeOptions, host_id: str = "host-local",
                  hls_registry: HlsRegistry | None = None, recordings: Storage | None = None) -> None:
@@ -107,7 +107,7 @@ class LocalHostPool(HostPool):
             slot.runtime = None
             slot.session_id = None
 
-    # ------------------------------------------------------------------ HostPool
+    # ------------------------------------------------------------------ the host operations
     def on_event(self, handler: SessionEventHandler) -> None:
         self._handlers.append(handler)
 

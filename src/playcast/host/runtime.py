@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playcast.control.hostlink import PLATFORM_CLIENT_ID, LaunchSpec
 from playcast.host.app import AppProcess
 from playcast.host.appmessages import AppMessageBridge
 from playcast.host.audio import AudioSink
@@ -26,6 +25,7 @@ from playcast.host.egress import WhipEgresses
 from playcast.host.input import protocol as input_protocol
 from playcast.host.input.injector import InputInjector
 from playcast.host.viewer_workers import ViewerWorkers, WorkerLimits
+from playcast.hostproto.types import PLATFORM_CLIENT_ID, LaunchSpec
 from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout, PacketSink
 from playcast.media.hls.packager import HlsPackager
