@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .api.hls import HlsOriginCounts
     from .control.plane import ControlPlane
     from .events.service import EventsService
-    from .host.runtime import VideoStats
+    from .hostproto.types import VideoStats
 
 log = logging.getLogger(__name__)
 

@@ -527,8 +527,10 @@ class StreamSessions:
         elif kind == SessionEventKind.ENDED:
             # Normally we asked for it (the session is TERMINATING or over already). A placed session that
             # ends without being asked (its host stopped it) is over too.
+            message = event.detail.get("message")
             if await self._cas(sid, PLACED, status=TERMINATED, status_reason="internalError",
-                               status_message="the host ended the session", deadline_at=None,
+                               status_message=message if isinstance(message, str) else "the host ended the session",
+                               deadline_at=None,
                                streaming_ended_at=at):
                 log.warning("session %s: ended by its host", sid)
 

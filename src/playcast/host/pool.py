@@ -13,7 +13,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from playcast.host.app import LaunchError
-from playcast.host.runtime import RuntimeOptions, SessionRuntime, VideoStats
+from playcast.host.runtime import RuntimeOptions, SessionRuntime
+from playcast.hostproto.messages import SessionState
 from playcast.hostproto.types import (
     EgressStatus,
     LaunchSpec,
@@ -25,6 +26,7 @@ from playcast.hostproto.types import (
     SessionEventHandler,
     SessionEventKind,
     SignalError,
+    VideoStats,
 )
 from playcast.json_input import parse_json
 from playcast.media.hls.registry import HlsRegistry
@@ -133,6 +135,20 @@ class LocalHostPool:
 
     def running_sessions(self) -> set[str]:
         return {s.session_id for s in self.slots if s.session_id is not None}
+
+    def session_state(self, session_id: str) -> SessionState | None:
+        """What the control plane reads of a running session without asking (viewers, recordings, egress, video);
+        None when it does not run here."""
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            return None
+        recordings = {b: r for b in slot.runtime.hls if (r := self.recording_status(session_id, b)) is not None}
+        return SessionState(session_id, self.viewer_count(session_id), recordings,
+                            tuple(self.egress_status(session_id)), slot.runtime.video_stats())
+
+    def warm_launches(self) -> list[LaunchSpec]:
+        """The launch of every idle warm slot (a placement with an equal launch takes one without a cold start)."""
+        return [s.runtime.spec for s in self.slots if s.idle_warm and s.runtime is not None]
 
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
                               count: int) -> None:

@@ -6,6 +6,8 @@ Types only: no I/O, no wire format (messages.py and codec.py carry these over a 
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -104,3 +106,23 @@ class LocationCapacity:
     total_slots: int  # all slots on all hosts in that location
     allocated: int  # streaming + idle warm
     idle: int  # warm, not streaming
+
+
+@dataclass(frozen=True)
+class VideoStats:
+    """What one runtime's shared encode has done so far (plain numbers, read at scrape time by metrics)."""
+
+    encoder: str  # libx264 | h264_nvenc
+    packets: int  # encoded packets read from the encoder
+    keyframes: int
+    keyframe_requests: int  # sent to the encoder (coalesced)
+    sinks: int  # consumers of the encode now: the player, WHEP viewers, LL-HLS, WHIP egress
+    dropped: int  # packets dropped by consumers that fell behind
+
+
+def launch_key(spec: LaunchSpec) -> str:
+    """A short stable name of a LaunchSpec: hosts report their idle warm slots by it, the control plane matches
+    placements against it (equal specs, equal keys)."""
+    canon = json.dumps([spec.application_id, spec.source_dir, spec.executable, list(spec.args),
+                        [list(kv) for kv in spec.env]], separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:24]
