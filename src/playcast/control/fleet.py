@@ -41,6 +41,25 @@ PLACEMENT_GRACE_S = 10.0  # beyond the placement's own timeout, for the host's a
 Authorize = Callable[[Hello], Awaitable[str | None]]  # None: may join; else the reason it may not
 
 
+ONLINE, DRAINING, OFFLINE = "ONLINE", "DRAINING", "OFFLINE"
+
+
+@dataclass
+class HostRecord:
+    """What the fleet knows of a host that joined, also after it left (until an operator removes it)."""
+
+    host_id: str
+    location: str
+    slots: int
+    version: str
+    encoder: str
+    status: str = ONLINE  # ONLINE | DRAINING | OFFLINE
+    busy: int = 0
+    warm: int = 0
+    last_heartbeat_at: float | None = None  # unix time
+    joined_at: float = 0.0
+
+
 @dataclass
 class StartTimes:
     """Placement-to-answer timings as the control plane saw them, warm and cold (seconds; read by metrics)."""
@@ -64,6 +83,8 @@ class Fleet:
         self._handlers: list[SessionEventHandler] = []
         self._joined = asyncio.Condition()
         self._closed = False
+        self.records: dict[str, HostRecord] = {}
+        self._draining: set[str] = set()
 
     # ------------------------------------------------------------------ hosts joining and leaving
     async def serve(self, channel: Channel) -> None:
@@ -99,6 +120,9 @@ class Fleet:
         except ChannelClosed:
             self.hosts.pop(hello.host_id, None)
             return
+        self.records[hello.host_id] = HostRecord(hello.host_id, hello.location, hello.slots, hello.version,
+                                                 hello.encoder, DRAINING if hello.host_id in self._draining else ONLINE,
+                                                 joined_at=time.time(), last_heartbeat_at=time.time())
         log.info("host %s joined (location %s, %d slots)", hello.host_id, hello.location, hello.slots)
         reading = asyncio.ensure_future(conn.run())  # replies arrive through it: start it before asking anything
         async with self._joined:
@@ -113,6 +137,9 @@ class Fleet:
                     await reading
             if self.hosts.get(hello.host_id) is conn:
                 del self.hosts[hello.host_id]
+                record = self.records.get(hello.host_id)
+                if record is not None:
+                    record.status = OFFLINE
                 await self._lost(conn)
 
     async def _refusal(self, hello: Hello) -> str | None:
@@ -135,6 +162,56 @@ class Fleet:
                                           {"message": f"its host {conn.host_id} was lost"}))
         await self._spread_warm(conn.location)
 
+    def host_records(self) -> list[HostRecord]:
+        """Every host that joined, online or not, with its figures from the last heartbeat."""
+        for host_id, conn in self.hosts.items():
+            record = self.records.get(host_id)
+            if record is not None:
+                record.slots, record.busy, record.warm = conn.slots, min(conn.busy, conn.slots), conn.warm
+                record.last_heartbeat_at = time.time() - (self.clock() - conn.last_seen)
+        return sorted(self.records.values(), key=lambda r: (r.location, r.host_id))
+
+    async def drain(self, host_id: str) -> HostRecord:
+        """No new sessions or warm slots on this host; it is told to leave once its last session has ended.
+        Raises LookupError for a host the fleet does not know."""
+        record = self.records.get(host_id)
+        if record is None:
+            raise LookupError(f"host {host_id} not found")
+        self._draining.add(host_id)
+        if record.status == ONLINE:
+            record.status = DRAINING
+        await self._spread_warm(record.location)
+        await self._leave_if_drained(host_id)
+        return record
+
+    async def remove(self, host_id: str) -> None:
+        """Forget the host; if it is connected, it is told to leave now (its sessions end). Raises LookupError."""
+        if host_id not in self.records:
+            raise LookupError(f"host {host_id} not found")
+        conn = self.hosts.get(host_id)
+        del self.records[host_id]
+        self._draining.discard(host_id)
+        if conn is not None:
+            await conn.refuse("removed from the fleet by an operator")
+
+    async def recheck(self) -> None:
+        """Ask `authorize` again for every connected host (after a token was revoked): those it now refuses are
+        told why and disconnected."""
+        for conn in list(self.hosts.values()):
+            reason = await self.authorize(conn.hello)
+            if reason is not None:
+                log.warning("host %s disconnected: %s", conn.host_id, reason)
+                await conn.refuse(reason)
+
+    async def _leave_if_drained(self, host_id: str) -> None:
+        conn = self.hosts.get(host_id)
+        if conn is None or host_id not in self._draining:
+            return
+        if not any(h == host_id for h in self._session_host.values()) and not conn.sessions \
+                and conn.pending_placements == 0:
+            log.info("host %s is drained: telling it to leave", host_id)
+            await conn.refuse("drained: the host's last session has ended")
+
     async def wait_for_host(self, host_id: str, timeout_s: float) -> None:
         """Until `host_id` has joined. Raises TimeoutError."""
         async with self._joined:
@@ -151,15 +228,19 @@ class Fleet:
         self._handlers.append(handler)
 
     async def _emit(self, event: SessionEvent) -> None:
+        drained: str | None = None
         if event.kind == SessionEventKind.ENDED:
             host_id = self._session_host.pop(event.session_id, None)
             if host_id is not None and host_id in self.hosts:
                 self.hosts[host_id].forget(event.session_id)
+                drained = host_id
         for handler in list(self._handlers):
             try:
                 await handler(event)
             except Exception:
                 log.exception("session event handler failed", extra={"event": event.kind})
+        if drained is not None and drained in self._draining:
+            asyncio.ensure_future(self._leave_if_drained(drained))
 
     # ------------------------------------------------------------------ reads (from heartbeats)
     def locations(self) -> list[str]:
@@ -208,7 +289,8 @@ class Fleet:
         key = launch_key(placement.launch)
         fallback: HostConnection | None = None
         for location in list(placement.locations) or self.locations():
-            hosts = sorted((c for c in self.hosts.values() if c.location == location and not c.closed),
+            hosts = sorted((c for c in self.hosts.values()
+                            if c.location == location and not c.closed and c.host_id not in self._draining),
                            key=lambda c: (c.busy / max(1, c.slots), c.host_id))
             warm = [c for c in hosts if c.has_warm(key) and c.pending_placements == 0]
             if warm:
@@ -308,7 +390,9 @@ class Fleet:
     async def _spread_warm(self, location: str, only_group: str | None = None) -> None:
         """Each group's warm target in `location`, dealt one slot at a time over its hosts (by id), each host
         told its share (0 to those with none)."""
-        hosts = sorted((c for c in self.hosts.values() if c.location == location), key=lambda c: c.host_id)
+        hosts = sorted((c for c in self.hosts.values() if c.location == location and c.host_id not in self._draining),
+                       key=lambda c: c.host_id)
+        draining = [c for c in self.hosts.values() if c.location == location and c.host_id in self._draining]
         groups = {g for (g, loc) in self._targets if loc == location}
         if only_group is not None:
             groups = {only_group}
@@ -317,7 +401,8 @@ class Fleet:
             share = {c.host_id: 0 for c in hosts}
             for i in range(count if hosts else 0):
                 share[hosts[i % len(hosts)].host_id] += 1
-            for conn in hosts:
+            for conn in [*hosts, *draining]:
+                share.setdefault(conn.host_id, 0)
                 try:
                     await conn.request("set_warm_target", {"stream_group_id": group, "location": location,
                                                            "launches": launches if share[conn.host_id] else [],

@@ -24,6 +24,7 @@ from playcast.hostproto.messages import (
     Heartbeat,
     Hello,
     HostError,
+    Refused,
     Reply,
     Request,
     SessionState,
@@ -168,6 +169,12 @@ class HostConnection:
         self.sessions.pop(session_id, None)
 
     async def close(self) -> None:
+        await self.channel.close()
+
+    async def refuse(self, reason: str) -> None:
+        """Tell the host it may not stay (it stops reconnecting), then close its channel."""
+        with contextlib.suppress(ChannelClosed):
+            await self._send(codec.encode(Refused(reason)))
         await self.channel.close()
 
 

@@ -31,6 +31,7 @@ class ControlPlane:
     def __init__(self, settings: Settings, host_pool: HostPool, db: Database) -> None:
         from .applications import Applications
         from .broadcasts import Broadcasts
+        from .host_tokens import HostTokens
         from .sessions import StreamSessions
         from .stream_groups import StreamGroups
         from .tags import Tags
@@ -47,6 +48,7 @@ class ControlPlane:
         self.sessions = StreamSessions(self)
         self.tags = Tags(self)
         self.broadcasts = Broadcasts(self)
+        self.host_tokens = HostTokens(db)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

@@ -90,6 +90,8 @@ class HostAgent:
                     task = self._running.get(msg.id)
                     if task is not None:
                         task.cancel()
+                elif isinstance(msg, Refused):  # drained, removed, or its token revoked: stop for good
+                    raise HostRefused(msg.reason)
                 else:
                     log.warning("host %s: unexpected %s after welcome", self.identity.host_id, type(msg).__name__)
         except ChannelClosed:

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import broadcasts as _broadcasts  # noqa: F401  (registers its table on Base)
 from . import chat as _chat_tables  # noqa: F401 - registers the chat tables on Base
+from . import hosts as _host_tables  # noqa: F401 - registers the fleet tables on Base
 from .models import Base
 
 log = logging.getLogger(__name__)
