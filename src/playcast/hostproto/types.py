@@ -1,14 +1,15 @@
-"""The contract between the control plane and the hosts that run stream sessions.
+"""The domain types the control plane and the hosts share: what to launch, placements and their results, session
+events, egress and capacity figures, and the errors a host reports.
 
-control/ calls a HostPool; it never knows whether hosts are in-process or across a WebSocket.
-Types only: no I/O here."""
+Types only: no I/O, no wire format (messages.py and codec.py carry these over a channel)."""
 
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -107,61 +108,21 @@ class LocationCapacity:
     idle: int  # warm, not streaming
 
 
-class HostPool(Protocol):
-    """What the control plane needs from the hosts."""
+@dataclass(frozen=True)
+class VideoStats:
+    """What one runtime's shared encode has done so far (plain numbers, read at scrape time by metrics)."""
 
-    async def place(self, placement: Placement, timeout_s: float) -> PlacementResult:
-        """Start the session on a slot (warm if one matches) and apply the offer. Raises PlacementError."""
+    encoder: str  # libx264 | h264_nvenc
+    packets: int  # encoded packets read from the encoder
+    keyframes: int
+    keyframe_requests: int  # sent to the encoder (coalesced)
+    sinks: int  # consumers of the encode now: the player, WHEP viewers, LL-HLS, WHIP egress
+    dropped: int  # packets dropped by consumers that fell behind
 
-    async def connect(self, session_id: str, signal_request: str) -> str:
-        """Attach a new client peer to a running session; returns the answer JSON. Raises SignalError."""
 
-    async def terminate(self, session_id: str, reason: str = "terminated") -> None:
-        """Stop the session's peer, app, display and audio. Emits ENDED when done. Idempotent.
-
-        `reason` is what the client's serverDisconnect callback receives ("terminated" | "idle")."""
-
-    async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
-                              count: int) -> None:
-        """Keep `count` idle slots in `location` pre-launched for this group (spread over its launch specs)."""
-
-    async def send_app_message(self, session_id: str, payload: bytes) -> bool:
-        """Deliver `payload` to the session's game as an application message from client id 0 (the platform,
-        e.g. chat and reactions). False if the session is not running here or the message was dropped."""
-
-    async def add_viewer(self, session_id: str, offer_sdp: str) -> tuple[str, str]:
-        """A receive-only broadcast viewer (WHEP) of a running session: returns (viewer id, answer SDP).
-        Raises LookupError when the session does not run here, SignalError for an unusable offer."""
-
-    async def remove_viewer(self, session_id: str, viewer_id: str) -> bool: ...
-
-    def viewer_count(self, session_id: str) -> int: ...
-
-    async def start_hls(self, session_id: str, broadcast_id: str, record: bool = False) -> None:
-        """Package the session's stream as LL-HLS under `broadcast_id` (served by the HLS origin); with `record`,
-        also record it to the host's recording storage. Raises LookupError when the session does not run here."""
-
-    def recording_status(self, session_id: str, broadcast_id: str) -> dict[str, object] | None:
-        """{"status": STARTING|RECORDING|ENDED|FAILED, "message", "segments"} while live, None if not recording."""
-
-    async def stop_hls(self, session_id: str, broadcast_id: str) -> None: ...
-
-    async def start_egress(self, session_id: str, url: str, token: str | None) -> str:
-        """Push the session's stream (its one encode, H.264 + Opus) to a WHIP endpoint until stopped; retries with
-        backoff while the endpoint is down. Returns the egress id. Raises LookupError when the session does not
-        run here. Sessions whose AdditionalEnvironmentVariables hold IVS_WHIP_ENDPOINT (+ IVS_STAGE_TOKEN) get one
-        started by the host itself."""
-
-    async def stop_egress(self, session_id: str, egress_id: str) -> bool: ...
-
-    def egress_status(self, session_id: str) -> list[EgressStatus]: ...
-
-    def capacity(self, location: str) -> LocationCapacity: ...
-
-    def locations(self) -> list[str]: ...
-
-    def running_sessions(self) -> set[str]:
-        """Ids of sessions some connected host reports as running (used to reconcile after a restart)."""
-
-    def on_event(self, handler: SessionEventHandler) -> None:
-        """Register the control plane's handler for session events."""
+def launch_key(spec: LaunchSpec) -> str:
+    """A short stable name of a LaunchSpec: hosts report their idle warm slots by it, the control plane matches
+    placements against it (equal specs, equal keys)."""
+    canon = json.dumps([spec.application_id, spec.source_dir, spec.executable, list(spec.args),
+                        [list(kv) for kv in spec.env]], separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:24]
