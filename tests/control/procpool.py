@@ -73,6 +73,12 @@ class ProcessHostPool:
             return LocationCapacity(location, 1, 0, 0)
         return LocationCapacity(location, 0, 0, 0)
 
+    def hosts_online(self) -> set[str]:
+        return {"proc-host"}
+
+    def on_host_joined(self, handler: object) -> None:
+        """Never called: these processes do not come and go."""
+
     def running_sessions(self) -> set[str]:
         return set(self.running)
 

@@ -38,7 +38,10 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
 PLACEMENT_GRACE_S = 10.0  # beyond the placement's own timeout, for the host's answer to travel
+LOST_AFTER_S = 8.0  # a host heard from neither by frame nor by reconnect for this long is lost
+WATCH_EVERY_S = 0.5
 Authorize = Callable[[Hello], Awaitable[str | None]]  # None: may join; else the reason it may not
+HostJoinedHandler = Callable[[str, set[str]], Awaitable[None]]  # (host id, the sessions it says it runs)
 
 
 ONLINE, DRAINING, OFFLINE = "ONLINE", "DRAINING", "OFFLINE"
@@ -71,10 +74,11 @@ class StartTimes:
 class Fleet:
     """Hosts by id. `serve(channel)` runs one host's connection until it closes; the rest is the HostPool."""
 
-    def __init__(self, authorize: Authorize, *, heartbeat_s: float = 2.0,
+    def __init__(self, authorize: Authorize, *, heartbeat_s: float = 2.0, lost_after_s: float = LOST_AFTER_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.authorize = authorize
         self.heartbeat_s = heartbeat_s
+        self.lost_after_s = lost_after_s
         self.clock = clock
         self.hosts: dict[str, HostConnection] = {}
         self.start_times = StartTimes()
@@ -85,6 +89,9 @@ class Fleet:
         self._closed = False
         self.records: dict[str, HostRecord] = {}
         self._draining: set[str] = set()
+        self._away: dict[str, HostConnection] = {}  # connection closed, not lost yet: it may come back in time
+        self._joined_handlers: list[HostJoinedHandler] = []
+        self._watchdog: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ hosts joining and leaving
     async def serve(self, channel: Channel) -> None:
@@ -108,6 +115,8 @@ class Fleet:
             await channel.close()
             return
         conn = HostConnection(hello, channel, self._emit, self.clock)
+        if self._away.pop(hello.host_id, None) is not None:
+            log.info("host %s is back in time: its sessions carry on", hello.host_id)
         previous = self.hosts.get(hello.host_id)
         if previous is not None:  # the same host again on a new channel: the old one is dead
             log.info("host %s reconnected; closing its previous channel", hello.host_id)
@@ -125,9 +134,15 @@ class Fleet:
                                                  joined_at=time.time(), last_heartbeat_at=time.time())
         log.info("host %s joined (location %s, %d slots)", hello.host_id, hello.location, hello.slots)
         reading = asyncio.ensure_future(conn.run())  # replies arrive through it: start it before asking anything
+        self._ensure_watchdog()
         async with self._joined:
             self._joined.notify_all()
         try:
+            for handler in list(self._joined_handlers):
+                try:
+                    await handler(hello.host_id, set(hello.sessions))
+                except Exception:
+                    log.exception("host-joined handler failed for %s", hello.host_id)
             await self._spread_warm(hello.location)
             await reading
         finally:
@@ -140,7 +155,11 @@ class Fleet:
                 record = self.records.get(hello.host_id)
                 if record is not None:
                     record.status = OFFLINE
-                await self._lost(conn)
+                if self._closed or hello.host_id not in self.records:  # stopping, or removed by an operator
+                    await self._lost(conn)
+                else:  # it may reconnect: lost only once nothing was heard of it for lost_after_s
+                    self._away[hello.host_id] = conn
+                    await self._spread_warm(conn.location)
 
     async def _refusal(self, hello: Hello) -> str | None:
         if hello.protocol != PROTOCOL_VERSION:
@@ -161,6 +180,38 @@ class Fleet:
             await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, now,
                                           {"message": f"its host {conn.host_id} was lost"}))
         await self._spread_warm(conn.location)
+
+    def _ensure_watchdog(self) -> None:
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        """Every WATCH_EVERY_S: a connected host silent for lost_after_s is cut off; a host away (its connection
+        closed) that long is lost, and its sessions with it."""
+        while not self._closed:
+            await asyncio.sleep(WATCH_EVERY_S)
+            try:
+                await self.check_hosts()
+            except Exception:
+                log.exception("host watchdog failed")
+
+    async def check_hosts(self) -> None:
+        now = self.clock()
+        for conn in list(self.hosts.values()):
+            if now - conn.last_seen > self.lost_after_s:
+                log.warning("host %s: nothing heard for %.1f s; cutting it off", conn.host_id, now - conn.last_seen)
+                await conn.close()
+        for host_id, conn in list(self._away.items()):
+            if now - conn.last_seen > self.lost_after_s and self._away.get(host_id) is conn:
+                del self._away[host_id]
+                await self._lost(conn)
+
+    def on_host_joined(self, handler: HostJoinedHandler) -> None:
+        """`handler(host_id, sessions)` after each (re)join, with the sessions the host says it runs."""
+        self._joined_handlers.append(handler)
+
+    def hosts_online(self) -> set[str]:
+        return set(self.hosts)
 
     def host_records(self) -> list[HostRecord]:
         """Every host that joined, online or not, with its figures from the last heartbeat."""
@@ -220,6 +271,8 @@ class Fleet:
     async def close(self) -> None:
         """Disconnect every host (the control plane is stopping: their sessions are not reported ENDED)."""
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for conn in list(self.hosts.values()):
             await conn.close()
 
@@ -254,7 +307,9 @@ class Fleet:
         return LocationCapacity(location, total, busy + idle, idle)
 
     def running_sessions(self) -> set[str]:
-        return set(self._session_host) | {sid for c in self.hosts.values() for sid in c.sessions}
+        """Sessions on joined hosts, and on hosts away for less than lost_after_s (they may come back)."""
+        conns = [*self.hosts.values(), *self._away.values()]
+        return set(self._session_host) | {sid for c in conns for sid in c.sessions}
 
     def viewer_count(self, session_id: str) -> int:
         state = self._state(session_id)

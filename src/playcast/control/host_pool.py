@@ -5,6 +5,7 @@ A Protocol only: no I/O here (control/hosts.py implements it over hostproto chan
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from playcast.hostproto.types import (
@@ -15,6 +16,8 @@ from playcast.hostproto.types import (
     PlacementResult,
     SessionEventHandler,
 )
+
+HostJoinedHandler = Callable[[str, set[str]], Awaitable[None]]
 
 
 class HostPool(Protocol):
@@ -69,6 +72,13 @@ class HostPool(Protocol):
     def capacity(self, location: str) -> LocationCapacity: ...
 
     def locations(self) -> list[str]: ...
+
+    def hosts_online(self) -> set[str]:
+        """Ids of the hosts joined now."""
+
+    def on_host_joined(self, handler: HostJoinedHandler) -> None:
+        """`handler(host_id, sessions)` each time a host joins or comes back, with the sessions it says it runs
+        (the control plane keeps those it still has and has the host stop the others)."""
 
     def running_sessions(self) -> set[str]:
         """Ids of sessions some connected host reports as running (used to reconcile after a restart)."""

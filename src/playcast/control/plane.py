@@ -55,6 +55,7 @@ class ControlPlane:
     async def start(self) -> None:
         """Subscribe to host events, reconcile state left by a previous run, start timers."""
         self.host_pool.on_event(self.sessions.on_event)
+        self.host_pool.on_host_joined(self.sessions.host_joined)
         await self.applications.resume_pending()
         await self.sessions.reconcile()
         await self.stream_groups.resume()

@@ -600,16 +600,19 @@ class StreamSessions:
     # -- restart --------------------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """After a restart: sessions whose processes no host reports are over; half-done steps are settled."""
+        """After a restart: half-done steps are settled; sessions on hosts joined now that do not report them are
+        over; sessions on hosts not joined (yet) wait up to `host_rejoin_s` for their host to come back."""
         try:
             running = set(self.plane.host_pool.running_sessions())
+            online = set(self.plane.host_pool.hosts_online())
         except Exception:  # noqa: BLE001
-            log.exception("HostPool.running_sessions failed; treating all sessions as gone")
-            running = set()
+            log.exception("HostPool state unreadable; treating all sessions as gone")
+            running, online = set(), set()
         async with self.plane.db.session() as s:
             rows = (await s.execute(select(StreamSessionRow).where(
                 StreamSessionRow.status.in_(RUNNING)))).scalars().all()
         now = time.time()
+        waiting: list[str] = []
         for row in rows:
             alive = row.id in running
             if row.status == ACTIVATING:
@@ -621,9 +624,47 @@ class StreamSessions:
                 if alive:
                     await self._cleanup_host(row.id)
                 await self._cas(row.id, (TERMINATING,), status=TERMINATED, streaming_ended_at=now)
-            elif not alive:
+            elif alive:
+                if row.status == RECONNECTING:
+                    await self._cas(row.id, (RECONNECTING,), status=PENDING,
+                                    deadline_at=now + row.connection_timeout_s)
+            elif row.host_id is not None and row.host_id not in online:
+                waiting.append(row.id)  # its host may still be there, about to dial this replica
+            else:
                 await self._cas(row.id, (row.status,), status=TERMINATED, status_reason="internalError",
                                 status_message="the session's processes are gone after a restart",
                                 streaming_ended_at=now, deadline_at=None)
-            elif row.status == RECONNECTING:
-                await self._cas(row.id, (RECONNECTING,), status=PENDING, deadline_at=now + row.connection_timeout_s)
+        if waiting:
+            log.info("%d session(s) wait for their hosts to come back", len(waiting))
+            self.plane.spawn(self._end_unclaimed(waiting), "sessions-await-hosts")
+
+    async def _end_unclaimed(self, session_ids: list[str]) -> None:
+        """Sessions whose host did not come back within `host_rejoin_s` of this start are over."""
+        await asyncio.sleep(float(self.plane.settings.host_rejoin_s))
+        running = set(self.plane.host_pool.running_sessions())
+        for session_id in session_ids:
+            if session_id in running:
+                continue
+            row = await self.row(session_id)
+            if row is not None and row.status in PLACED:
+                await self._end(session_id, (row.status,), "internalError",
+                                message=f"its host {row.host_id} did not come back after the server restarted")
+
+    async def host_joined(self, host_id: str, reported: set[str]) -> None:
+        """A host (re)joined saying it runs `reported`: those the control plane still has placed there carry on;
+        those it has not are stopped on the host; those it has there and the host lost are over."""
+        async with self.plane.db.session() as s:
+            mine = {row.id: row for row in (await s.execute(select(StreamSessionRow).where(
+                StreamSessionRow.host_id == host_id, StreamSessionRow.status.in_(PLACED)))).scalars().all()}
+        for session_id in sorted(reported - set(mine)):
+            log.warning("host %s runs session %s, which is over here: stopping it", host_id, session_id)
+            try:
+                await self.plane.host_pool.terminate(session_id)
+            except Exception:  # noqa: BLE001
+                log.exception("session %s: stopping it on host %s failed", session_id, host_id)
+        now = time.time()
+        for session_id, row in mine.items():
+            if session_id not in reported:
+                await self._cas(session_id, (row.status,), status=TERMINATED, status_reason="internalError",
+                                status_message=f"its host {host_id} came back without it",
+                                streaming_ended_at=now, deadline_at=None)

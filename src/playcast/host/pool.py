@@ -136,6 +136,12 @@ class LocalHostPool:
     def running_sessions(self) -> set[str]:
         return {s.session_id for s in self.slots if s.session_id is not None}
 
+    def hosts_online(self) -> set[str]:
+        return {self.host_id}  # in this process: joined for as long as it exists
+
+    def on_host_joined(self, handler: object) -> None:
+        """Never called: this pool does not come and go (the Fleet calls its handlers for agents that join)."""
+
     def session_state(self, session_id: str) -> SessionState | None:
         """What the control plane reads of a running session without asking (viewers, recordings, egress, video);
         None when it does not run here."""
