@@ -53,7 +53,8 @@ async def assemble(settings: Settings) -> Assembly:
     recordings = open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
     pool = LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
         width=settings.width, height=settings.height, fps=settings.fps,
-        bitrate_kbps=settings.bitrate_kbps, encoder=settings.encoder), recordings=recordings)
+        bitrate_kbps=settings.bitrate_kbps, encoder=settings.encoder), recordings=recordings,
+        state_dir=settings.data_dir)
     await pool.start()
     try:
         events = create_events_service(creds.events_api_key)
