@@ -19,12 +19,15 @@ from collections import Counter
 from pathlib import Path
 
 import httpx
+import pytest
 
+from playcast.control.hostlink import LaunchSpec, Placement, PlacementError
+from playcast.host.app import STOP_GRACE_S
 from playcast.host.leftovers import X_LOCK, X_SOCKET, process_start
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
-from tests.harness import REPO, playcast_up, wait_until
-from tests.leaks import session_leftovers
+from tests.harness import REPO, await_until, playcast_up, wait_until
+from tests.leaks import ScopedTmp, session_leftovers
 
 # A game that starts a grandchild which ignores SIGTERM, leaves the game's session (setsid) and is orphaned (double
 # fork), then drops its environment (so only the process tree can find it), and records its pid.
@@ -40,10 +43,23 @@ if os.fork() == 0:
         os.execve("/bin/sleep", ["sleep", "1000"], {})
     os._exit(0)
 os.wait()
+if sys.argv[2:] == ["exit"]:  # once told to (the test makes <marker>.go)
+    while not os.path.exists(sys.argv[1] + ".go"):
+        time.sleep(0.05)
+    sys.exit(0)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 while True:
     time.sleep(1)
 '''
+
+
+def _detaching_app(root: Path, name: str, marker: Path, *args: str) -> Path:
+    app = root / name
+    app.mkdir()
+    (app / "game.py").write_text(DETACHING_GAME)
+    (app / "run").write_text(f'#!/bin/sh\nexec "$PLAYCAST_PYTHON" game.py {marker} {" ".join(args)}\n')
+    (app / "run").chmod(0o755)
+    return app
 
 
 def _alive(pid: int) -> bool:
@@ -79,12 +95,8 @@ def _start_pool_process(state_dir: Path, scope: Path, app_dir: Path, executable:
 
 
 def test_sigkilled_host_takes_a_detached_grandchild_with_it(tmp_path: Path) -> None:
-    app = tmp_path / "app"
-    app.mkdir()
-    (app / "game.py").write_text(DETACHING_GAME)
     marker = tmp_path / "grandchild.pid"
-    (app / "run").write_text(f'#!/bin/sh\nexec "$PLAYCAST_PYTHON" game.py {marker}\n')
-    (app / "run").chmod(0o755)
+    app = _detaching_app(tmp_path, "app", marker)
     scope = Path(tempfile.mkdtemp(prefix="playcast-test-tmp-"))
     proc, info = _start_pool_process(tmp_path / "data", scope, app, "run")
     try:
@@ -197,3 +209,52 @@ async def test_a_recorded_pid_reused_by_another_process_is_left_alone(tmp_path: 
                 p.kill()
                 p.wait()
         subprocess.run(["rm", "-rf", str(workdir)], check=False)
+
+
+async def test_a_session_end_takes_the_games_detached_grandchildren_with_it(tmp_path: Path) -> None:
+    """Stopped by the pool, or exiting by itself: whatever the game left running goes with it."""
+    stopped, exited = tmp_path / "stopped.pid", tmp_path / "exited.pid"
+    with ScopedTmp() as scope:
+        pool = LocalHostPool("local", 2, RuntimeOptions(width=320, height=240, fps=15, bitrate_kbps=300,
+                                                        temp_root=scope), state_dir=tmp_path / "data")
+        await pool.start()
+        events: list[str] = []
+
+        async def on_event(e) -> None:  # type: ignore[no-untyped-def]
+            events.append(f"{e.session_id} {e.kind}")
+
+        pool.on_event(on_event)
+        try:
+            for sid, marker, args in (("stop", stopped, ()), ("exit", exited, ("exit",))):
+                spec = LaunchSpec.make(f"a-{sid}", str(_detaching_app(tmp_path, sid, marker, *args)), "run")
+                await pool.place(Placement(sid, "g", (), spec, None), 60)
+            await await_until(lambda: stopped.exists() and exited.exists(), 10, "both grandchildren to start")
+            Path(f"{exited}.go").touch()
+            await await_until(lambda: "exit app_exited" in events, 10, "the exiting game's end")
+            await await_until(lambda: not _alive(int(exited.read_text())), 3, "the exited game's grandchild to go")
+            grandchild = int(stopped.read_text())
+            assert _alive(grandchild)
+            await pool.terminate("stop")  # its game and the grandchild ignore SIGTERM: SIGKILL after the grace
+            assert not _alive(grandchild)
+            await pool.terminate("exit")
+            assert not list((tmp_path / "data" / "host-sessions").iterdir())  # records go with clean ends
+        finally:
+            await pool.close()
+    assert STOP_GRACE_S <= 5
+
+
+async def test_a_game_that_cannot_be_executed_is_an_application_exit(tmp_path: Path) -> None:
+    app = tmp_path / "broken"
+    app.mkdir()
+    (app / "run").write_text("#!/nonexistent/interpreter\n")
+    (app / "run").chmod(0o755)
+    with ScopedTmp() as scope:
+        pool = LocalHostPool("local", 1, RuntimeOptions(width=320, height=240, fps=15, temp_root=scope))
+        await pool.start()
+        try:
+            with pytest.raises(PlacementError) as err:
+                await pool.place(Placement("b", "g", (), LaunchSpec.make("a-b", str(app), "run"), None), 30)
+            assert err.value.reason == "applicationExit"
+            assert "No such file or directory" in str(err.value)
+        finally:
+            await pool.close()
