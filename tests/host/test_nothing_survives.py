@@ -23,9 +23,10 @@ import pytest
 
 from playcast.control.hostlink import LaunchSpec, Placement, PlacementError
 from playcast.host.app import STOP_GRACE_S
-from playcast.host.leftovers import X_LOCK, X_SOCKET, process_start
+from playcast.host.leftovers import X_LOCK, X_SOCKET, accepts_connections, process_start
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
+from tests.broadcast.test_whep import _start_session
 from tests.harness import REPO, await_until, playcast_up, wait_until
 from tests.leaks import ScopedTmp, session_leftovers
 
@@ -64,17 +65,6 @@ def _detaching_app(root: Path, name: str, marker: Path, *args: str) -> Path:
 
 def _alive(pid: int) -> bool:
     return process_start(pid) is not None  # a zombie is dead
-
-
-def _accepts(path: Path) -> bool:
-    s = socket.socket(socket.AF_UNIX)
-    try:
-        s.connect(str(path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
 
 
 def _processes(scope: Path) -> list[str]:
@@ -120,14 +110,7 @@ def test_sigkilled_host_takes_a_detached_grandchild_with_it(tmp_path: Path) -> N
 def test_sigkilled_playcast_up_leaves_no_process_and_the_next_start_cleans_up(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with playcast_up("--slots", "2", data_dir=data, check_leaks=False) as pc:  # one warm slot (the default)
-        client = pc.boto3()
-        group = client.list_stream_groups()["Items"][0]["Id"]
-        app = client.get_stream_group(Identifier=group)["DefaultApplication"]["Id"]
-        s = client.start_stream_session(Identifier=group, ApplicationIdentifier=app, Protocol="WebRTC",
-                                        SignalRequest="NO_CLIENT_CONNECTION")
-        sid = s["Arn"].split("/")[-1]
-        client.get_waiter("stream_session_active").wait(Identifier=group, StreamSessionIdentifier=sid,
-                                                        WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        _, sid = _start_session(pc)  # client-less: StartStreamSession with NO_CLIENT_CONNECTION, then ACTIVE
         # A broadcast keeps a viewer worker ready: one of every kind of process a session has is running.
         r = httpx.post(f"{pc.base_url}/v1/broadcasts", json={"streamSessionId": sid}, timeout=30,
                        headers={"Authorization": f"Bearer {pc.credentials['admin_token']}"})
@@ -164,7 +147,7 @@ def test_sigkilled_playcast_up_leaves_no_process_and_the_next_start_cleans_up(tm
             for n in displays:  # gone, unless a live X server (of another test run) has taken that number since
                 lock, sock = Path(X_LOCK.format(n)), Path(X_SOCKET.format(n))
                 assert not lock.exists() or _alive(int(lock.read_text().strip()))
-                assert not sock.exists() or _accepts(sock), f"{sock} of the dead run was left"
+                assert not sock.exists() or accepts_connections(sock), f"{sock} of the dead run was left"
             log = again.log_text()
             assert "cleaned up after a dead host process" in log
             for n in displays:  # (another run may have unlinked our stale socket meanwhile: "left no files")

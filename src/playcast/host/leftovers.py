@@ -262,7 +262,7 @@ def _remove_x_lock(record: SessionRecord) -> list[str]:
         holder = int(lock.read_text().strip())
     except (OSError, ValueError):
         holder = 0
-    if (holder and process_start(holder) is not None) or _accepts(sock):
+    if (holder and process_start(holder) is not None) or accepts_connections(sock):
         return [f"display :{record.display} is in use by another X server now: its files were left"]
     done = []
     for path in (lock, sock):
@@ -276,7 +276,8 @@ def _remove_x_lock(record: SessionRecord) -> list[str]:
     return done or [f"display :{record.display} left no files"]
 
 
-def _accepts(path: Path) -> bool:
+def accepts_connections(path: Path) -> bool:
+    """Whether a process listens on the unix socket `path` (a stale socket file refuses)."""
     if not path.exists():
         return False
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
