@@ -1,7 +1,9 @@
 """LocalHostPool: the slots of one host machine (what the host agent runs; `playcast up` embeds one).
 
 Keeps N slots; each slot is empty, warm (app launched, no session) or busy. Places sessions on a matching warm
-slot first, launches cold otherwise, relaunches warm capacity fresh after each session. No HTTP, no database."""
+slot first, launches cold otherwise, relaunches warm capacity fresh after each session. Nothing it starts outlives
+the process that owns it, and `start()` cleans up what a dead predecessor on the same `state_dir` left
+(host/containment.py). No HTTP, no database."""
 
 from __future__ import annotations
 
@@ -11,8 +13,10 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from playcast.host.app import LaunchError
+from playcast.host.containment import HostContainment
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
 from playcast.hostproto.messages import SessionState
 from playcast.hostproto.types import (
@@ -76,7 +80,9 @@ class LocalHostPool:
     the control plane directly); `playcast up` and `playcast host` serve it through host/agent.py instead."""
 
     def __init__(self, location: str, slots: int, options: RuntimeOptions, host_id: str = "host-local",
-                 hls_registry: HlsRegistry | None = None, recordings: Storage | None = None) -> None:
+                 hls_registry: HlsRegistry | None = None, recordings: Storage | None = None,
+                 state_dir: Path | None = None) -> None:
+        """`state_dir`: the host's data dir, where each session is recorded until it ends (see start())."""
         self.location = location
         self.recordings = recordings
         self.hls_registry = hls_registry if hls_registry is not None else HlsRegistry()
@@ -90,9 +96,13 @@ class LocalHostPool:
         self._background: set[asyncio.Task[object]] = set()
         self._closed = False
         self.start_times = StartTimes()
+        self.containment = HostContainment(state_dir)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        """Clean up after a dead host process on the same state dir (its processes, session dirs, X locks), probe
+        for session cgroups, then keep warm capacity."""
+        await asyncio.to_thread(self.containment.start)
         self._replenish_task = asyncio.ensure_future(self._replenish_loop())
 
     async def close(self) -> None:
@@ -175,7 +185,7 @@ class LocalHostPool:
         slot, warm = await self._claim(placement, deadline)
         try:
             if not warm:
-                slot.runtime = await SessionRuntime.launch(placement.launch, self.options)
+                slot.runtime = await SessionRuntime.launch(placement.launch, self.options, self.containment)
             runtime = slot.runtime
             assert runtime is not None
             runtime.on_event = lambda kind, detail: self._runtime_event(slot, kind, detail)
@@ -414,7 +424,7 @@ class LocalHostPool:
 
     async def _launch_warm(self, slot: Slot, spec: LaunchSpec) -> None:
         try:
-            runtime = await SessionRuntime.launch(spec, self.options)
+            runtime = await SessionRuntime.launch(spec, self.options, self.containment)
         except Exception as exc:
             log.warning("warm launch failed: %s", exc, extra={"app": spec.application_id}, exc_info=True)
             slot.launching = None

@@ -20,6 +20,7 @@ from pathlib import Path
 from playcast.host.app import AppProcess
 from playcast.host.appmessages import AppMessageBridge
 from playcast.host.audio import AudioSink
+from playcast.host.containment import HostContainment, SessionContainment
 from playcast.host.display import VirtualDisplay
 from playcast.host.egress import WhipEgresses
 from playcast.host.input import protocol as input_protocol
@@ -67,10 +68,12 @@ RuntimeEventHandler = Callable[[str, dict[str, object]], None]
 class SessionRuntime:
     """Owns every process and file of one slot's launch. Build with `await SessionRuntime.launch(...)`."""
 
-    def __init__(self, spec: LaunchSpec, options: RuntimeOptions, workdir: Path) -> None:
+    def __init__(self, spec: LaunchSpec, options: RuntimeOptions, workdir: Path,
+                 containment: SessionContainment) -> None:
         self.spec = spec
         self.options = options
         self.workdir = workdir
+        self.containment = containment
         self.display: VirtualDisplay | None = None
         self.audio: AudioSink | None = None
         self.bridge: AppMessageBridge | None = None
@@ -94,10 +97,19 @@ class SessionRuntime:
 
     # ------------------------------------------------------------------ launch / shutdown
     @classmethod
-    async def launch(cls, spec: LaunchSpec, options: RuntimeOptions) -> SessionRuntime:
-        """Start display, audio, bridge, app and an idle encoder. Cleans up everything if any step fails."""
+    async def launch(cls, spec: LaunchSpec, options: RuntimeOptions,
+                     containment: HostContainment | None = None) -> SessionRuntime:
+        """Start display, audio, bridge, app and an idle encoder. Cleans up everything if any step fails.
+
+        `containment`: the host process's (records, cgroups; see host/containment.py). Without one, its processes
+        still die with this process (PDEATHSIG, the game's keeper) but nothing is recorded."""
         workdir = Path(tempfile.mkdtemp(prefix="playcast-session-", dir=options.temp_root))
-        self = cls(spec, options, workdir)
+        try:
+            share = (containment or HostContainment()).session(workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        self = cls(spec, options, workdir, share)
         t0 = time.monotonic()
         try:
             await self._start_all()
@@ -111,9 +123,16 @@ class SessionRuntime:
 
     async def _start_all(self) -> None:
         o = self.options
-        self.display = await VirtualDisplay.start(o.width, o.height)
-        self.audio = AudioSink(self.workdir)
+        c = self.containment
+        self.display = await VirtualDisplay.start(o.width, o.height, setup=c.setup)
+        c.track("xvfb", self.display.process.pid)
+        c.track_display(self.display.number)
+        self.audio = AudioSink(self.workdir, setup=c.setup)
         await self.audio.start()
+        for role, pid in zip(("pulseaudio", "parec"), self.audio.pids(), strict=False):
+            c.track(role, pid)
+        if self.audio.socket_dir is not None:
+            c.track_path(self.audio.socket_dir)
         self.bridge = AppMessageBridge(self._from_app)
         port = await self.bridge.start(o.app_message_port)
         self.bridge.client_connected(PLATFORM_CLIENT_ID)  # playcast itself: chat, reactions, game -> channel
@@ -133,23 +152,28 @@ class SessionRuntime:
         env.update(dict(self.spec.env))
         # Start the encoder worker while the game boots: both take a few hundred ms.
         encoder_task = asyncio.ensure_future(EncoderProcess.start(
-            self.display.name, o.width, o.height, o.fps, o.bitrate_kbps, o.encoder))
+            self.display.name, o.width, o.height, o.fps, o.bitrate_kbps, o.encoder, setup=c.setup))
         try:
             self.app = await AppProcess.start(self.spec.source_dir, self.spec.executable, self.spec.args, env,
-                                              home=self.workdir / "home")
+                                              home=self.workdir / "home", setup=c.keeper_setup,
+                                              remove_on_host_loss=self.workdir, x_display=self.display.number)
+            c.track("keeper", self.app.keeper_pid)
+            c.track("game", self.app.pid)
         except BaseException:
             encoder = await _settle(encoder_task)
             if encoder is not None:
                 await encoder.stop()
             raise
         self.encoder = await encoder_task
+        c.track("capture", self.encoder.process.pid)
         self.fanout = PacketFanout(self.encoder.read, self.encoder.request_keyframe)
         self.fanout.on_first_sink = self.encoder.start_capture
         self.fanout.on_no_sinks = self.encoder.pause_capture
         self.fanout.start()
         self.opus = OpusFanout(self.audio if self.audio.available else None)
         self.viewer_workers = ViewerWorkers(self.fanout, self.opus, WorkerLimits(
-            o.viewers_per_worker, o.max_viewer_workers, o.viewer_worker_idle_s))
+            o.viewers_per_worker, o.max_viewer_workers, o.viewer_worker_idle_s), setup=c.setup,
+            on_started=lambda pid: c.track("viewer worker", pid))
         self.injector = InputInjector(self.display.name, o.width, o.height, send_control=self._send_control)
         self._exit_watch = asyncio.ensure_future(self._watch_app())
 
@@ -203,7 +227,10 @@ class SessionRuntime:
                 await self.display.stop()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
-            self._closed.set()
+            try:
+                await asyncio.to_thread(self.containment.close)
+            finally:
+                self._closed.set()
 
     def video_stats(self) -> VideoStats | None:
         """A snapshot of the encode and its fan-out; None until the encoder runs."""
