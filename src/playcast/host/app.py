@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from playcast.procgroup import stop_group
+from playcast.procgroup import signal_group, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +86,18 @@ class AppProcess:
     async def wait(self) -> int:
         return await self.process.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP the whole process group: it keeps its memory and its window's last picture, and burns no CPU."""
+        if self.running:
+            signal_group(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the whole process group (harmless when it was not paused)."""
+        if self.running:
+            signal_group(self.pid, signal.SIGCONT)
+
     async def stop(self, grace_s: float = 3.0) -> int:
-        """SIGTERM the whole process group, then SIGKILL what is left after `grace_s`."""
+        """SIGTERM the whole process group (continuing it if paused), then SIGKILL what is left after `grace_s`."""
         # Children may outlive the leader: always finish the group off.
         return await stop_group(self.process, grace_s, kill_stragglers=True)
 
