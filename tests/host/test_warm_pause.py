@@ -6,14 +6,21 @@ from /proc. Runs inside a private network namespace (the WebRTC client only sees
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
+import threading
 import time
 from pathlib import Path
 
 import pytest
+from Xlib import display as xdisplay
 
 from playcast.control.hostlink import LaunchSpec, Placement
+from playcast.host.display import VirtualDisplay
+from playcast.host.first_frame import FirstFrameWatch
+from playcast.host.input.xtest import XTestInjector
 from playcast.host.pool import LocalHostPool, Slot
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
 from playcast.procgroup import stop_group
@@ -180,3 +187,47 @@ async def test_stop_group_ends_a_stopped_group_with_sigterm() -> None:
     t0 = time.monotonic()
     code = await stop_group(proc, 5.0)
     assert code == -signal.SIGTERM and time.monotonic() - t0 < 4.0
+
+
+def _draw_a_window(name: str) -> None:
+    """A minimal X client (this display's own, reached like libxcb does): map a window, fill it."""
+    conn = xdisplay.Display(name)
+    screen = conn.screen()
+    window = screen.root.create_window(0, 0, 100, 100, 0, screen.root_depth, background_pixel=screen.black_pixel)
+    window.map()
+    gc = window.create_gc(foreground=screen.white_pixel)
+    window.fill_rectangle(gc, 0, 0, 100, 100)
+    conn.sync()
+    conn.close()
+
+
+async def test_x_clients_reach_their_own_display_behind_a_foreign_path_socket() -> None:
+    display = await VirtualDisplay.start(320, 240)
+    path = f"/tmp/.X11-unix/X{display.number}"
+    # What another network namespace's Xvfb with the same number does to the shared /tmp: the path is its socket.
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    decoy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    decoy.bind(path)
+    decoy.listen()
+
+    def refuse() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = decoy.accept()
+                conn.close()
+
+    threading.Thread(target=refuse, daemon=True).start()
+    try:
+        watch = await FirstFrameWatch.open(display.name)
+        try:
+            assert not watch.drawn.is_set()
+            await asyncio.to_thread(_draw_a_window, display.name)
+            await asyncio.wait_for(watch.drawn.wait(), 10)
+        finally:
+            watch.close()
+        injector = XTestInjector(display.name, 320, 240)  # the input injector opens displays the same way
+        injector.close()
+    finally:
+        decoy.close()
+        await display.stop()

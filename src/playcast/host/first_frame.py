@@ -15,7 +15,10 @@ from Xlib import display as xdisplay
 from Xlib import error as xerror
 from Xlib.ext import damage
 
+from playcast.host.xsocket import prefer_abstract_sockets
+
 log = logging.getLogger(__name__)
+prefer_abstract_sockets()  # this namespace's Xvfb, never another's behind a shared /tmp
 
 
 class FirstFrameWatch:
@@ -23,9 +26,8 @@ class FirstFrameWatch:
     window of it is mapped (the damage of the map itself counts: callers that want a full picture wait a little
     longer). `close()` is idempotent."""
 
-    def __init__(self, conn: xdisplay.Display, damage_id: int, mapped: bool) -> None:
+    def __init__(self, conn: xdisplay.Display, mapped: bool) -> None:
         self._conn: xdisplay.Display | None = conn
-        self._damage = damage_id
         self._mapped = mapped
         self.drawn = asyncio.Event()
         self.drawn_at: float | None = None  # loop time of the first frame
@@ -35,8 +37,8 @@ class FirstFrameWatch:
     @classmethod
     async def open(cls, display_name: str) -> FirstFrameWatch:
         """Raises OSError / Xlib errors when the display cannot be watched (no DAMAGE extension, gone)."""
-        conn, damage_id, mapped = await asyncio.to_thread(_connect, display_name)
-        return cls(conn, damage_id, mapped)
+        conn, mapped = await asyncio.to_thread(_connect, display_name)
+        return cls(conn, mapped)
 
     def _readable(self) -> None:
         conn = self._conn
@@ -48,8 +50,8 @@ class FirstFrameWatch:
                 if event.type == X.MapNotify:
                     self._mapped = True
                 elif event.type == conn.extension_event.DamageNotify:
-                    conn.damage_subtract(self._damage)  # NonEmpty reports again only once cleared
-                    conn.flush()
+                    # Raw rectangles: every drawing is reported, in order with the MapNotify (no damage region
+                    # to clear, so nothing drawn between a map and our reading of older events is lost)
                     if self._mapped:
                         self.drawn_at = self._loop.time()
                         self.drawn.set()
@@ -69,18 +71,18 @@ class FirstFrameWatch:
             conn.close()
 
 
-def _connect(display_name: str) -> tuple[xdisplay.Display, int, bool]:
+def _connect(display_name: str) -> tuple[xdisplay.Display, bool]:
     conn = xdisplay.Display(display_name)
     try:
         if not conn.has_extension("DAMAGE"):
             raise OSError(f"display {display_name} has no DAMAGE extension")
         conn.damage_query_version()
         root = conn.screen().root
-        damage_id = root.damage_create(damage.DamageReportNonEmpty)
+        root.damage_create(damage.DamageReportRawRectangles)  # lives as long as the connection
         root.change_attributes(event_mask=X.SubstructureNotifyMask)  # MapNotify of top-level windows
         mapped = any(child.get_attributes().map_state == X.IsViewable for child in root.query_tree().children)
         conn.flush()
     except BaseException:
         conn.close()
         raise
-    return conn, damage_id, mapped
+    return conn, mapped
