@@ -219,6 +219,45 @@ def server(
 
 
 @app.command()
+def host(
+    server: str = typer.Option(None, help="The control plane's URL, e.g. http://10.0.0.1:8000 (env PLAYCAST_SERVER_URL)."),
+    token: str = typer.Option(None, help="A host token from `playcast host-token create` (env PLAYCAST_HOST_TOKEN)."),
+    location: str = typer.Option(None, help="This host's location name (env PLAYCAST_LOCATION, default the region)."),
+    slots: int = typer.Option(None, help="Stream slots on this host (env PLAYCAST_SLOTS, default 2)."),
+    data_dir: Path = typer.Option(None, help="Host id, recordings and session records (env PLAYCAST_DATA_DIR)."),
+    public_address: str = typer.Option(None, help="The address browsers reach this host at (env PLAYCAST_PUBLIC_ADDRESS)."),
+    log_level: str = typer.Option("info", help="debug | info | warning"),
+) -> None:
+    """Run a host on this machine: its slots join the control plane at --server (reconnecting when it drops)."""
+    from playcast.host.agent import HostRefused
+    from playcast.host.service import run_host
+
+    settings = _settings(None)
+    for name, value in (("server_url", server), ("host_token", token), ("location", location), ("slots", slots),
+                        ("data_dir", data_dir), ("public_address", public_address)):
+        if value is not None:
+            setattr(settings, name, value)
+    settings.data_dir = settings.data_dir.resolve()
+    _setup_logging(log_level)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_host(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except HostRefused as exc:
+        console.print(f"[bold red]the control plane refused this host:[/] {exc}")
+        raise typer.Exit(3) from exc
+    except ValueError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     from playcast import __version__

@@ -57,6 +57,9 @@ class Settings:
     fps: int = field(default_factory=lambda: _env_int("PLAYCAST_FPS", 60))
     bitrate_kbps: int = field(default_factory=lambda: _env_int("PLAYCAST_BITRATE_KBPS", 6000))
     encoder: str = field(default_factory=lambda: os.environ.get("PLAYCAST_ENCODER", "auto"))
+    server_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_SERVER_URL") or None)  # `host`
+    host_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_HOST_TOKEN") or None)
+    public_address: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_PUBLIC_ADDRESS") or None)
     recording_storage: str | None = field(
         default_factory=lambda: os.environ.get("PLAYCAST_RECORDING_STORAGE") or None)  # path, file:// or s3://
     # GET /metrics needs `Authorization: Bearer <token>` when set; unset, it is open on loopback, and beyond loopback

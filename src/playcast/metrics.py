@@ -25,11 +25,12 @@ from .store.broadcasts import BroadcastRow
 from .store.models import StreamSessionRow
 
 if TYPE_CHECKING:
+    from playcast.control.host_pool import HostPool
+
     from .api.hls import HlsOriginCounts
-    from .control.hostlink import HostPool
     from .control.plane import ControlPlane
     from .events.service import EventsService
-    from .host.runtime import VideoStats
+    from .hostproto.types import VideoStats
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,12 @@ class Metrics:
     def _host(self) -> Iterator[Metric]:
         pool = self.host_pool
         where = ["location"]
-        total = GaugeMetricFamily("playcast_host_slots", "Stream slots of this process's host.", labels=where)
+        total = GaugeMetricFamily("playcast_host_slots", "Stream slots of the hosts joined to this replica.", labels=where)
         busy = GaugeMetricFamily("playcast_host_slots_busy", "Slots running a stream session.", labels=where)
         warm = GaugeMetricFamily("playcast_host_slots_warm", "Slots with the application launched, waiting "
                                  "for a session.", labels=where)
-        for location in pool.locations():
+        plane = self._plane()
+        for location in plane.locations() if plane is not None else pool.locations():  # the primary one too
             cap = pool.capacity(location)
             total.add_metric([location], cap.total_slots)
             busy.add_metric([location], cap.allocated - cap.idle)

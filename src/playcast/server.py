@@ -15,17 +15,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from playcast.control.host_pool import HostPool
+
 from .api.auth import CookieSigner, bearer_token
 from .api.aws.app import AwsApi
 from .api.aws.model import root_segments
 from .api.broadcasts import BroadcastApi
 from .api.chat import ChatApi
+from .api.hosts import HostsApi
 from .api.player import LoginTokens, PlayerApi
 from .api.whep import whep_routes
 from .api.whip import whip_routes
 from .config import Settings, is_loopback
 from .control.chat_bridge import start_chat
-from .control.hostlink import HostPool
 from .control.plane import ControlPlane
 from .media.stage import Stages
 from .metrics import CONTENT_TYPE, Metrics
@@ -37,16 +39,16 @@ log = logging.getLogger(__name__)
 
 
 def _healthy(app: Starlette, host_pool: HostPool) -> tuple[bool, str]:
+    """Ready to serve when the database is open; hosts come and go and are reported (here and in /v1/hosts), they
+    do not make a replica unhealthy (a load balancer must not drop a replica that has no host of its own)."""
     db = getattr(app.state, "db", None)
     if db is None or not db.is_open:
         return False, "database not open"
     try:
         slots = sum(host_pool.capacity(loc).total_slots for loc in host_pool.locations())
     except Exception as exc:  # noqa: BLE001
-        return False, f"host pool error: {exc}"
-    if slots <= 0:
-        return False, "no host slots"
-    return True, "ok"
+        return True, f"ok (host pool error: {exc})"
+    return True, f"ok ({slots} host slots)"
 
 
 def _metrics_endpoint(settings: Settings) -> Callable[[Request], Awaitable[Response]]:
@@ -124,6 +126,7 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
     routes.extend(whip_routes())  # before whep_routes: /whep/{id}/cam is the stage's, not a viewer id
     routes.extend(whep_routes())
     routes.extend(ChatApi(admin_token).routes())
+    routes.extend(HostsApi(admin_token).routes())  # hosts dial the control plane here; the admin sees them
     routes.extend(extra_routes)
     # every route, extra_routes (events, HLS, pages) included: no request body past the server-wide ceiling
     app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyLimitMiddleware)])

@@ -20,6 +20,8 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from websockets.asyncio.client import connect
 
 from playcast.events.protocol import SUBPROTOCOL, encode_auth_subprotocol
+from playcast.hostproto import codec
+from playcast.hostproto.messages import Hello
 from tests.api.support import (
     REGION,
     AssembledServer,
@@ -155,6 +157,16 @@ RULES: dict[tuple[str, str], Rule] = {
     ("WS", "/event/realtime"): Rule(ROOM_MEMBERS, (Probe("/chat/{session}"),), "events tokens"),
     ("POST", "/event"): Rule(ROOM_MEMBERS, (Probe("/chat/{session}"),), "events tokens"),
     ("OPTIONS", "/event"): Rule(EVERYONE, (Probe("/event"),), "CORS preflight"),
+    # the fleet: hosts join with host tokens; the admin lists, drains and removes them and mints tokens
+    ("WS", "/v1/hosts/connect"): Rule(NO_ONE, (Probe("/v1/hosts/connect"),), "host tokens only"),
+    ("GET", "/v1/hosts"): Rule(frozenset({ADMIN}), (Probe("/v1/hosts", found=True),), "the admin"),
+    ("POST", "/v1/hosts/tokens"): Rule(frozenset({ADMIN}), (_json("/v1/hosts/tokens", {"description": "m"},
+                                                                  found=True),), "the admin"),
+    ("GET", "/v1/hosts/tokens"): Rule(frozenset({ADMIN}), (Probe("/v1/hosts/tokens", found=True),), "the admin"),
+    ("DELETE", "/v1/hosts/tokens/{token_id}"): Rule(frozenset({ADMIN}), (Probe("/v1/hosts/tokens/ht-none"),),
+                                                    "the admin"),
+    ("POST", "/v1/hosts/{host_id}/drain"): Rule(frozenset({ADMIN}), (Probe("/v1/hosts/h-none/drain"),), "the admin"),
+    ("DELETE", "/v1/hosts/{host_id}"): Rule(frozenset({ADMIN}), (Probe("/v1/hosts/h-none"),), "the admin"),
     # LL-HLS and recordings of the private broadcast: the viewer token
     ("GET", "/hls"): Rule(VIEW, (Probe("/hls/{broadcast}/master.m3u8", found=True),
                                  Probe("/hls/{broadcast}/{rendition}/index.m3u8", found=True),
@@ -331,6 +343,23 @@ async def _event_ws(world: World, credential: str | None) -> str:
                 return msg["type"]
 
 
+async def _host_ws(world: World, who: str) -> str:
+    """Join the fleet as a host would, with whatever this identity holds as its token: the answer's type."""
+    auth = world.clients[who].headers.get("authorization", "")
+    url = world.server.url.replace("http://", "ws://") + "/v1/hosts/connect"
+    hello = codec.encode(Hello("h-matrix", auth.removeprefix("Bearer "), REGION, 1, "test", "libx264"))
+    async with connect(url, additional_headers={"Authorization": auth} if auth else {}, open_timeout=10) as ws:
+        await ws.send(hello)
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))["type"]
+
+
+def _host_ws_outcome(world: World, who: str) -> str:
+    try:
+        return asyncio.run(_host_ws(world, who))
+    except Exception as exc:  # noqa: BLE001 - a refused handshake or a close is an outcome too
+        return f"closed: {type(exc).__name__}"
+
+
 def _event_ws_outcome(world: World, who: str) -> str:
     try:
         return asyncio.run(_event_ws(world, world.events_tokens.get(who)))
@@ -391,6 +420,10 @@ def _check(world: World, method: str, route: str, probe: Probe, who: str, allowe
         outcome = _event_ws_outcome(world, who)
         ok = outcome == "subscribe_success" if allowed else outcome != "subscribe_success"
         return [] if ok else [f"WS /event/realtime as {who}: {outcome} (allowed={allowed})"]
+    if (method, route) == ("WS", "/v1/hosts/connect"):
+        outcome = _host_ws_outcome(world, who)
+        ok = outcome == "welcome" if allowed else outcome != "welcome"
+        return [] if ok else [f"WS /v1/hosts/connect as {who}: {outcome} (allowed={allowed})"]
     if (method, route) == ("POST", "/event"):
         status = _event_publish(world, who)
     else:

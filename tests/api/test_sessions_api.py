@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import WaiterError
 
-from playcast.control.hostlink import SessionEventKind
+from playcast.hostproto.types import SessionEventKind
 from tests.api.support import FAST, aws_error, create_app, create_group, session_id
 from tests.harness import wait_until
 

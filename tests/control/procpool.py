@@ -13,7 +13,7 @@ import signal
 import time
 from dataclasses import dataclass, field
 
-from playcast.control.hostlink import (
+from playcast.hostproto.types import (
     LaunchSpec,
     LocationCapacity,
     Placement,

@@ -13,8 +13,8 @@ import pytest
 
 from playcast.config import Settings
 from playcast.control.errors import ConflictError, NotFoundError, ValidationError
-from playcast.control.hostlink import SessionEventKind
 from playcast.control.plane import ControlPlane
+from playcast.hostproto.types import SessionEventKind
 from playcast.store.db import open_database
 from tests.control.procpool import ProcessHostPool
 from tests.control.support import make_app_dir, wait_until

@@ -11,12 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from playcast.control.hostlink import LaunchSpec, Placement, PlacementError, SessionEvent, SignalError
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
+from playcast.hostproto.types import LaunchSpec, Placement, PlacementError, SessionEvent, SignalError
 from tests.leaks import ScopedTmp
+from tests.peers import PlayerPeer as Client
 
 pytestmark = pytest.mark.netns
 
@@ -28,46 +28,6 @@ def _app(tmp_path: Path, name: str, body: str) -> LaunchSpec:
     script.write_text("#!/bin/sh\n" + body + "\n")
     script.chmod(0o755)
     return LaunchSpec.make(f"a-{name}", str(d), "run")
-
-
-class Client:
-    """A real WebRTC client (aiortc) that decodes the video it receives."""
-
-    def __init__(self) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.pc.addTransceiver("video", direction="recvonly")
-        self.pc.addTransceiver("audio", direction="recvonly")
-        self.input = self.pc.createDataChannel("input")
-        self.messages = self.pc.createDataChannel("messages")
-        self.frames: list[tuple[float, int, int]] = []
-        self.first_frame = asyncio.get_running_loop().create_future()
-        self.pc.on("track", self._track)
-
-    def _track(self, track) -> None:  # type: ignore[no-untyped-def]
-        if track.kind != "video":
-            return
-
-        async def read() -> None:
-            while True:
-                try:
-                    frame = await track.recv()
-                except Exception:
-                    return
-                self.frames.append((time.monotonic(), frame.width, frame.height))
-                if not self.first_frame.done():
-                    self.first_frame.set_result(time.monotonic())
-
-        asyncio.ensure_future(read())
-
-    async def offer(self) -> str:
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        return json.dumps({"type": "offer", "sdp": self.pc.localDescription.sdp})
-
-    async def accept(self, answer: str) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(**json.loads(answer)))
-
-    async def close(self) -> None:
-        await self.pc.close()
 
 
 @pytest.fixture

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from playcast.control.hostlink import LaunchSpec
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
+from playcast.hostproto.types import LaunchSpec
 from playcast.media.hls import HlsRegistry
 from playcast.media.peer import OfferError
 from tests.harness import await_until

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from Xlib import display as xdisplay
 
-from playcast.control.hostlink import LaunchSpec, Placement
 from playcast.host.display import VirtualDisplay
 from playcast.host.first_frame import FirstFrameWatch
 from playcast.host.input.xtest import XTestInjector
 from playcast.host.pool import LocalHostPool, Slot
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
+from playcast.hostproto.types import LaunchSpec, Placement
 from playcast.procgroup import stop_group
 from tests.harness import await_until
 from tests.host.test_pool_webrtc import Client

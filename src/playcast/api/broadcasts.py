@@ -17,7 +17,7 @@ from playcast.api.auth import Identity, bearer_token, identify
 from playcast.api.json_body import BodyRefused, json_object
 from playcast.control.broadcasts import AccessDenied, BroadcastOptions, Broadcasts, WhipEgressRequest
 from playcast.control.errors import ControlError
-from playcast.control.hostlink import EgressStatus
+from playcast.hostproto.types import EgressStatus
 from playcast.store.broadcasts import BroadcastRow
 
 log = logging.getLogger(__name__)

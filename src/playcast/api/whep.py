@@ -15,7 +15,7 @@ from playcast.api.auth import bearer_token
 from playcast.api.sdp_http import SDP, TRICKLE, SdpReplies
 from playcast.control.broadcasts import AccessDenied, Broadcasts, NotLive
 from playcast.control.errors import NotFoundError
-from playcast.control.hostlink import SignalError
+from playcast.hostproto.types import SignalError
 
 log = logging.getLogger(__name__)
 

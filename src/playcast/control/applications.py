@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
+from playcast.hostproto.types import LaunchSpec
+
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow
 from .errors import ConflictError, NotFoundError, ValidationError
 from .extract import Limits
-from .hostlink import LaunchSpec
 from .ids import APPLICATION, new_application_id
 from .ingest import (
     IngestError,

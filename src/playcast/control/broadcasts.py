@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from playcast.control.errors import ConflictError, NotFoundError
-from playcast.control.hostlink import EgressStatus, SessionEvent, SessionEventKind
+from playcast.hostproto.types import EgressStatus, SessionEvent, SessionEventKind
 from playcast.store.broadcasts import BroadcastRow
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ class Broadcasts:
         return ViewerAccess(row.private, row.viewer_token) if row is not None else None
 
     async def add_viewer(self, broadcast_id: str, offer_sdp: str, token: str | None) -> tuple[str, str]:
-        """(viewer id, answer SDP). Raises NotFoundError, AccessDenied, NotLive, hostlink.SignalError."""
+        """(viewer id, answer SDP). Raises NotFoundError, AccessDenied, NotLive, SignalError."""
         row = await self.get(broadcast_id)
         if row is None:
             raise NotFoundError(f"broadcast {broadcast_id} not found")

@@ -11,8 +11,10 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
+from playcast.control.host_pool import HostPool
+from playcast.hostproto.types import SessionEvent, SessionEventKind
+
 from ..events.chat import shapes
-from .hostlink import HostPool, SessionEvent, SessionEventKind
 
 if TYPE_CHECKING:
     from ..events.chat.service import ChatService

@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from playcast.control.host_pool import HostPool
+
 from ..config import Settings
 from ..store import queries
 from ..store.db import Database
 from .errors import ConflictError
-from .hostlink import HostPool
 from .ids import ArnFactory
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class ControlPlane:
     def __init__(self, settings: Settings, host_pool: HostPool, db: Database) -> None:
         from .applications import Applications
         from .broadcasts import Broadcasts
+        from .host_tokens import HostTokens
         from .sessions import StreamSessions
         from .stream_groups import StreamGroups
         from .tags import Tags
@@ -46,6 +48,7 @@ class ControlPlane:
         self.sessions = StreamSessions(self)
         self.tags = Tags(self)
         self.broadcasts = Broadcasts(self)
+        self.host_tokens = HostTokens(db)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, update
 
+from playcast.hostproto.types import Placement, PlacementError, SessionEvent, SessionEventKind, SignalError
+
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
 from .errors import ConflictError, InternalError, NotFoundError, ValidationError
-from .hostlink import Placement, PlacementError, SessionEvent, SessionEventKind, SignalError
 from .ids import STREAM_GROUP, new_stream_session_id
 from .pages import list_page
 from .signal import BadSignal, parse_offer
@@ -526,8 +527,10 @@ class StreamSessions:
         elif kind == SessionEventKind.ENDED:
             # Normally we asked for it (the session is TERMINATING or over already). A placed session that
             # ends without being asked (its host stopped it) is over too.
+            message = event.detail.get("message")
             if await self._cas(sid, PLACED, status=TERMINATED, status_reason="internalError",
-                               status_message="the host ended the session", deadline_at=None,
+                               status_message=message if isinstance(message, str) else "the host ended the session",
+                               deadline_at=None,
                                streaming_ended_at=at):
                 log.warning("session %s: ended by its host", sid)
 

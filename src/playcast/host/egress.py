@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
-from playcast.control.hostlink import EgressStatus
+from playcast.hostproto.types import EgressStatus
 from playcast.media.fanout import PacketFanout, PacketSink
 from playcast.media.opus_fanout import OpusFanout
 from playcast.media.peer import EncodedVideoTrack

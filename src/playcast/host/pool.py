@@ -1,4 +1,4 @@
-"""LocalHostPool: the HostPool for hosts running in this process (what `playcast up` uses).
+"""LocalHostPool: the slots of one host machine (what the host agent runs; `playcast up` embeds one).
 
 Keeps N slots; each slot is empty, warm (app launched, no session) or busy. Places sessions on a matching warm
 slot first, launches cold otherwise, relaunches warm capacity fresh after each session. An idle warm slot is paused
@@ -13,9 +13,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from playcast.control.hostlink import (
+from playcast.host.app import LaunchError
+from playcast.host.runtime import RuntimeOptions, SessionRuntime
+from playcast.hostproto.messages import SessionState
+from playcast.hostproto.types import (
     EgressStatus,
-    HostPool,
     LaunchSpec,
     LocationCapacity,
     Placement,
@@ -25,9 +27,8 @@ from playcast.control.hostlink import (
     SessionEventHandler,
     SessionEventKind,
     SignalError,
+    VideoStats,
 )
-from playcast.host.app import LaunchError
-from playcast.host.runtime import RuntimeOptions, SessionRuntime, VideoStats
 from playcast.json_input import parse_json
 from playcast.media.hls.registry import HlsRegistry
 from playcast.media.peer import OfferError
@@ -72,8 +73,9 @@ class StartTimes:
     cold: list[float] = field(default_factory=list)
 
 
-class LocalHostPool(HostPool):
-    """Slots on this machine, in one location."""
+class LocalHostPool:
+    """Slots on this machine, in one location. It has every method of control's HostPool (so tests may hand it to
+    the control plane directly); `playcast up` and `playcast host` serve it through host/agent.py instead."""
 
     def __init__(self, location: str, slots: int, options: RuntimeOptions, host_id: str = "host-local",
                  hls_registry: HlsRegistry | None = None, recordings: Storage | None = None) -> None:
@@ -109,7 +111,7 @@ class LocalHostPool(HostPool):
             slot.runtime = None
             slot.session_id = None
 
-    # ------------------------------------------------------------------ HostPool
+    # ------------------------------------------------------------------ the host operations
     def on_event(self, handler: SessionEventHandler) -> None:
         self._handlers.append(handler)
 
@@ -135,6 +137,20 @@ class LocalHostPool(HostPool):
 
     def running_sessions(self) -> set[str]:
         return {s.session_id for s in self.slots if s.session_id is not None}
+
+    def session_state(self, session_id: str) -> SessionState | None:
+        """What the control plane reads of a running session without asking (viewers, recordings, egress, video);
+        None when it does not run here."""
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            return None
+        recordings = {b: r for b in slot.runtime.hls if (r := self.recording_status(session_id, b)) is not None}
+        return SessionState(session_id, self.viewer_count(session_id), recordings,
+                            tuple(self.egress_status(session_id)), slot.runtime.video_stats())
+
+    def warm_launches(self) -> list[LaunchSpec]:
+        """The launch of every idle warm slot (a placement with an equal launch takes one without a cold start)."""
+        return [s.runtime.spec for s in self.slots if s.idle_warm and s.runtime is not None]
 
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
                               count: int, pause_idle: bool = True) -> None:

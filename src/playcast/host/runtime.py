@@ -1,8 +1,8 @@
 """One launched application and everything around it: temp dir, Xvfb, audio sink, message bridge, game,
 capture+encode worker, packet fan-out, and at most one client peer at a time.
 
-Used warm (launched before any session; may be paused once its game has drawn, see set_idle_pause) or cold. Reports what happens through a callback; knows nothing of
-the control plane's statuses or of HTTP."""
+Used warm (launched before any session; paused once its game has drawn, see set_idle_pause) or cold. Reports
+what happens through a callback; knows nothing of the control plane's statuses or of HTTP."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from playcast.control.hostlink import PLATFORM_CLIENT_ID, LaunchSpec
 from playcast.host.app import AppProcess
 from playcast.host.appmessages import AppMessageBridge
 from playcast.host.audio import AudioSink
@@ -27,6 +26,7 @@ from playcast.host.first_frame import FirstFrameWatch
 from playcast.host.input import protocol as input_protocol
 from playcast.host.input.injector import InputInjector
 from playcast.host.viewer_workers import ViewerWorkers, WorkerLimits
+from playcast.hostproto.types import PLATFORM_CLIENT_ID, LaunchSpec, VideoStats
 from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout, PacketSink
 from playcast.media.hls.packager import HlsPackager
@@ -60,18 +60,6 @@ class RuntimeOptions:
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     return int(raw) if raw not in (None, "") else default
-
-
-@dataclass(frozen=True)
-class VideoStats:
-    """What one runtime's shared encode has done so far (plain numbers, read at scrape time by metrics)."""
-
-    encoder: str  # libx264 | h264_nvenc
-    packets: int  # encoded packets read from the encoder
-    keyframes: int
-    keyframe_requests: int  # sent to the encoder (coalesced)
-    sinks: int  # consumers of the encode now: the player, WHEP viewers, LL-HLS, WHIP egress
-    dropped: int  # packets dropped by consumers that fell behind
 
 
 RuntimeEventHandler = Callable[[str, dict[str, object]], None]

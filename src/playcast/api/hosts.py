@@ -1,0 +1,171 @@
+"""The fleet over HTTP: the endpoint hosts dial (`/v1/hosts/connect`, a WebSocket carrying the host protocol to the
+control plane's Fleet), and the admin's `/v1/hosts` (list, drain, remove) and `/v1/hosts/tokens` (mint, list, revoke).
+
+HTTP only: auth, JSON shapes, the Starlette WebSocket as a hostproto Channel; the rules are control's."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from playcast.api.auth import is_admin
+from playcast.api.json_body import BodyRefused, json_object
+from playcast.control.errors import ControlError
+from playcast.control.fleet import Fleet, HostRecord
+from playcast.control.host_tokens import HostToken
+from playcast.hostproto.channel import ChannelClosed
+from playcast.hostproto.websocket import CONNECT_PATH
+
+log = logging.getLogger(__name__)
+
+
+class StarletteChannel:
+    """A Channel over one accepted Starlette WebSocket (the control plane's end of a host's connection)."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self._closed = False
+
+    async def send(self, text: str) -> None:
+        if self._closed:
+            raise ChannelClosed("closed")
+        try:
+            await self.ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self._closed = True
+            raise ChannelClosed(f"the host's connection closed ({exc})") from None
+
+    async def recv(self) -> str:
+        if self._closed:
+            raise ChannelClosed("closed")
+        try:
+            message = await self.ws.receive()
+        except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+            self._closed = True
+            raise ChannelClosed(f"the host's connection closed ({exc})") from None
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+            raise ChannelClosed("the host closed its connection")
+        text = message.get("text")
+        if text is None:
+            await self.close(1003)
+            raise ChannelClosed("the host sent a binary frame: the host protocol speaks text")
+        return text
+
+    async def close(self, code: int = 1000) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
+            await self.ws.close(code)
+
+
+async def host_socket(ws: WebSocket) -> None:
+    fleet = getattr(ws.app.state, "host_pool", None)
+    if not isinstance(fleet, Fleet):
+        await ws.close(4404, "this server takes no hosts")
+        return
+    await ws.accept()
+    await fleet.serve(StarletteChannel(ws))
+
+
+MAX_BODY_BYTES = 4096
+
+
+def _error(status: int, type_: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
+
+
+def _host_doc(r: HostRecord) -> dict[str, Any]:
+    return {"hostId": r.host_id, "location": r.location, "slots": r.slots, "busy": r.busy, "warm": r.warm,
+            "status": r.status, "lastHeartbeatAt": r.last_heartbeat_at, "version": r.version, "encoder": r.encoder}
+
+
+def _token_doc(t: HostToken) -> dict[str, Any]:
+    return {"tokenId": t.token_id, "description": t.description, "createdAt": t.created_at,
+            "revokedAt": t.revoked_at, "status": "REVOKED" if t.revoked_at is not None else "ACTIVE"}
+
+
+class HostsApi:
+    """`/v1/hosts…` for the admin (Bearer admin token)."""
+
+    def __init__(self, admin_token: str) -> None:
+        self.admin_token = admin_token
+
+    def _refused(self, request: Request) -> Response | None:
+        if not is_admin(request, self.admin_token):
+            return _error(401, "UnauthorizedException", "send Authorization: Bearer <admin_token>")
+        if not isinstance(getattr(request.app.state, "host_pool", None), Fleet):
+            return _error(404, "ResourceNotFoundException", "this server takes no hosts")
+        return None
+
+    @staticmethod
+    def _fleet(request: Request) -> Fleet:
+        return request.app.state.host_pool
+
+    async def list_hosts(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        return JSONResponse({"items": [_host_doc(r) for r in self._fleet(request).host_records()]})
+
+    async def drain(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        try:
+            record = await self._fleet(request).drain(request.path_params["host_id"])
+        except LookupError as exc:
+            return _error(404, "ResourceNotFoundException", str(exc).strip("'"))
+        return JSONResponse(_host_doc(record))
+
+    async def remove(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        try:
+            await self._fleet(request).remove(request.path_params["host_id"])
+        except LookupError as exc:
+            return _error(404, "ResourceNotFoundException", str(exc).strip("'"))
+        return Response(status_code=204)
+
+    async def create_token(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        try:
+            body = await json_object(request, MAX_BODY_BYTES, empty_ok=True)
+            token, secret = await request.app.state.plane.host_tokens.create(body.get("description") or "")
+        except BodyRefused as exc:
+            return _error(exc.status, exc.type, exc.message)
+        except ControlError as exc:
+            return _error(400, exc.code, exc.message)
+        return JSONResponse({**_token_doc(token), "token": secret}, status_code=201)
+
+    async def list_tokens(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        return JSONResponse({"items": [_token_doc(t) for t in await request.app.state.plane.host_tokens.list()]})
+
+    async def revoke_token(self, request: Request) -> Response:
+        if (refused := self._refused(request)) is not None:
+            return refused
+        try:
+            await request.app.state.plane.host_tokens.revoke(request.path_params["token_id"])
+        except ControlError as exc:
+            return _error(404, exc.code, exc.message)
+        await self._fleet(request).recheck()  # hosts that joined with it leave now
+        return Response(status_code=204)
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            WebSocketRoute(CONNECT_PATH, host_socket),
+            Route("/v1/hosts", self.list_hosts, methods=["GET"]),
+            Route("/v1/hosts/tokens", self.create_token, methods=["POST"]),
+            Route("/v1/hosts/tokens", self.list_tokens, methods=["GET"]),
+            Route("/v1/hosts/tokens/{token_id}", self.revoke_token, methods=["DELETE"]),
+            Route("/v1/hosts/{host_id}/drain", self.drain, methods=["POST"]),
+            Route("/v1/hosts/{host_id}", self.remove, methods=["DELETE"]),
+        ]

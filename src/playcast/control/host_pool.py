@@ -1,0 +1,80 @@
+"""The control plane's view of the hosts: the HostPool it calls, whether hosts run in this process or on other
+machines across the host protocol.
+
+A Protocol only: no I/O here (control/hosts.py implements it over hostproto channels)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from playcast.hostproto.types import (
+    EgressStatus,
+    LaunchSpec,
+    LocationCapacity,
+    Placement,
+    PlacementResult,
+    SessionEventHandler,
+)
+
+
+class HostPool(Protocol):
+    """What the control plane needs from the hosts."""
+
+    async def place(self, placement: Placement, timeout_s: float) -> PlacementResult:
+        """Start the session on a slot (warm if one matches) and apply the offer. Raises PlacementError."""
+
+    async def connect(self, session_id: str, signal_request: str) -> str:
+        """Attach a new client peer to a running session; returns the answer JSON. Raises SignalError."""
+
+    async def terminate(self, session_id: str, reason: str = "terminated") -> None:
+        """Stop the session's peer, app, display and audio. Emits ENDED when done. Idempotent.
+
+        `reason` is what the client's serverDisconnect callback receives ("terminated" | "idle")."""
+
+    async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
+                              count: int, pause_idle: bool = True) -> None:
+        """Keep `count` idle slots in `location` pre-launched for this group (spread over its launch specs).
+
+        With `pause_idle`, an idle slot's game is paused (SIGSTOP) once it has drawn its first frame and resumed
+        when a session claims the slot; False keeps idle games running (stream-group tag playcast:pause-warm)."""
+
+    async def send_app_message(self, session_id: str, payload: bytes) -> bool:
+        """Deliver `payload` to the session's game as an application message from client id 0 (the platform,
+        e.g. chat and reactions). False if the session is not running here or the message was dropped."""
+
+    async def add_viewer(self, session_id: str, offer_sdp: str) -> tuple[str, str]:
+        """A receive-only broadcast viewer (WHEP) of a running session: returns (viewer id, answer SDP).
+        Raises LookupError when the session does not run here, SignalError for an unusable offer."""
+
+    async def remove_viewer(self, session_id: str, viewer_id: str) -> bool: ...
+
+    def viewer_count(self, session_id: str) -> int: ...
+
+    async def start_hls(self, session_id: str, broadcast_id: str, record: bool = False) -> None:
+        """Package the session's stream as LL-HLS under `broadcast_id` (served by the HLS origin); with `record`,
+        also record it to the host's recording storage. Raises LookupError when the session does not run here."""
+
+    def recording_status(self, session_id: str, broadcast_id: str) -> dict[str, object] | None:
+        """{"status": STARTING|RECORDING|ENDED|FAILED, "message", "segments"} while live, None if not recording."""
+
+    async def stop_hls(self, session_id: str, broadcast_id: str) -> None: ...
+
+    async def start_egress(self, session_id: str, url: str, token: str | None) -> str:
+        """Push the session's stream (its one encode, H.264 + Opus) to a WHIP endpoint until stopped; retries with
+        backoff while the endpoint is down. Returns the egress id. Raises LookupError when the session does not
+        run here. Sessions whose AdditionalEnvironmentVariables hold IVS_WHIP_ENDPOINT (+ IVS_STAGE_TOKEN) get one
+        started by the host itself."""
+
+    async def stop_egress(self, session_id: str, egress_id: str) -> bool: ...
+
+    def egress_status(self, session_id: str) -> list[EgressStatus]: ...
+
+    def capacity(self, location: str) -> LocationCapacity: ...
+
+    def locations(self) -> list[str]: ...
+
+    def running_sessions(self) -> set[str]:
+        """Ids of sessions some connected host reports as running (used to reconcile after a restart)."""
+
+    def on_event(self, handler: SessionEventHandler) -> None:
+        """Register the control plane's handler for session events."""

@@ -1,0 +1,128 @@
+"""The domain types the control plane and the hosts share: what to launch, placements and their results, session
+events, egress and capacity figures, and the errors a host reports.
+
+Types only: no I/O, no wire format (messages.py and codec.py carry these over a channel)."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What to start in a slot. Two sessions can share a warm slot only if their LaunchSpecs are equal."""
+
+    application_id: str
+    source_dir: str  # absolute path to the application's content on the host
+    executable: str  # ExecutablePath, relative to source_dir
+    args: tuple[str, ...] = ()  # AdditionalLaunchArgs
+    env: tuple[tuple[str, str], ...] = ()  # AdditionalEnvironmentVariables, sorted by key
+
+    @staticmethod
+    def make(application_id: str, source_dir: str, executable: str,
+             args: list[str] | None = None, env: dict[str, str] | None = None) -> LaunchSpec:
+        return LaunchSpec(application_id, source_dir, executable, tuple(args or ()),
+                          tuple(sorted((env or {}).items())))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A request to run one stream session on some host slot."""
+
+    session_id: str
+    stream_group_id: str
+    locations: tuple[str, ...]  # ordered preference; empty = any
+    launch: LaunchSpec
+    signal_request: str | None  # JSON RTCSessionDescription offer, or None for NO_CLIENT_CONNECTION
+
+
+@dataclass(frozen=True)
+class PlacementResult:
+    host_id: str
+    slot_id: str
+    location: str
+    signal_response: str | None  # JSON answer, None when no offer was given
+    warm: bool  # True when an already-launched slot was used
+
+
+class PlacementError(Exception):
+    """Placement failed; `reason` is a StreamSessionStatusReason (invalidSignalRequest, placementTimeout,
+    internalError, applicationExit)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SignalError(Exception):
+    """An offer could not be applied (malformed SDP/JSON, no H.264 in it, ...)."""
+
+
+PLATFORM_CLIENT_ID = 0
+"""Application-message client id of playcast itself (browser clients are 1..255)."""
+
+
+class SessionEventKind(enum.StrEnum):
+    CLIENT_CONNECTED = "client_connected"  # ICE+DTLS up
+    CLIENT_DISCONNECTED = "client_disconnected"  # peer lost or closed
+    INPUT = "input"  # user input seen (sent at most once per second)
+    APP_EXITED = "app_exited"  # the game process ended by itself (exit or crash)
+    APP_MESSAGE = "app_message"  # the game sent an application message to client id 0 (the platform): {"payload": bytes}
+    ENDED = "ended"  # all processes of the session are gone after terminate
+
+
+@dataclass(frozen=True)
+class SessionEvent:
+    session_id: str
+    kind: SessionEventKind
+    at: float  # unix time
+    detail: dict[str, object] = field(default_factory=dict)
+
+
+SessionEventHandler = Callable[[SessionEvent], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class EgressStatus:
+    """One WHIP egress of a session: the host pushing the session's encoded stream to an external WHIP endpoint."""
+
+    egress_id: str
+    url: str  # the endpoint, without query string or credentials
+    origin: str  # "env" (IVS_WHIP_ENDPOINT in AdditionalEnvironmentVariables) | "api"
+    state: str  # connecting | connected | retrying | failed | stopped
+    attempts: int
+    last_error: str | None = None
+    connected_at: float | None = None  # unix time
+    next_retry_at: float | None = None  # unix time, while retrying
+
+
+@dataclass(frozen=True)
+class LocationCapacity:
+    location: str
+    total_slots: int  # all slots on all hosts in that location
+    allocated: int  # streaming + idle warm
+    idle: int  # warm, not streaming
+
+
+@dataclass(frozen=True)
+class VideoStats:
+    """What one runtime's shared encode has done so far (plain numbers, read at scrape time by metrics)."""
+
+    encoder: str  # libx264 | h264_nvenc
+    packets: int  # encoded packets read from the encoder
+    keyframes: int
+    keyframe_requests: int  # sent to the encoder (coalesced)
+    sinks: int  # consumers of the encode now: the player, WHEP viewers, LL-HLS, WHIP egress
+    dropped: int  # packets dropped by consumers that fell behind
+
+
+def launch_key(spec: LaunchSpec) -> str:
+    """A short stable name of a LaunchSpec: hosts report their idle warm slots by it, the control plane matches
+    placements against it (equal specs, equal keys)."""
+    canon = json.dumps([spec.application_id, spec.source_dir, spec.executable, list(spec.args),
+                        [list(kv) for kv in spec.env]], separators=(",", ":"))
+    return hashlib.sha256(canon.encode()).hexdigest()[:24]

@@ -1,0 +1,145 @@
+"""Several machines on one: a bridge in the test's private network namespace and one network namespace per host
+joined to it by a veth pair (addresses 10.<n>.0.0/24 of our own, nothing routed anywhere else), and `playcast host`
+processes started inside them with private TMPDIRs and leak checks.
+
+No fixtures here (see conftest.py); everything made is removed by the context managers, also after a failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.harness import REPO
+
+PREFIX = "pct"  # every bridge, veth and namespace of these tests starts with it (a sweeper finds leftovers)
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+def sweep() -> None:
+    """Remove namespaces and links a killed test run left (names start with PREFIX and this run's pid is gone)."""
+    for name in _ip("netns", "list", check=False).stdout.split():
+        if name.startswith(PREFIX) and not _pid_alive(name.split("-")[1] if "-" in name else ""):
+            _ip("netns", "del", name, check=False)
+
+
+def _pid_alive(pid: str) -> bool:
+    return pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+
+@dataclass
+class Machines:
+    """The bridge (the test's own address on it: `server_ip`) and the host namespaces made so far."""
+
+    tag: str
+    subnet: int
+    bridge: str
+    namespaces: list[str] = field(default_factory=list)
+
+    @property
+    def server_ip(self) -> str:
+        return f"10.{self.subnet}.0.1"
+
+    def add(self) -> tuple[str, str]:
+        """A new namespace on the bridge: (its name, its address)."""
+        n = len(self.namespaces) + 1
+        ns, veth = f"{self.tag}-h{n}", f"{self.tag[:8]}v{n}"
+        address = f"10.{self.subnet}.0.{10 + n}"
+        _ip("netns", "add", ns)
+        self.namespaces.append(ns)
+        _ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+        _ip("link", "set", veth, "master", self.bridge)
+        _ip("link", "set", veth, "up")
+        _ip("link", "set", f"{veth}p", "netns", ns)
+        for args in (("link", "set", "lo", "up"), ("addr", "add", f"{address}/24", "dev", f"{veth}p"),
+                     ("link", "set", f"{veth}p", "up")):
+            _ip("-n", ns, *args)
+        return ns, address
+
+
+@contextmanager
+def machines() -> Iterator[Machines]:
+    """A bridge with the test's address, for host namespaces made with `add()`; all removed afterwards."""
+    sweep()
+    tag = f"{PREFIX}-{os.getpid()}-{threading.get_ident() % 1000}"
+    subnet = 100 + os.getpid() % 100
+    bridge = f"pcb{os.getpid() % 100000}"
+    _ip("link", "add", bridge, "type", "bridge")
+    m = Machines(tag, subnet, bridge)
+    try:
+        _ip("addr", "add", f"{m.server_ip}/24", "dev", bridge)
+        _ip("link", "set", bridge, "up")
+        yield m
+    finally:
+        for ns in m.namespaces:
+            _ip("netns", "del", ns, check=False)
+        _ip("link", "del", bridge, check=False)
+
+
+@dataclass
+class HostProcess:
+    """`playcast host` running in a namespace; `tmp` is its private TMPDIR (the leak-check scope)."""
+
+    process: subprocess.Popen[str]
+    namespace: str
+    address: str
+    data_dir: Path
+    tmp: Path
+    output: list[str] = field(default_factory=list)
+
+    def log_text(self) -> str:
+        return "".join(self.output)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+
+
+@contextmanager
+def playcast_host(m: Machines, server_url: str, token: str, *, location: str, slots: int = 1,
+                  env: dict[str, str] | None = None, check_leaks: bool = True) -> Iterator[HostProcess]:
+    """`playcast host` in a new namespace on `m`'s bridge (small video so several fit on 2 cores); SIGTERM
+    afterwards and, with `check_leaks`, nothing of it may be left (processes carrying its TMPDIR, session dirs)."""
+    from tests.leaks import assert_no_session_leftovers
+
+    ns, address = m.add()
+    data_dir = Path(tempfile.mkdtemp(prefix="playcast-test-host-"))
+    tmp = Path(tempfile.mkdtemp(prefix="playcast-test-tmp-"))
+    cmd = ["ip", "netns", "exec", ns, str(REPO / ".venv" / "bin" / "playcast"), "host", "--server", server_url,
+           "--token", token, "--location", location, "--slots", str(slots), "--data-dir", str(data_dir)]
+    child_env = {**os.environ, "TMPDIR": str(tmp), "PLAYCAST_WIDTH": "320", "PLAYCAST_HEIGHT": "240",
+                 "PLAYCAST_FPS": "15", "PLAYCAST_BITRATE_KBPS": "300", **(env or {})}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env,
+                            cwd=REPO)
+    host = HostProcess(proc, ns, address, data_dir, tmp)
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            host.output.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        yield host
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        if check_leaks:
+            assert_no_session_leftovers(set(), scope=str(tmp), wait_s=10)

@@ -1,0 +1,212 @@
+"""The Fleet with real hosts: LocalHostPools (real Xvfb and game processes) joined by HostAgents over in-memory
+channels, so every request, reply, heartbeat and event crosses the host protocol's wire format.
+
+Placement by location and load, warm slots matched by launch, requests routed to a session's host, a host that
+goes away, refused and misbehaving hosts, cancelled placements."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from playcast.control.fleet import Fleet
+from playcast.host.agent import HostAgent, HostIdentity, HostRefused
+from playcast.host.pool import LocalHostPool
+from playcast.host.runtime import RuntimeOptions
+from playcast.hostproto import codec
+from playcast.hostproto.channel import MemoryChannel
+from playcast.hostproto.messages import Hello, Refused, Welcome
+from playcast.hostproto.types import LaunchSpec, Placement, PlacementError, SessionEvent, SessionEventKind
+from tests.harness import await_until
+from tests.leaks import ScopedTmp
+
+TOKEN = "fleet-test-token"
+
+
+def _app(tmp_path: Path, name: str = "game") -> LaunchSpec:
+    d = tmp_path / name
+    d.mkdir(exist_ok=True)
+    script = d / "run"
+    script.write_text("#!/bin/sh\nexec sleep 1000\n")
+    script.chmod(0o755)
+    return LaunchSpec.make(f"a-{name}", str(d), "run")
+
+
+@dataclass
+class World:
+    fleet: Fleet
+    scope: ScopedTmp
+    pools: dict[str, LocalHostPool] = field(default_factory=dict)
+    agents: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    channels: dict[str, MemoryChannel] = field(default_factory=dict)
+    events: list[SessionEvent] = field(default_factory=list)
+
+    async def add_host(self, host_id: str, location: str, slots: int = 1, token: str = TOKEN) -> HostAgent:
+        pool = LocalHostPool(location, slots, RuntimeOptions(width=160, height=120, fps=10, bitrate_kbps=200,
+                                                             encoder="x264", app_message_port=None,
+                                                             temp_root=self.scope), host_id=host_id)
+        await pool.start()
+        self.pools[host_id] = pool
+        agent = HostAgent(pool, HostIdentity(host_id, token, location, "test", "libx264"))
+        host_end, server_end = MemoryChannel.pair()
+        self.channels[host_id] = host_end
+        asyncio.ensure_future(self.fleet.serve(server_end))
+        self.agents[host_id] = asyncio.ensure_future(agent.serve(host_end))
+        return agent
+
+    async def kill_host(self, host_id: str) -> None:
+        """The host's link is cut (its channel closes) and its machine stops its sessions."""
+        await self.channels[host_id].close()
+        with contextlib.suppress(Exception):
+            await self.agents[host_id]
+        await self.pools.pop(host_id).close()
+
+
+@pytest.fixture
+async def world() -> AsyncIterator[World]:
+    with ScopedTmp() as scope:  # on exit: no process or session dir of these hosts is left
+
+        async def authorize(hello: Hello) -> str | None:
+            return None if hello.token == TOKEN else "wrong host token"
+
+        w = World(Fleet(authorize, heartbeat_s=0.2), scope)
+
+        async def record(e: SessionEvent) -> None:
+            w.events.append(e)
+
+        w.fleet.on_event(record)
+        try:
+            yield w
+        finally:
+            await w.fleet.close()
+            for task in w.agents.values():
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(task, 30)
+            for pool in w.pools.values():
+                await pool.close()
+
+
+def _placement(session_id: str, spec: LaunchSpec, *locations: str, group: str = "sg-1") -> Placement:
+    return Placement(session_id, group, tuple(locations), spec, None)
+
+
+async def test_placement_follows_locations_then_load(world: World, tmp_path: Path) -> None:
+    for host_id, location in (("h-a1", "loc-a"), ("h-a2", "loc-a"), ("h-b1", "loc-b")):
+        await world.add_host(host_id, location)
+        await world.fleet.wait_for_host(host_id, 10)
+    assert world.fleet.locations() == ["loc-a", "loc-b"]
+    assert world.fleet.capacity("loc-a").total_slots == 2
+    spec = _app(tmp_path)
+    first = await world.fleet.place(_placement("s-1", spec, "loc-b", "loc-a"), 20)
+    assert (first.host_id, first.location, first.warm) == ("h-b1", "loc-b", False)
+    second = await world.fleet.place(_placement("s-2", spec, "loc-a"), 20)
+    third = await world.fleet.place(_placement("s-3", spec, "loc-a"), 20)
+    assert {second.host_id, third.host_id} == {"h-a1", "h-a2"}  # the least loaded host each time
+    assert world.fleet.running_sessions() == {"s-1", "s-2", "s-3"}
+    await await_until(lambda: world.fleet.capacity("loc-a").allocated == 2, 5, "heartbeats show both busy")
+    # requests go to the session's own host
+    assert await world.fleet.send_app_message("s-3", b"hi") is True  # queued for the game by its host
+    assert await world.fleet.send_app_message("s-none", b"hi") is False
+    await world.fleet.terminate("s-2")
+    await await_until(lambda: any(e.session_id == "s-2" and e.kind == SessionEventKind.ENDED
+                                  for e in world.events), 10, "s-2 ENDED through the channel")
+    assert "s-2" not in world.fleet.running_sessions()
+    assert world.pools[second.host_id].running_sessions() == set()
+
+
+async def test_a_full_location_sends_placements_to_the_next(world: World, tmp_path: Path) -> None:
+    await world.add_host("h-a", "loc-a")
+    await world.add_host("h-b", "loc-b")
+    await world.fleet.wait_for_host("h-b", 10)
+    await world.fleet.wait_for_host("h-a", 10)
+    spec = _app(tmp_path)
+    assert (await world.fleet.place(_placement("s-1", spec, "loc-a", "loc-b"), 20)).location == "loc-a"
+    assert (await world.fleet.place(_placement("s-2", spec, "loc-a", "loc-b"), 20)).location == "loc-b"
+
+
+async def test_warm_slots_are_matched_by_launch(world: World, tmp_path: Path) -> None:
+    await world.add_host("h-1", "loc-a")
+    await world.add_host("h-2", "loc-a")
+    await world.fleet.wait_for_host("h-1", 10)
+    await world.fleet.wait_for_host("h-2", 10)
+    spec, other = _app(tmp_path, "game"), _app(tmp_path, "other")
+    await world.fleet.set_warm_target("sg-1", "loc-a", [spec], 1)
+    await await_until(lambda: world.fleet.capacity("loc-a").idle == 1, 30, "one warm slot in loc-a")
+    warm_host = next(h for h, p in world.pools.items() if p.warm_launches())
+    result = await world.fleet.place(_placement("s-1", spec, "loc-a"), 20)
+    assert (result.host_id, result.warm) == (warm_host, True)
+    cold = await world.fleet.place(_placement("s-2", other, "loc-a"), 20)
+    assert cold.warm is False and cold.host_id != warm_host
+
+
+async def test_a_lost_host_ends_its_sessions_and_leaves_the_others(world: World, tmp_path: Path) -> None:
+    await world.add_host("h-1", "loc-a")
+    await world.add_host("h-2", "loc-a")
+    await world.fleet.wait_for_host("h-1", 10)
+    await world.fleet.wait_for_host("h-2", 10)
+    spec = _app(tmp_path)
+    a = await world.fleet.place(_placement("s-1", spec, "loc-a"), 20)
+    b = await world.fleet.place(_placement("s-2", spec, "loc-a"), 20)
+    assert a.host_id != b.host_id
+    await world.kill_host(a.host_id)
+    ended = await await_until(lambda: next((e for e in world.events if e.session_id == "s-1"
+                                            and e.kind == SessionEventKind.ENDED), None), 10, "s-1 ENDED")
+    assert a.host_id in str(ended.detail["message"])
+    assert world.fleet.locations() == ["loc-a"] and world.fleet.capacity("loc-a").total_slots == 1
+    assert world.fleet.running_sessions() == {"s-2"}
+    assert not any(e.session_id == "s-2" and e.kind == SessionEventKind.ENDED for e in world.events)
+    with pytest.raises(LookupError):
+        await world.fleet.add_viewer("s-1", "v=0\r\n")
+
+
+async def test_a_wrong_token_is_refused_and_told_why(world: World) -> None:
+    await world.add_host("h-bad", "loc-a", token="not-the-token")
+    with pytest.raises(HostRefused, match="wrong host token"):
+        await world.agents["h-bad"]
+    assert world.fleet.hosts == {}
+
+
+async def test_a_host_that_sends_garbage_is_cut_off(world: World) -> None:
+    host_end, server_end = MemoryChannel.pair()
+    serving = asyncio.ensure_future(world.fleet.serve(server_end))
+    await host_end.send(codec.encode(Hello("h-x", TOKEN, "loc-a", 1, "test", "libx264")))
+    assert isinstance(codec.decode_server(await host_end.recv()), Welcome)
+    for i in range(10):
+        await host_end.send(f'{{"v": 1, "type": "heartbeat", "seq": "{i}"}}')
+    await asyncio.wait_for(serving, 10)
+    assert "h-x" not in world.fleet.hosts
+    # a second host that says nothing in time, or something else first, is turned away with a reason
+    host_end, server_end = MemoryChannel.pair()
+    serving = asyncio.ensure_future(world.fleet.serve(server_end))
+    await host_end.send(codec.encode(Welcome("h-y", 1)))
+    refused = codec.decode_server(await host_end.recv())
+    assert isinstance(refused, Refused) and "hello" in refused.reason
+    await asyncio.wait_for(serving, 10)
+
+
+async def test_a_cancelled_placement_is_undone_on_its_host(world: World, tmp_path: Path) -> None:
+    await world.add_host("h-1", "loc-a")
+    await world.fleet.wait_for_host("h-1", 10)
+    spec = _app(tmp_path)
+    await world.fleet.place(_placement("s-1", spec, "loc-a"), 20)
+    waiting = asyncio.ensure_future(world.fleet.place(_placement("s-2", spec, "loc-a"), 60))  # no slot: it waits
+    await await_until(lambda: world.fleet.hosts["h-1"].pending_placements == 1, 5, "the placement sent")
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await world.fleet.terminate("s-1")
+    third = await world.fleet.place(_placement("s-3", spec, "loc-a"), 20)  # the freed slot goes to s-3, not s-2
+    assert third.host_id == "h-1"
+    assert world.pools["h-1"].running_sessions() == {"s-3"}
+
+
+async def test_no_host_in_the_locations_is_a_placement_error(world: World, tmp_path: Path) -> None:
+    await world.add_host("h-1", "loc-a")
+    await world.fleet.wait_for_host("h-1", 10)
+    with pytest.raises(PlacementError, match="no host is connected in loc-z"):
+        await world.fleet.place(_placement("s-1", _app(tmp_path), "loc-z"), 5)

@@ -1,0 +1,156 @@
+"""The host protocol's wire format: every message and every operation's arguments and results survive the trip
+as text; whatever else arrives is a ProtocolError that names the field, never another exception."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from playcast.hostproto import codec
+from playcast.hostproto.messages import (
+    OPERATIONS,
+    PROTOCOL_VERSION,
+    Cancel,
+    Event,
+    Heartbeat,
+    Hello,
+    HostError,
+    Refused,
+    Reply,
+    Request,
+    SessionState,
+    Welcome,
+)
+from playcast.hostproto.types import (
+    EgressStatus,
+    LaunchSpec,
+    Placement,
+    PlacementResult,
+    SessionEvent,
+    SessionEventKind,
+    VideoStats,
+)
+
+SPEC = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"B": "2", "A": "1"})
+PLACEMENT = Placement("s-1", "sg-1", ("here", "there"), SPEC, '{"type": "offer", "sdp": "v=0\\r\\n"}')
+STATE = SessionState("s-1", 3, {"b-1": {"status": "RECORDING", "message": None, "segments": 4}},
+                     (EgressStatus("e-1", "https://x/whip", "api", "retrying", 2, "unreachable", None, 12.5),),
+                     VideoStats("libx264", 10, 1, 2, 3, 0))
+
+ARGS: dict[str, dict[str, Any]] = {
+    "place": {"placement": PLACEMENT, "timeout_s": 75.0},
+    "connect": {"session_id": "s-1", "signal_request": "{}"},
+    "terminate": {"session_id": "s-1", "reason": "idle"},
+    "set_warm_target": {"stream_group_id": "sg-1", "location": "here", "launches": [SPEC], "count": 2,
+                        "pause_idle": False},
+    "send_app_message": {"session_id": "s-1", "payload": b"\x00\xffchat"},
+    "add_viewer": {"session_id": "s-1", "offer_sdp": "v=0\r\n"},
+    "remove_viewer": {"session_id": "s-1", "viewer_id": "v-1"},
+    "start_hls": {"session_id": "s-1", "broadcast_id": "b-1", "record": True},
+    "stop_hls": {"session_id": "s-1", "broadcast_id": "b-1"},
+    "start_egress": {"session_id": "s-1", "url": "https://x/whip", "token": None},
+    "stop_egress": {"session_id": "s-1", "egress_id": "e-1"},
+}
+RESULTS: dict[str, Any] = {
+    "place": PlacementResult("h-1", "slot-0", "here", '{"type": "answer"}', True), "connect": '{"type": "answer"}',
+    "terminate": None, "set_warm_target": None, "send_app_message": True, "add_viewer": ("v-1", "v=0\r\n"),
+    "remove_viewer": False, "start_hls": None, "stop_hls": None, "start_egress": "e-1", "stop_egress": True,
+}
+
+
+def test_every_operation_is_covered() -> None:
+    assert set(ARGS) == set(OPERATIONS) == set(RESULTS)
+
+
+@pytest.mark.parametrize("op", OPERATIONS)
+def test_request_args_and_results_round_trip(op: str) -> None:
+    text = codec.encode(Request(7, op, codec.args_to_wire(op, ARGS[op])))
+    request = codec.decode_server(text)
+    assert isinstance(request, Request) and request.id == 7 and request.op == op
+    assert codec.args_from_wire(op, codec.Fields(request.args, "args")) == ARGS[op]
+    reply = codec.decode_host(codec.encode(Reply(7, codec.result_to_wire(op, RESULTS[op]), session=STATE)))
+    assert isinstance(reply, Reply) and reply.session == STATE
+    assert codec.result_of(op, reply.result) == RESULTS[op]
+
+
+@pytest.mark.parametrize("msg", [
+    Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", None, "10.0.0.2", ("s-1", "s-2")),
+    Heartbeat(3, 4, 1, 2, ("k1", "k2"), (STATE, SessionState("s-2"))),
+    Event(SessionEvent("s-1", SessionEventKind.APP_MESSAGE, 1.5, {"payload": b"\x01\x02"})),
+    Event(SessionEvent("s-1", SessionEventKind.CLIENT_DISCONNECTED, 1.5, {"clientId": 1, "state": "failed"})),
+    Reply(9, None, HostError("placement", "no slot", "placementTimeout"), None, gone=True),
+])
+def test_host_messages_round_trip(msg: Any) -> None:
+    assert codec.decode_host(codec.encode(msg)) == msg
+
+
+@pytest.mark.parametrize("msg", [Welcome("h-1", 2.0), Refused("wrong host token"), Cancel(4)])
+def test_server_messages_round_trip(msg: Any) -> None:
+    assert codec.decode_server(codec.encode(msg)) == msg
+
+
+def _frame(**doc: Any) -> str:
+    return json.dumps({"v": PROTOCOL_VERSION, **doc})
+
+
+@pytest.mark.parametrize("text, words", [
+    ("not json", "not valid JSON"),
+    ("[" * 100 + "]" * 100, "nested deeper"),
+    (json.dumps({"v": 2, "type": "hello"}), "protocol version 2"),
+    (_frame(type="welcome", host_id="h", heartbeat_s=1), "does not send 'welcome'"),
+    (_frame(type="hello", host_id="h"), "message.token is required"),
+    (_frame(type="heartbeat", seq=1, slots="4", busy=0, warm=0), "message.slots has the wrong type"),
+    (_frame(type="heartbeat", seq=-1, slots=4, busy=0, warm=0), "message.seq is out of range"),
+    (_frame(type="heartbeat", seq=1, slots=4, busy=0, warm=0, sessions=[{"viewers": 1}]),
+     "message.sessions[0].session_id is required"),
+    (_frame(type="event", event={"session_id": "s", "kind": "exploded", "at": 1}), "not a session event kind"),
+    (_frame(type="event", event={"session_id": "s", "kind": "app_message", "at": 1, "detail": {"payload": "!"}}),
+     "not base64"),
+    (_frame(type="reply", id=1, error={"kind": "oops", "message": "x"}), "not an error kind"),
+    (_frame(type="reply", id=1, result=None) + " " * codec.MAX_FRAME_BYTES, "larger than"),
+])
+def test_bad_host_frames_say_what_is_wrong(text: str, words: str) -> None:
+    with pytest.raises(codec.ProtocolError, match=words.replace("[", r"\[").replace("(", r"\(")):
+        codec.decode_host(text)
+
+
+def test_bad_request_args_say_what_is_wrong() -> None:
+    with pytest.raises(codec.ProtocolError, match=r"args.placement.launch.env must list"):
+        codec.args_from_wire("place", codec.Fields({"timeout_s": 1, "placement": {
+            "session_id": "s", "stream_group_id": "g", "locations": [],
+            "launch": {"application_id": "a", "source_dir": "/x", "executable": "y", "env": [["A"]]}}}, "args"))
+    with pytest.raises(codec.ProtocolError, match="unknown operation"):
+        codec.decode_server(_frame(type="request", id=1, op="format_disk", args={}))
+    with pytest.raises(codec.ProtocolError, match="add_viewer must be"):
+        codec.result_of("add_viewer", ["v-1"])
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                                 max_size=6), max_leaves=30)
+TYPES = st.sampled_from(["hello", "heartbeat", "event", "reply", "welcome", "refused", "request", "cancel", "x"])
+
+
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(kind=TYPES, body=st.dictionaries(st.sampled_from(
+    ["host_id", "token", "location", "slots", "version", "encoder", "sessions", "seq", "busy", "warm",
+     "warm_launches", "event", "id", "result", "error", "session", "gone", "op", "args", "reason", "heartbeat_s",
+     "protocol"]), JSON, max_size=12))
+def test_any_frame_decodes_or_is_a_protocol_error(kind: str, body: dict[str, Any]) -> None:
+    text = json.dumps({"v": PROTOCOL_VERSION, **body, "type": kind})
+    for decode in (codec.decode_host, codec.decode_server):
+        try:
+            decode(text)
+        except codec.ProtocolError:
+            pass
+    if kind == "request" and isinstance(body.get("args"), dict):
+        for op in OPERATIONS:
+            try:
+                codec.args_from_wire(op, codec.Fields(body["args"], "args"))
+            except codec.ProtocolError:
+                pass
