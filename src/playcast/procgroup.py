@@ -1,5 +1,6 @@
 """Process plumbing for the children the host starts: they die with it (PR_SET_PDEATHSIG), and a child that leads
-its own process group is stopped with SIGTERM to the group, a wait, then SIGKILL of what is left.
+its own process group is stopped with SIGTERM to the group (and SIGCONT, in case it is paused), a wait, then SIGKILL
+of what is left.
 
 Shared by host/ (Xvfb, audio, the game's keeper, viewer workers) and media/ (the capture worker); no policy here."""
 
@@ -60,9 +61,13 @@ def signal_group(pgid: int, sig: int) -> None:
 
 async def stop_group(proc: asyncio.subprocess.Process, grace_s: float, *, kill_stragglers: bool = False) -> int:
     """SIGTERM the group led by `proc`, give it `grace_s`, then SIGKILL. With `kill_stragglers`, the group is
-    SIGKILLed even when the leader exited in time (children may outlive it). Returns the leader's exit code."""
+    SIGKILLed even when the leader exited in time (children may outlive it). Returns the leader's exit code.
+
+    A stopped (SIGSTOPped) group keeps SIGTERM pending until it runs again, so the group is continued right after
+    the SIGTERM: a paused game gets its graceful exit instead of the SIGKILL `grace_s` later."""
     if proc.returncode is None:
         signal_group(proc.pid, signal.SIGTERM)
+        signal_group(proc.pid, signal.SIGCONT)
         try:
             await asyncio.wait_for(proc.wait(), grace_s)
         except TimeoutError:

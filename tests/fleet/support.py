@@ -6,11 +6,11 @@ No fixtures here (see conftest.py); everything made is removed by the context ma
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import tempfile
-import itertools
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager

@@ -10,9 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from playcast.hostproto.types import LaunchSpec, Placement
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
+from playcast.hostproto.types import LaunchSpec, Placement
 
 
 async def main(state_dir: str, scope: str, app_dir: str, executable: str) -> None:

@@ -254,3 +254,21 @@ async def test_a_silent_host_is_cut_off_and_lost(world: World, tmp_path: Path) -
     assert world.fleet.lost_after_s <= took < 3 * world.fleet.lost_after_s + 1, took
     await asyncio.wait_for(serving, 10)
     assert "h-quiet" not in world.fleet.hosts
+
+
+async def test_the_pause_setting_reaches_the_hosts_warm_slots(world: World) -> None:
+    demo = LaunchSpec.make("a-demo", str(Path(__file__).resolve().parents[2] / "src" / "playcast" / "demo" / "app"),
+                           "playcast-demo")
+    await world.add_host("h-1", "loc-a")
+    await world.fleet.wait_for_host("h-1", 10)
+    pool = world.pools["h-1"]
+
+    def warm_runtime():  # type: ignore[no-untyped-def]
+        return next((s.runtime for s in pool.slots if s.idle_warm), None)
+
+    await world.fleet.set_warm_target("sg-1", "loc-a", [demo], 1)  # pausing is the default
+    runtime = await await_until(lambda: (r := warm_runtime()) is not None and r.paused and r, 60,
+                                "the host's warm slot to be paused")
+    await world.fleet.set_warm_target("sg-1", "loc-a", [demo], 1, pause_idle=False)
+    await await_until(lambda: not runtime.paused and runtime.app_running, 20, "the slot to run again")
+    assert warm_runtime() is runtime  # the same launch, resumed, not replaced

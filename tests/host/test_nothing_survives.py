@@ -21,11 +21,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from playcast.hostproto.types import LaunchSpec, Placement, PlacementError
 from playcast.host.app import STOP_GRACE_S
 from playcast.host.leftovers import X_LOCK, X_SOCKET, accepts_connections, process_start
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
+from playcast.hostproto.types import LaunchSpec, Placement, PlacementError
 from tests.broadcast.test_whep import _start_session
 from tests.harness import REPO, await_until, playcast_up, wait_until
 from tests.leaks import ScopedTmp, session_leftovers

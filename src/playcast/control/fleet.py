@@ -83,7 +83,7 @@ class Fleet:
         self.hosts: dict[str, HostConnection] = {}
         self.start_times = StartTimes()
         self._session_host: dict[str, str] = {}
-        self._targets: dict[tuple[str, str], tuple[list[LaunchSpec], int]] = {}
+        self._targets: dict[tuple[str, str], tuple[list[LaunchSpec], int, bool]] = {}  # + pause_idle
         self._handlers: list[SessionEventHandler] = []
         self._joined = asyncio.Condition()
         self._closed = False
@@ -435,11 +435,11 @@ class Fleet:
 
     # ------------------------------------------------------------------ warm capacity
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
-                              count: int) -> None:
+                              count: int, pause_idle: bool = True) -> None:
         if count <= 0 or not launches:
             self._targets.pop((stream_group_id, location), None)
         else:
-            self._targets[(stream_group_id, location)] = (list(launches), count)
+            self._targets[(stream_group_id, location)] = (list(launches), count, pause_idle)
         await self._spread_warm(location, only_group=stream_group_id)
 
     async def _spread_warm(self, location: str, only_group: str | None = None) -> None:
@@ -452,7 +452,7 @@ class Fleet:
         if only_group is not None:
             groups = {only_group}
         for group in sorted(groups):
-            launches, count = self._targets.get((group, location), ([], 0))
+            launches, count, pause_idle = self._targets.get((group, location), ([], 0, True))
             share = {c.host_id: 0 for c in hosts}
             for i in range(count if hosts else 0):
                 share[hosts[i % len(hosts)].host_id] += 1
@@ -461,6 +461,7 @@ class Fleet:
                 try:
                     await conn.request("set_warm_target", {"stream_group_id": group, "location": location,
                                                            "launches": launches if share[conn.host_id] else [],
-                                                           "count": share[conn.host_id]}, REQUEST_TIMEOUT_S)
+                                                           "count": share[conn.host_id],
+                                                           "pause_idle": pause_idle}, REQUEST_TIMEOUT_S)
                 except (HostGone, RuntimeError, TimeoutError) as exc:
                     log.warning("host %s: warm target for group %s not set: %s", conn.host_id, group, exc)

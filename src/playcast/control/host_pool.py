@@ -35,8 +35,11 @@ class HostPool(Protocol):
         `reason` is what the client's serverDisconnect callback receives ("terminated" | "idle")."""
 
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
-                              count: int) -> None:
-        """Keep `count` idle slots in `location` pre-launched for this group (spread over its launch specs)."""
+                              count: int, pause_idle: bool = True) -> None:
+        """Keep `count` idle slots in `location` pre-launched for this group (spread over its launch specs).
+
+        With `pause_idle`, an idle slot's game is paused (SIGSTOP) once it has drawn its first frame and resumed
+        when a session claims the slot; False keeps idle games running (stream-group tag playcast:pause-warm)."""
 
     async def send_app_message(self, session_id: str, payload: bytes) -> bool:
         """Deliver `payload` to the session's game as an application message from client id 0 (the platform,

@@ -113,6 +113,18 @@ class AppProcess:
     async def wait(self) -> int:
         return await self.process.wait()
 
+
+    def pause(self) -> None:
+        """SIGSTOP the game's process group: it keeps its memory and its window's last picture, and burns no CPU (the
+        keeper sleeps in select(); it SIGCONTs the group before any SIGTERM it sends)."""
+        if self.running:
+            signal_group(self.game_pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the game's process group (harmless when it was not paused)."""
+        if self.running:
+            signal_group(self.game_pid, signal.SIGCONT)
+
     async def stop(self) -> int:
         """SIGTERM the game's group and everything it started, SIGKILL what is left after STOP_GRACE_S (the keeper
         does both; if the keeper does not end in time, it and the game's group are SIGKILLed from here)."""

@@ -103,6 +103,14 @@ class AudioSink:
         self.available = True
         return True
 
+    async def suspend(self, suspended: bool) -> bool:
+        """Suspend (or resume) the null sink: while suspended its clock stops, so the daemon, parec and the chunk
+        pump all sleep (nothing is captured, not even silence). Resuming restarts the clock at once. True when
+        the daemon did it; False without audio or when pactl failed (the sink then keeps its state)."""
+        if not self.available:
+            return False
+        return await self._pactl("suspend-sink", self.sink_name, "1" if suspended else "0") is not None
+
     async def stop(self) -> None:
         """Kill parec and the daemon, remove every file this sink created. Idempotent."""
         self.available = False

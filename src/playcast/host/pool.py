@@ -1,7 +1,8 @@
 """LocalHostPool: the slots of one host machine (what the host agent runs; `playcast up` embeds one).
 
 Keeps N slots; each slot is empty, warm (app launched, no session) or busy. Places sessions on a matching warm
-slot first, launches cold otherwise, relaunches warm capacity fresh after each session. Nothing it starts outlives
+slot first, launches cold otherwise, relaunches warm capacity fresh after each session. An idle warm slot is paused
+once its game has drawn (unless its group's target says not to) and resumed when claimed. Nothing it starts outlives
 the process that owns it, and `start()` cleans up what a dead predecessor on the same `state_dir` left
 (host/containment.py). No HTTP, no database."""
 
@@ -65,6 +66,7 @@ class Slot:
 class WarmTarget:
     launches: list[LaunchSpec]
     count: int
+    pause_idle: bool = True  # SIGSTOP idle warm games once they have drawn (off for games that cannot bear it)
 
 
 @dataclass
@@ -167,14 +169,17 @@ class LocalHostPool:
         return [s.runtime.spec for s in self.slots if s.idle_warm and s.runtime is not None]
 
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
-                              count: int) -> None:
+                              count: int, pause_idle: bool = True) -> None:
         if location != self.location:
             return
         key = (stream_group_id, location)
         if count <= 0 or not launches:
             self._targets.pop(key, None)
         else:
-            self._targets[key] = WarmTarget(list(launches), count)
+            self._targets[key] = WarmTarget(list(launches), count, pause_idle)
+            for slot in self.slots:  # the group's idle slots follow a changed pause setting at once
+                if slot.idle_warm and slot.warm_group == stream_group_id and slot.runtime is not None:
+                    slot.runtime.set_idle_pause(pause_idle)
         await self._kick()
 
     async def place(self, placement: Placement, timeout_s: float) -> PlacementResult:
@@ -312,6 +317,7 @@ class LocalHostPool:
                     if slot.idle_warm and slot.runtime is not None and slot.runtime.spec == placement.launch \
                             and slot.runtime.app_running:
                         slot.session_id = placement.session_id
+                        slot.runtime.set_idle_pause(False)  # SIGCONT now: the game runs again before the offer
                         return slot, True
                 for slot in self.slots:
                     if slot.free:
@@ -422,9 +428,13 @@ class LocalHostPool:
                 slot.warm_group = key[0]
                 self._spawn(self._launch_warm(slot, key[1]))
 
+    def _pause_idle(self, stream_group_id: str | None) -> bool:
+        target = self._targets.get((stream_group_id, self.location)) if stream_group_id is not None else None
+        return target.pause_idle if target is not None else True
+
     async def _launch_warm(self, slot: Slot, spec: LaunchSpec) -> None:
         try:
-            runtime = await SessionRuntime.launch(spec, self.options, self.containment)
+            runtime = await SessionRuntime.launch(spec, self.options, self.containment, watch_first_frame=True)
         except Exception as exc:
             log.warning("warm launch failed: %s", exc, extra={"app": spec.application_id}, exc_info=True)
             slot.launching = None
@@ -437,4 +447,5 @@ class LocalHostPool:
         slot.launching = None
         slot.runtime = runtime
         runtime.on_event = lambda kind, detail: self._runtime_event(slot, kind, detail)
+        runtime.set_idle_pause(self._pause_idle(slot.warm_group))
         await self._kick()

@@ -222,7 +222,8 @@ def args_from_wire(op: str, f: Fields) -> dict[str, Any]:
         return {**sid, "reason": f.str("reason", max_len=64)}
     if op == "set_warm_target":
         return {"stream_group_id": f.str("stream_group_id", max_len=128), "location": f.str("location"),
-                "launches": list(f.each("launches", launch_from_wire)), "count": f.int("count", hi=100000)}
+                "launches": list(f.each("launches", launch_from_wire)), "count": f.int("count", hi=100000),
+                "pause_idle": f.bool("pause_idle")}
     if op == "send_app_message":
         return {**sid, "payload": _b64(f.str("payload", max_len=MAX_FRAME_BYTES))}
     if op == "add_viewer":
