@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from playcast.control.host_connection import HostConnection, HostGone
 from playcast.hostproto import codec
@@ -63,6 +64,23 @@ class HostRecord:
     joined_at: float = 0.0
 
 
+class FleetListener(Protocol):
+    """Told of every change to the fleet's hosts (control/fleet_directory.py keeps them in the database)."""
+
+    async def joined(self, conn: HostConnection, status: str) -> None: ...
+
+    async def heard(self, conn: HostConnection) -> None: ...
+
+    async def set_status(self, host_id: str, status: str) -> None: ...
+
+    async def left(self, host_id: str) -> None: ...
+
+    async def forget(self, host_id: str) -> None: ...
+
+
+HEARD_WRITE_S = 0.2  # figures of one host are passed on at most this often (the last ones always are)
+
+
 @dataclass
 class StartTimes:
     """Placement-to-answer timings as the control plane saw them, warm and cold (seconds; read by metrics)."""
@@ -92,6 +110,9 @@ class Fleet:
         self._away: dict[str, HostConnection] = {}  # connection closed, not lost yet: it may come back in time
         self._joined_handlers: list[HostJoinedHandler] = []
         self._watchdog: asyncio.Task[None] | None = None
+        self.replica_id = "r-" + uuid.uuid4().hex[:12]  # this process, as other replicas address it
+        self._listener: FleetListener | None = None
+        self._heard_pending: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ hosts joining and leaving
     async def serve(self, channel: Channel) -> None:
@@ -114,7 +135,7 @@ class Fleet:
                 await channel.send(codec.encode(Refused(reason)))
             await channel.close()
             return
-        conn = HostConnection(hello, channel, self._emit, self.clock)
+        conn = HostConnection(hello, channel, self._emit, self.clock, on_heard=self._heard)
         if self._away.pop(hello.host_id, None) is not None:
             log.info("host %s is back in time: its sessions carry on", hello.host_id)
         previous = self.hosts.get(hello.host_id)
@@ -133,6 +154,7 @@ class Fleet:
                                                  hello.encoder, DRAINING if hello.host_id in self._draining else ONLINE,
                                                  joined_at=time.time(), last_heartbeat_at=time.time())
         log.info("host %s joined (location %s, %d slots)", hello.host_id, hello.location, hello.slots)
+        await self._tell("joined", conn, self.records[hello.host_id].status)
         reading = asyncio.ensure_future(conn.run())  # replies arrive through it: start it before asking anything
         self._ensure_watchdog()
         async with self._joined:
@@ -155,6 +177,7 @@ class Fleet:
                 record = self.records.get(hello.host_id)
                 if record is not None:
                     record.status = OFFLINE
+                await self._tell("left", hello.host_id)
                 if self._closed or hello.host_id not in self.records:  # stopping, or removed by an operator
                     await self._lost(conn)
                 else:  # it may reconnect: lost only once nothing was heard of it for lost_after_s
@@ -180,6 +203,38 @@ class Fleet:
             await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, now,
                                           {"message": f"its host {conn.host_id} was lost"}))
         await self._spread_warm(conn.location)
+
+    async def attach(self, listener: FleetListener | None) -> None:
+        """From now on tell `listener` of every change (and, at once, of the hosts joined already); None stops."""
+        self._listener = listener
+        if listener is not None:
+            for conn in list(self.hosts.values()):
+                await self._tell("joined", conn, self.records[conn.host_id].status)
+                await self._tell("heard", conn)
+
+    async def _tell(self, what: str, *args: Any) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        try:
+            await getattr(listener, what)(*args)
+        except Exception:
+            log.exception("fleet listener failed on %s", what)
+
+    def _heard(self, conn: HostConnection) -> None:
+        """A host's figures changed: pass them on soon (coalesced; a write already waiting takes the newest)."""
+        if self._listener is None or conn.host_id in self._heard_pending:
+            return
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(HEARD_WRITE_S)
+                if self.hosts.get(conn.host_id) is conn:
+                    await self._tell("heard", conn)
+            finally:
+                self._heard_pending.pop(conn.host_id, None)
+
+        self._heard_pending[conn.host_id] = asyncio.ensure_future(later())
 
     def _ensure_watchdog(self) -> None:
         if self._watchdog is None or self._watchdog.done():
@@ -231,6 +286,7 @@ class Fleet:
         self._draining.add(host_id)
         if record.status == ONLINE:
             record.status = DRAINING
+            await self._tell("set_status", host_id, DRAINING)
         await self._spread_warm(record.location)
         await self._leave_if_drained(host_id)
         return record
@@ -242,6 +298,7 @@ class Fleet:
         conn = self.hosts.get(host_id)
         del self.records[host_id]
         self._draining.discard(host_id)
+        await self._tell("forget", host_id)
         if conn is not None:
             await conn.refuse("removed from the fleet by an operator")
 
@@ -357,7 +414,12 @@ class Fleet:
         return fallback
 
     async def place(self, placement: Placement, timeout_s: float) -> PlacementResult:
-        conn = self._choose(placement)
+        if placement.host_id is not None:  # the control plane reserved a slot there
+            conn = self.hosts.get(placement.host_id)
+            if conn is None:
+                raise PlacementError("internalError", f"host {placement.host_id} is not connected to this replica")
+        else:
+            conn = self._choose(placement)
         if conn is None:
             where = ", ".join(placement.locations) if placement.locations else "any location"
             raise PlacementError("placementTimeout", f"no host is connected in {where}")

@@ -127,14 +127,15 @@ def launch_from_wire(f: Fields) -> LaunchSpec:
 
 def placement_to_wire(p: Placement) -> dict[str, Any]:
     return {"session_id": p.session_id, "stream_group_id": p.stream_group_id, "locations": list(p.locations),
-            "launch": launch_to_wire(p.launch), "signal_request": p.signal_request}
+            "launch": launch_to_wire(p.launch), "signal_request": p.signal_request, "host_id": p.host_id}
 
 
 def placement_from_wire(f: Fields) -> Placement:
     launch = f.obj("launch")
     assert launch is not None
     return Placement(f.str("session_id", max_len=128), f.str("stream_group_id", max_len=128), f.strs("locations"),
-                     launch_from_wire(launch), f.str("signal_request", optional=True, max_len=MAX_FRAME_BYTES))
+                     launch_from_wire(launch), f.str("signal_request", optional=True, max_len=MAX_FRAME_BYTES),
+                     f.str("host_id", optional=True, max_len=128))
 
 
 def result_from_wire(f: Fields) -> PlacementResult:

@@ -38,6 +38,7 @@ class Placement:
     locations: tuple[str, ...]  # ordered preference; empty = any
     launch: LaunchSpec
     signal_request: str | None  # JSON RTCSessionDescription offer, or None for NO_CLIENT_CONNECTION
+    host_id: str | None = None  # the host the control plane reserved a slot on (None: the pool picks)
 
 
 @dataclass(frozen=True)
