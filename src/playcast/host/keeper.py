@@ -49,11 +49,20 @@ def _report(line: str) -> None:
         pass
 
 
-def _parent_of(pid: str) -> int:
+def _stat_fields(pid: int | str) -> list[bytes]:
+    """The fields of /proc/PID/stat after the command name (state first, then the parent's pid); [] if gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
+            return f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def _parent_of(pid: str) -> int:
+    fields = _stat_fields(pid)
+    try:
+        return int(fields[1])
+    except (IndexError, ValueError):
         return 0
 
 
@@ -249,15 +258,8 @@ def _x_server_alive(display: int) -> bool:
             owner = int(f.read().strip() or 0)
     except (OSError, ValueError):
         return False
-    return owner > 0 and os.path.exists(f"/proc/{owner}") and _state_of(owner) not in ("Z", "")
-
-
-def _state_of(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0].decode()
-    except (OSError, IndexError):
-        return ""
+    fields = _stat_fields(owner) if owner > 0 else []
+    return bool(fields) and fields[0] != b"Z"
 
 
 def main(args: list[str]) -> int:
