@@ -123,9 +123,9 @@ class Fleet:
             await self.peers.close()
         self.peers = peers
         if peers is not None:
-            await peers.start(self._serve_forwarded, self._set_target, self._peers_changed)
+            await peers.start(self)
 
-    async def _serve_forwarded(self, host_id: str, op: str, args: dict[str, Any], timeout_s: float) -> Any:
+    async def serve_forwarded(self, host_id: str, op: str, args: dict[str, Any], timeout_s: float) -> Any:
         """Another replica's request for a host held here."""
         conn = self.hosts.get(host_id)
         if conn is None:
@@ -145,9 +145,23 @@ class Fleet:
         except HostGone:
             raise LookupError(f"host {host_id} went away") from None
 
-    async def _peers_changed(self, locations: set[str]) -> None:
+    async def peers_changed(self, locations: set[str]) -> None:
         for location in sorted(locations):
             await self._spread_warm(location)
+
+    async def apply_target(self, stream_group_id: str, location: str, launches: list[Any], count: int,
+                           pause_idle: bool) -> None:
+        await self._set_target(stream_group_id, location, launches, count, pause_idle)
+
+    async def admin_here(self, action: str, host_id: str) -> None:
+        if action == "recheck":
+            await self._recheck_here()
+        elif host_id not in self.hosts:
+            raise LookupError(f"host {host_id} is not connected to replica {self.replica_id}")
+        elif action == "drain":
+            await self.drain(host_id)
+        elif action == "remove":
+            await self.remove(host_id)
 
     # ------------------------------------------------------------------ hosts joining and leaving
     async def serve(self, channel: Channel) -> None:
@@ -316,6 +330,23 @@ class Fleet:
         """Hosts joined to this replica, and to the others (as of the peers' last snapshot)."""
         return set(self.hosts) | ({v.host_id for v in self.peers.hosts()} if self.peers is not None else set())
 
+    async def all_host_records(self) -> list[HostRecord]:
+        """Every host any replica knows (from the database when there are other replicas; OFFLINE once its
+        heartbeat is older than lost_after_s), this replica's own as it hears them now."""
+        local = {r.host_id: r for r in self.host_records()}
+        if self.peers is None:
+            return list(local.values())
+        now = time.time()
+        out = dict(local)
+        for v in await self.peers.directory.hosts():
+            if v.host_id in local:
+                continue
+            fresh = v.fresh(now, self.lost_after_s) and v.replica_id in (self.peers.others() | {None})
+            out[v.host_id] = HostRecord(v.host_id, v.location, v.slots, v.version, v.encoder,
+                                        v.status if fresh else OFFLINE, v.busy if fresh else 0,
+                                        v.warm if fresh else 0, v.heartbeat_at)
+        return sorted(out.values(), key=lambda r: (r.location, r.host_id))
+
     def host_records(self) -> list[HostRecord]:
         """Every host that joined, online or not, with its figures from the last heartbeat."""
         for host_id, conn in self.hosts.items():
@@ -327,8 +358,15 @@ class Fleet:
 
     async def drain(self, host_id: str) -> HostRecord:
         """No new sessions or warm slots on this host; it is told to leave once its last session has ended.
-        Raises LookupError for a host the fleet does not know."""
+        A host another replica holds is drained there. Raises LookupError for a host the fleet does not know."""
         record = self.records.get(host_id)
+        if record is None and self.peers is not None:
+            await self.peers.admin(host_id, "drain")
+            found = next((r for r in await self.all_host_records() if r.host_id == host_id), None)
+            if found is None:
+                raise LookupError(f"host {host_id} not found")
+            found.status = DRAINING
+            return found
         if record is None:
             raise LookupError(f"host {host_id} not found")
         self._draining.add(host_id)
@@ -340,7 +378,17 @@ class Fleet:
         return record
 
     async def remove(self, host_id: str) -> None:
-        """Forget the host; if it is connected, it is told to leave now (its sessions end). Raises LookupError."""
+        """Forget the host; if it is connected, it is told to leave now (its sessions end); one another replica
+        holds is removed there, one nobody holds is forgotten. Raises LookupError."""
+        if host_id not in self.records and self.peers is not None:
+            try:
+                await self.peers.admin(host_id, "remove")
+                return
+            except LookupError:
+                if not any(v.host_id == host_id for v in await self.peers.directory.hosts()):
+                    raise LookupError(f"host {host_id} not found") from None
+                await self.peers.directory.forget(host_id)  # offline: only its row is left
+                return
         if host_id not in self.records:
             raise LookupError(f"host {host_id} not found")
         conn = self.hosts.get(host_id)
@@ -351,8 +399,13 @@ class Fleet:
             await conn.refuse("removed from the fleet by an operator")
 
     async def recheck(self) -> None:
-        """Ask `authorize` again for every connected host (after a token was revoked): those it now refuses are
-        told why and disconnected."""
+        """Ask `authorize` again for every connected host, on every replica (after a token was revoked): those it
+        now refuses are told why and disconnected."""
+        await self._recheck_here()
+        if self.peers is not None:
+            await self.peers.recheck()
+
+    async def _recheck_here(self) -> None:
         for conn in list(self.hosts.values()):
             reason = await self.authorize(conn.hello)
             if reason is not None:

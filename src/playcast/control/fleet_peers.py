@@ -12,8 +12,8 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -32,9 +32,22 @@ REFRESH_S = 1.0
 REPLICA_STALE_S = 6.0  # a replica whose heartbeat (every 2 s) is older than this is dead
 FORWARD_SLACK_S = 5.0  # beyond the request's own timeout, for the hop between replicas
 
-# what the Fleet gives its peers to serve the calls other replicas make
-ServeRequest = Callable[[str, str, dict[str, Any], float], Awaitable[Any]]  # (host id, op, args, timeout) -> result
-ServeTargets = Callable[[str, str, list[Any], int, bool], Awaitable[None]]
+
+
+class PeerServed(Protocol):
+    """What this replica's Fleet does for the other replicas' calls."""
+
+    async def serve_forwarded(self, host_id: str, op: str, args: dict[str, Any], timeout_s: float) -> Any:
+        """A host request for a host held here (raises LookupError when it is not)."""
+
+    async def apply_target(self, stream_group_id: str, location: str, launches: list[Any], count: int,
+                           pause_idle: bool) -> None: ...
+
+    async def peers_changed(self, locations: set[str]) -> None:
+        """The hosts other replicas hold in these locations changed (warm shares move)."""
+
+    async def admin_here(self, action: str, host_id: str) -> None:
+        """'drain' or 'remove' a host held here (LookupError when it is not); 'recheck' every host's token."""
 
 
 def _error_to_wire(exc: BaseException) -> dict[str, Any]:
@@ -75,15 +88,12 @@ class FleetPeers:
         self.replica_id = directory.replica_id
         self._hosts: dict[str, HostView] = {}  # fresh hosts held by other live replicas
         self._live: set[str] = set()
-        self._serve_request: ServeRequest | None = None
-        self._serve_targets: ServeTargets | None = None
-        self._on_change: Callable[[set[str]], Awaitable[None]] | None = None
+        self._served: PeerServed | None = None
         self._refresher: asyncio.Task[None] | None = None
 
-    async def start(self, serve_request: ServeRequest, serve_targets: ServeTargets,
-                    on_change: Callable[[set[str]], Awaitable[None]]) -> None:
-        """Serve other replicas' calls; `on_change(locations)` when the hosts they hold there changed."""
-        self._serve_request, self._serve_targets, self._on_change = serve_request, serve_targets, on_change
+    async def start(self, served: PeerServed) -> None:
+        """Serve other replicas' calls with `served` (this replica's Fleet) and load the first snapshot."""
+        self._served = served
         await self.calls.start(self._serve)
         with contextlib.suppress(Exception):
             await self.refresh()
@@ -114,8 +124,11 @@ class FleetPeers:
         before = {(v.host_id, v.location, v.status) for v in self._hosts.values()}
         after = {(v.host_id, v.location, v.status) for v in hosts.values()}
         self._hosts, self._live = hosts, live - {self.replica_id}
-        if before != after and self._on_change is not None:
-            await self._on_change({loc for _, loc, _ in before ^ after})
+        if before != after:
+            log.info("hosts held by other replicas: %s", ", ".join(
+                f"{v.host_id} ({v.location}, {v.status}, on {v.replica_id})" for v in hosts.values()) or "none")
+            if self._served is not None:
+                await self._served.peers_changed({loc for _, loc, _ in before ^ after})
 
     def hosts(self) -> list[HostView]:
         """Hosts other live replicas hold, as of the last snapshot."""
@@ -175,14 +188,35 @@ class FleetPeers:
     async def tell_targets(self, stream_group_id: str, location: str, launches: list[Any], count: int,
                            pause_idle: bool) -> None:
         """Every other live replica applies the same warm target to the hosts it holds."""
-        body = json.dumps({"what": "targets", **codec.args_to_wire("set_warm_target", {
+        await self._tell_all({"what": "targets", **codec.args_to_wire("set_warm_target", {
             "stream_group_id": stream_group_id, "location": location, "launches": launches, "count": count,
-            "pause_idle": pause_idle})}).encode()
+            "pause_idle": pause_idle})})
+
+    async def recheck(self) -> None:
+        """Every other live replica asks again whether its hosts' tokens may stay (one was revoked)."""
+        await self._tell_all({"what": "admin", "action": "recheck", "host_id": ""})
+
+    async def admin(self, host_id: str, action: str) -> None:
+        """`drain` or `remove` a host on the replica holding it. Raises LookupError when none does."""
+        replica = await self.replica_of(host_id)
+        if replica is None:
+            raise LookupError(f"host {host_id} is not connected to any replica")
+        try:
+            raw = await self.calls.call(replica, json.dumps({"what": "admin", "action": action,
+                                                             "host_id": host_id}).encode(), 10.0)
+        except ReplicaUnreachable as exc:
+            raise LookupError(f"host {host_id}: its replica {replica} is unreachable ({exc})") from None
+        reply = json.loads(raw)
+        if reply.get("error") is not None:
+            raise _error_from_wire(reply["error"])
+
+    async def _tell_all(self, body: dict[str, Any]) -> None:
+        payload = json.dumps(body).encode()
         for replica in sorted(await self.directory.live_replicas(REPLICA_STALE_S) - {self.replica_id}):
             try:
-                await self.calls.call(replica, body, 10.0)
+                await self.calls.call(replica, payload, 10.0)
             except (ReplicaUnreachable, TimeoutError) as exc:
-                log.warning("warm target of %s not told to replica %s: %s", stream_group_id, replica, exc)
+                log.warning("%s not told to replica %s: %s", body.get("what"), replica, exc)
 
     # ------------------------------------------------------------------ calls in
     async def _serve(self, payload: bytes) -> bytes:
@@ -198,18 +232,27 @@ class FleetPeers:
                 host_id, timeout_s = body.str("host_id", max_len=128), body.float("timeout_s")
             elif what == "targets":
                 op, args = "set_warm_target", codec.args_from_wire("set_warm_target", body)
+            elif what == "admin":
+                op = body.str("action", max_len=16)
+                if op not in ("drain", "remove", "recheck"):
+                    raise codec.ProtocolError(f"unknown action {op!r}")
+                args = {"host_id": body.str("host_id", max_len=128)}
             else:
                 raise codec.ProtocolError(f"unknown call {what[:32]!r}")
         except ValueError as exc:  # json.JSONDecodeError and codec.ProtocolError are ValueErrors
             return json.dumps({"error": {"kind": "runtime", "message": f"bad call: {exc}"}}).encode()
+        served = self._served
+        if served is None:
+            return json.dumps({"error": {"kind": "lookup", "message": "this replica is stopping"}}).encode()
         try:
             if what == "targets":
-                assert self._serve_targets is not None
-                await self._serve_targets(args["stream_group_id"], args["location"], args["launches"],
+                await served.apply_target(args["stream_group_id"], args["location"], args["launches"],
                                           args["count"], args["pause_idle"])
                 return b"{}"
-            assert self._serve_request is not None
-            result = await self._serve_request(host_id, op, args, timeout_s)
+            if what == "admin":
+                await served.admin_here(op, args["host_id"])
+                return b"{}"
+            result = await served.serve_forwarded(host_id, op, args, timeout_s)
             return json.dumps({"result": codec.result_to_wire(op, result)}).encode()
         except Exception as exc:  # noqa: BLE001 - the caller gets the error in its own terms
             return json.dumps({"error": _error_to_wire(exc)}).encode()
