@@ -184,7 +184,8 @@ class Fleet:
                 await channel.send(codec.encode(Refused(reason)))
             await channel.close()
             return
-        conn = HostConnection(hello, channel, self._emit, self.clock, on_heard=self._heard)
+        conn = HostConnection(hello, channel, lambda event, host=hello.host_id: self._emit_from(host, event),
+                              self.clock, on_heard=self._heard)
         if self._away.pop(hello.host_id, None) is not None:
             log.info("host %s is back in time: its sessions carry on", hello.host_id)
         previous = self.hosts.get(hello.host_id)
@@ -192,7 +193,12 @@ class Fleet:
             log.info("host %s reconnected; closing its previous channel", hello.host_id)
             await previous.close()
         self.hosts[hello.host_id] = conn
-        for session_id in hello.sessions:
+        for session_id in hello.sessions:  # not one another connected host runs: a host cannot take it over
+            owner = self._session_host.get(session_id)
+            if owner not in (None, hello.host_id) and owner in self.hosts:
+                log.warning("host %s claims session %s, which runs on host %s: ignored", hello.host_id,
+                            session_id, owner)
+                continue
             self._session_host[session_id] = hello.host_id
         try:
             await channel.send(codec.encode(Welcome(hello.host_id, self.heartbeat_s)))
@@ -438,6 +444,14 @@ class Fleet:
     def on_event(self, handler: SessionEventHandler) -> None:
         self._handlers.append(handler)
 
+    async def _emit_from(self, host_id: str, event: SessionEvent) -> None:
+        """An event a host reports: only about a session that runs there (as placed, or reported at its hello)."""
+        if self._session_host.get(event.session_id) != host_id:
+            log.warning("host %s reported %s of session %s, which does not run there: ignored", host_id,
+                        event.kind.value if hasattr(event.kind, "value") else event.kind, event.session_id)
+            return
+        await self._emit(event)
+
     async def _emit(self, event: SessionEvent) -> None:
         drained: str | None = None
         if event.kind == SessionEventKind.ENDED:
@@ -500,10 +514,10 @@ class Fleet:
         return self.peers.session_state(session_id) if self.peers is not None else None
 
     def _host_of(self, session_id: str) -> HostConnection | None:
+        """The connected host the session was placed on or that reported it at its hello (never one that merely
+        lists it in a heartbeat: a host cannot take another's session over)."""
         host_id = self._session_host.get(session_id)
-        if host_id is not None:
-            return self.hosts.get(host_id)
-        return next((c for c in self.hosts.values() if session_id in c.sessions), None)
+        return self.hosts.get(host_id) if host_id is not None else None
 
     # ------------------------------------------------------------------ placement
     def _choose(self, placement: Placement) -> HostConnection | None:
@@ -599,6 +613,22 @@ class Fleet:
             return None
         host_id = await self.peers.host_of_session(session_id)
         return host_id if host_id is not None and host_id not in self.hosts else None
+
+    async def terminate_on(self, host_id: str, session_id: str) -> None:
+        """Have that host, and only it, stop a session the control plane does not run there (one it still had
+        after the session ended, or one it claims that runs elsewhere). Nothing is reported ENDED for it."""
+        if self._session_host.get(session_id) == host_id:
+            del self._session_host[session_id]
+        conn = self.hosts.get(host_id)
+        if conn is None:
+            if self.peers is not None:
+                with contextlib.suppress(LookupError):
+                    await self.peers.request(host_id, "terminate", {"session_id": session_id,
+                                                                    "reason": "terminated"}, REQUEST_TIMEOUT_S)
+            return
+        conn.forget(session_id)
+        with contextlib.suppress(HostGone, LookupError):
+            await conn.request("terminate", {"session_id": session_id, "reason": "terminated"}, REQUEST_TIMEOUT_S)
 
     async def terminate(self, session_id: str, reason: str = "terminated") -> None:
         conn = self._host_of(session_id)
