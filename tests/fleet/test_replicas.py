@@ -278,7 +278,11 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
     await asyncio.sleep(10)  # the outage itself
     during = await asyncio.to_thread(c.gls(0).get_stream_session, Identifier=group, StreamSessionIdentifier=sid)
     assert during["Status"] == "CONNECTED", during
+    health = await asyncio.to_thread(httpx.get, f"{c.replicas[0].base_url}/healthz", timeout=10)
+    assert health.status_code == 503 and "redis unreachable" in health.json()["detail"], health.text
     c.redis.start()
+    await _until(lambda: httpx.get(f"{c.replicas[0].base_url}/healthz", timeout=10).status_code, lambda s: s == 200,
+                 30)
 
     async def forwarded_again() -> bool:
         client = c.admin(0)
