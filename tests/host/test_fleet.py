@@ -287,6 +287,29 @@ async def test_a_host_cannot_take_over_another_hosts_session(world: World, tmp_p
     await asyncio.wait_for(serving, 10)
 
 
+async def _hello(world: World, host_id: str, key: str | None) -> tuple[MemoryChannel, object]:
+    host_end, server_end = MemoryChannel.pair()
+    asyncio.ensure_future(world.fleet.serve(server_end))
+    await host_end.send(codec.encode(Hello(host_id, TOKEN, "loc-a", 1, "test", "libx264", host_key=key)))
+    return host_end, codec.decode_server(await asyncio.wait_for(host_end.recv(), 10))
+
+
+async def test_a_host_id_stays_with_the_machine_that_first_joined_with_it(world: World) -> None:
+    """The id is bound to the host key it first joined with: another machine with a valid token but another key
+    (or none) is refused and told why; the first machine reconnects as before."""
+    first, answer = await _hello(world, "h-1", "key-of-machine-1")
+    assert isinstance(answer, Welcome)
+    for key in ("key-of-machine-2", None):
+        other, answer = await _hello(world, "h-1", key)
+        assert isinstance(answer, Refused) and "belongs to another machine" in answer.reason, answer
+        await other.close()
+    assert world.fleet.hosts["h-1"].hello.host_key == "key-of-machine-1"  # still the first one's connection
+    again, answer = await _hello(world, "h-1", "key-of-machine-1")
+    assert isinstance(answer, Welcome)
+    await first.close()
+    await again.close()
+
+
 async def test_a_silent_host_is_cut_off_and_lost(world: World, tmp_path: Path) -> None:
     host_end, server_end = MemoryChannel.pair()
     serving = asyncio.ensure_future(world.fleet.serve(server_end))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import time
 import uuid
@@ -78,6 +80,9 @@ class FleetListener(Protocol):
 
     async def forget(self, host_id: str) -> None: ...
 
+    async def key_of(self, host_id: str) -> str | None:
+        """The SHA-256 of the host key this host id was first joined with, if any."""
+
 
 HEARD_WRITE_S = 0.2  # figures of one host are passed on at most this often (the last ones always are)
 
@@ -115,6 +120,7 @@ class Fleet:
         self._listener: FleetListener | None = None
         self._heard_pending: dict[str, asyncio.Task[None]] = {}
         self.peers: FleetPeers | None = None  # the other replicas (None: this replica is the only one)
+        self._keys: dict[str, str] = {}  # host id -> SHA-256 of the host key it first joined with
 
     async def join_peers(self, peers: FleetPeers | None) -> None:
         """From now on, requests for hosts held by other replicas go to them, theirs for ours are served here,
@@ -244,7 +250,23 @@ class Fleet:
             return f"host protocol {hello.protocol} is not spoken here (this control plane speaks {PROTOCOL_VERSION})"
         if not hello.host_id or not hello.location:
             return "a host needs an id and a location"
-        return await self.authorize(hello)
+        reason = await self.authorize(hello)
+        if reason is not None:
+            return reason
+        known = self._keys.get(hello.host_id)
+        if known is None and self._listener is not None:
+            try:
+                known = await self._listener.key_of(hello.host_id)
+            except Exception:  # noqa: BLE001 - the database is away: no host joins on a guess
+                log.warning("host %s: its key cannot be checked now", hello.host_id, exc_info=True)
+                return "the control plane cannot check this host's key now; try again"
+        given = hashlib.sha256(hello.host_key.encode()).hexdigest() if hello.host_key else None
+        if known is not None and (given is None or not hmac.compare_digest(given, known)):
+            return (f"host id {hello.host_id} belongs to another machine (its host key differs): give this machine "
+                    "a data dir of its own")
+        if given is not None:
+            self._keys.setdefault(hello.host_id, given)
+        return None
 
     async def _lost(self, conn: HostConnection) -> None:
         """The host is gone: each of its sessions is over (reported ENDED with why); its warm share moves on."""
@@ -400,6 +422,7 @@ class Fleet:
         conn = self.hosts.get(host_id)
         del self.records[host_id]
         self._draining.discard(host_id)
+        self._keys.pop(host_id, None)  # the id is free again
         await self._tell("forget", host_id)
         if conn is not None:
             await conn.refuse("removed from the fleet by an operator")
