@@ -19,6 +19,7 @@ import uvicorn
 from av.video.frame import PictureType
 
 from playcast.control.broadcasts import ViewerAccess
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.media.encoder import EncodedPacket
 from playcast.media.encoding import X264, EncoderSettings, make_context
 
@@ -138,10 +139,12 @@ class Viewers:
     """The origin's ViewerRules where no control plane runs: each broadcast public unless given a viewer token,
     checked by control's own ViewerAccess. Those in `stored` are not held in memory (the origin must ask again)."""
 
-    def __init__(self, private: dict[str, str] | None = None, stored: set[str] | None = None) -> None:
+    def __init__(self, private: dict[str, str] | None = None, stored: set[str] | None = None,
+                 remote: dict[str, HostMediaEndpoint] | None = None) -> None:
         self.private = dict(private or {})
         self.stored = set(stored or ())
         self.stored_reads = 0
+        self.remote = dict(remote or {})  # broadcasts packaged on a "host" behind its own LL-HLS endpoint
 
     def _access(self, broadcast_id: str) -> ViewerAccess:
         token = self.private.get(broadcast_id)
@@ -154,6 +157,9 @@ class Viewers:
         if broadcast_id in self.stored:
             self.stored_reads += 1
         return self._access(broadcast_id)
+
+    def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
+        return self.remote.get(broadcast_id)
 
 
 class LiveFeed:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from playcast.control.errors import ConflictError, NotFoundError
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.hostproto.types import EgressStatus, SessionEvent, SessionEventKind
 from playcast.store.broadcasts import BroadcastRow
 
@@ -222,6 +223,11 @@ class Broadcasts:
         """The WHIP egresses of the broadcast's session (started by the API or by IVS_WHIP_ENDPOINT)."""
         live = self._live.get(broadcast_id)
         return self.plane.host_pool.egress_status(live.session_id) if live is not None else []
+
+    def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
+        """Where the LL-HLS of a broadcast live in this process is packaged, when that is on a remote host."""
+        live = self._live.get(broadcast_id)
+        return self.plane.host_pool.hls_endpoint(live.session_id) if live is not None else None
 
     def live_session(self, broadcast_id: str) -> str | None:
         live = self._live.get(broadcast_id)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from playcast.control.host_connection import HostConnection, HostGone
 from playcast.hostproto import codec
 from playcast.hostproto.channel import Channel, ChannelClosed
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.hostproto.messages import PROTOCOL_VERSION, Hello, Refused, Welcome
 from playcast.hostproto.types import (
     EgressStatus,
@@ -93,8 +94,9 @@ class Fleet:
     """Hosts by id. `serve(channel)` runs one host's connection until it closes; the rest is the HostPool."""
 
     def __init__(self, authorize: Authorize, *, heartbeat_s: float = 2.0, lost_after_s: float = LOST_AFTER_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, recordings_url: str | None = None) -> None:
         self.authorize = authorize
+        self.recordings_url = recordings_url  # told to hosts in the welcome: an s3:// storage they write to
         self.heartbeat_s = heartbeat_s
         self.lost_after_s = lost_after_s
         self.clock = clock
@@ -146,7 +148,7 @@ class Fleet:
         for session_id in hello.sessions:
             self._session_host[session_id] = hello.host_id
         try:
-            await channel.send(codec.encode(Welcome(hello.host_id, self.heartbeat_s)))
+            await channel.send(codec.encode(Welcome(hello.host_id, self.heartbeat_s, self.recordings_url)))
         except ChannelClosed:
             self.hosts.pop(hello.host_id, None)
             return
@@ -379,6 +381,13 @@ class Fleet:
     def egress_status(self, session_id: str) -> list[EgressStatus]:
         state = self._state(session_id)
         return list(state.egress) if state is not None else []
+
+    def hls_endpoint(self, session_id: str) -> HostMediaEndpoint | None:
+        """The LL-HLS endpoint of the host running the session (None: unknown, or a host in this process)."""
+        conn = self._host_of(session_id)
+        if conn is None or conn.hello.media_url is None or conn.hello.media_key is None:
+            return None
+        return HostMediaEndpoint(conn.hello.media_url, conn.hello.media_key)
 
     def video_stats(self) -> dict[str, VideoStats]:
         return {sid: s.video for c in self.hosts.values() for sid, s in c.sessions.items() if s.video is not None}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.hostproto.types import (
     EgressStatus,
     LaunchSpec,
@@ -61,6 +62,10 @@ class HostPool(Protocol):
         """{"status": STARTING|RECORDING|ENDED|FAILED, "message", "segments"} while live, None if not recording."""
 
     async def stop_hls(self, session_id: str, broadcast_id: str) -> None: ...
+
+    def hls_endpoint(self, session_id: str) -> HostMediaEndpoint | None:
+        """The LL-HLS endpoint of the session's host, which the origin relays to; None when the host runs in this
+        process (its packagers are in the origin's registry) or the session runs nowhere."""
 
     async def start_egress(self, session_id: str, url: str, token: str | None) -> str:
         """Push the session's stream (its one encode, H.264 + Opus) to a WHIP endpoint until stopped; retries with

@@ -50,6 +50,8 @@ class HostIdentity:
     encoder: str
     gpu: str | None = None
     public_address: str | None = None
+    media_url: str | None = None  # its LL-HLS endpoint (host/hls_endpoint.py), when it runs one
+    media_key: str | None = None
 
 
 class HostRefused(Exception):
@@ -67,6 +69,7 @@ class HostAgent:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         self._seq = 0
+        self.on_welcome: Callable[[Welcome], None] = lambda welcome: None  # e.g. where recordings go
         pool.on_event(self._on_pool_event)
 
     async def serve(self, channel: Channel) -> None:
@@ -81,6 +84,7 @@ class HostAgent:
             if not isinstance(welcome, Welcome):
                 raise codec.ProtocolError(f"expected welcome, got {type(welcome).__name__}")
             log.info("host %s joined the control plane", self.identity.host_id)
+            self.on_welcome(welcome)
             heartbeat = asyncio.ensure_future(self._heartbeats(max(0.05, welcome.heartbeat_s)))
             while True:
                 msg = codec.decode_server(await channel.recv())
@@ -155,7 +159,8 @@ class HostAgent:
     def _hello(self) -> Hello:
         i = self.identity
         return Hello(i.host_id, i.token, i.location, len(self.pool.slots), i.version, i.encoder, i.gpu,
-                     i.public_address, tuple(sorted(self.pool.running_sessions())))
+                     i.public_address, tuple(sorted(self.pool.running_sessions())), media_url=i.media_url,
+                     media_key=i.media_key)
 
     def heartbeat(self) -> Heartbeat:
         self._seq += 1

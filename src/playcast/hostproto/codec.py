@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from playcast.hostproto.messages import (
     ERROR_KINDS,
@@ -284,7 +285,8 @@ def encode(msg: HostMessage | ServerMessage) -> str:
                 "error": asdict(msg.error) if msg.error is not None else None,
                 "session": state_to_wire(msg.session) if msg.session is not None else None, "gone": msg.gone}
     elif isinstance(msg, Welcome):
-        body = {"type": "welcome", "host_id": msg.host_id, "heartbeat_s": msg.heartbeat_s}
+        body = {"type": "welcome", "host_id": msg.host_id, "heartbeat_s": msg.heartbeat_s,
+                "recordings": msg.recordings}
     elif isinstance(msg, Refused):
         body = {"type": "refused", "reason": msg.reason}
     elif isinstance(msg, Request):
@@ -311,6 +313,20 @@ def _frame(text: str | bytes) -> Fields:
     return f
 
 
+def _http_url(f: Fields, key: str) -> str | None:
+    url = f.str(key, optional=True, max_len=512)
+    if url is not None:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            port = None
+        if (port is None or parts.scheme != "http" or not parts.hostname or parts.path or parts.query
+                or parts.fragment or parts.username is not None):
+            raise ProtocolError(f"{f.where}.{key} must be http://host:port")
+    return url
+
+
 def decode_host(text: str | bytes) -> HostMessage:
     """What a host sent. Raises ProtocolError."""
     f = _frame(text)
@@ -319,7 +335,8 @@ def decode_host(text: str | bytes) -> HostMessage:
         return Hello(f.str("host_id", max_len=128), f.str("token", max_len=512), f.str("location", max_len=128),
                      f.int("slots", hi=4096), f.str("version", max_len=64), f.str("encoder", max_len=64),
                      f.str("gpu", optional=True, max_len=256), f.str("public_address", optional=True, max_len=256),
-                     f.strs("sessions"), f.int("protocol", hi=1 << 16))
+                     f.strs("sessions"), f.int("protocol", hi=1 << 16), _http_url(f, "media_url"),
+                     f.str("media_key", optional=True, max_len=256))
     if kind == "heartbeat":
         return Heartbeat(f.int("seq"), f.int("slots", hi=4096), f.int("busy", hi=4096), f.int("warm", hi=4096),
                          f.strs("warm_launches"), f.each("sessions", state_from_wire))
@@ -346,7 +363,10 @@ def decode_server(text: str | bytes) -> ServerMessage:
     f = _frame(text)
     kind = f.str("type", max_len=32)
     if kind == "welcome":
-        return Welcome(f.str("host_id", max_len=128), f.float("heartbeat_s"))
+        recordings = f.str("recordings", optional=True, max_len=2048)
+        if recordings is not None and not recordings.startswith("s3://"):
+            raise ProtocolError("message.recordings must be an s3:// storage URL")
+        return Welcome(f.str("host_id", max_len=128), f.float("heartbeat_s"), recordings)
     if kind == "refused":
         return Refused(f.str("reason"))
     if kind == "request":

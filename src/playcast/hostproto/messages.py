@@ -48,6 +48,10 @@ class Hello:
     public_address: str | None = None
     sessions: tuple[str, ...] = ()  # sessions running on it now (after a reconnect or a server restart)
     protocol: int = PROTOCOL_VERSION
+    # its LL-HLS endpoint (hostproto/media_endpoint.py) and the key the control plane presents there; None for a
+    # host in the control plane's own process (the origin reads its packagers directly)
+    media_url: str | None = None
+    media_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,9 @@ class Reply:
 class Welcome:
     host_id: str
     heartbeat_s: float
+    # where this host writes recordings itself (an s3:// storage URL, credentials from the host's own AWS
+    # environment); None: it uploads them to the control plane (PUT /v1/hosts/recordings/... with its token)
+    recordings: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,135 @@
+"""Broadcasts of a session on a remote host (`playcast host` in a namespace of its own) through the URLs that
+/v1/broadcasts returns: a WHEP viewer decodes frames sent by the host itself, LL-HLS (playlists, parts, a blocking
+reload) comes through the server's origin from the host's packager with the viewer token checked there, the
+recording lands in the server's storage (served by /recordings), and viewer counts come from heartbeats."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from urllib.parse import urljoin
+
+import httpx
+import pytest
+
+from tests.fleet.support import machines, playcast_host
+from tests.fleet.test_remote_host import REMOTE, _admin, _group_with_remote, _hosts, _server_url
+from tests.harness import playcast_up, wait_until
+from tests.whip.support import WhepViewer
+
+pytestmark = pytest.mark.netns
+
+
+def _listed(playlist: str, base: str) -> list[str]:
+    uris = [line for line in playlist.splitlines() if line and not line.startswith("#")]
+    return [urljoin(base, u) for u in uris + re.findall(r'URI="([^"]*)"', playlist)]
+
+
+def _ok(http: httpx.Client, url: str, **kw: object) -> httpx.Response | None:
+    r = http.get(url, **kw)  # type: ignore[arg-type]
+    return r if r.status_code == 200 else None
+
+
+def test_whep_llhls_and_recording_of_a_session_on_a_remote_host() -> None:
+    with machines() as m, playcast_up("--bind", "0.0.0.0", "--warm", "0", "--slots", "1") as pc:
+        admin = _admin(pc)
+        token = admin.post("/v1/hosts/tokens", json={"description": "broadcast host"}).json()["token"]
+        with playcast_host(m, _server_url(pc, m), token, location=REMOTE) as host:
+            wait_until(lambda: any(h["location"] == REMOTE for h in _hosts(admin).values()), 30, "the host joined")
+            group, app_id = _group_with_remote(pc)
+            gls = pc.boto3()
+            s = gls.start_stream_session(Identifier=group, ApplicationIdentifier=app_id, Protocol="WebRTC",
+                                         SignalRequest="NO_CLIENT_CONNECTION", Locations=[REMOTE])
+            sid = s["Arn"].rsplit("/", 1)[-1]
+            gls.get_waiter("stream_session_active").wait(Identifier=group, StreamSessionIdentifier=sid,
+                                                         WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+            assert gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid)["Location"] == REMOTE
+
+            r = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "private": True, "record": True})
+            assert r.status_code == 201, r.text
+            b = r.json()
+            bid, viewer_token = b["broadcastId"], b["viewerToken"]
+            # the same URLs as for a session in the server's own process (its base: the bind address here)
+            assert b["hlsUrl"].endswith(f":{pc.port}/hls/{bid}/master.m3u8?token={viewer_token}")
+            assert b["whepUrl"].endswith(f":{pc.port}/whep/{bid}")
+
+            http = httpx.Client(timeout=30)
+            _llhls_through_the_origin(http, b["hlsUrl"], viewer_token)
+            asyncio.run(_whep_viewer(pc.base_url, b, admin.headers["Authorization"]))
+
+            # the recording: written on the host, stored by the server, served by its /recordings
+            stored = pc.data_dir / "recordings" / "recordings" / bid
+            wait_until(lambda: len(list(stored.glob("media/hls/*/seg*.m4s"))) >= 2, 30, "recorded segments uploaded")
+            status = admin.get(f"/v1/broadcasts/{bid}").json()
+            assert status["recording"]["status"] == "RECORDING", status  # from the host's heartbeat
+            assert admin.delete(f"/v1/broadcasts/{bid}").status_code == 204
+            doc = wait_until(lambda: (d := admin.get(f"/v1/broadcasts/{bid}").json())["recording"]["status"]
+                             == "ENDED" and d, 30, "the recording to end")
+            vod = doc["recording"]["vodUrl"]
+            assert http.get(vod.split("?", 1)[0]).status_code == 401
+            variants = wait_until(lambda: (v := _ok(http, vod)) and _listed(v.text, vod), 30, "the VOD master")
+            media = http.get(variants[0])
+            assert media.status_code == 200 and "#EXT-X-ENDLIST" in media.text, media.text
+            segment = next(u for u in _listed(media.text, variants[0]) if "/seg" in u)
+            got = http.get(segment)
+            assert got.status_code == 200 and got.content[4:8] in (b"moof", b"styp"), got.status_code
+            assert not (host.data_dir / "recordings").exists()  # nothing kept on the host's disk
+
+            gls.terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
+            wait_until(lambda: gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid)["Status"]
+                       == "TERMINATED", 30, "the session terminated")
+
+
+def _llhls_through_the_origin(http: httpx.Client, master_url: str, viewer_token: str) -> None:
+    master = wait_until(lambda: _ok(http, master_url), 30, "the master playlist through the origin")
+    assert master.headers["content-type"] == "application/vnd.apple.mpegurl"
+    media_url = _listed(master.text, master_url)[0]
+    assert media_url.endswith(f"?token={viewer_token}")  # the origin rewrote the host's playlist
+    bare = media_url.split("?", 1)[0]
+    assert http.get(bare).status_code == 401 and http.get(bare + "?token=wrong").status_code == 403
+    media = http.get(media_url)
+    assert media.status_code == 200 and media.headers["cache-control"] == "no-cache"
+    listed = _listed(media.text, media_url)
+    init = http.get(next(u for u in listed if "/init" in u))
+    assert init.status_code == 200 and init.content[4:8] == b"ftyp"
+    part = http.get(next(u for u in listed if "/part" in u))
+    assert part.status_code == 200 and part.content[4:8] == b"moof"
+    assert part.headers["cache-control"] == "public, max-age=31536000, immutable"
+    by_header = http.get(bare, headers={"Authorization": f"Bearer {viewer_token}"})
+    assert by_header.status_code == 200 and by_header.headers["cache-control"] == "private, no-cache"
+
+    # a blocking reload: ask for the segment after the live one; the host holds the request until it exists
+    msn = max(int(n) for n in re.findall(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", media.text)) + len(
+        re.findall(r"#EXTINF", media.text))
+    assert f"seg{msn}.m4s" not in media.text  # live, not complete yet
+    blocked = http.get(f"{bare}?_HLS_msn={msn + 1}&token={viewer_token}")
+    assert blocked.status_code == 200, blocked.text
+    assert blocked.headers["cache-control"] == "public, max-age=2"
+    assert f"seg{msn}.m4s" in blocked.text, blocked.text  # the answer came once that segment was complete
+    too_far = http.get(f"{bare}?_HLS_msn={msn + 100}&token={viewer_token}")
+    assert too_far.status_code == 400 and "too far" in too_far.text  # the host's answer, relayed
+
+
+async def _whep_viewer(base_url: str, b: dict[str, str], admin_auth: str) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        viewer = WhepViewer(b["whepUrl"], b["viewerToken"])
+        try:
+            r = await viewer.start(http)
+            assert r.status_code == 201, r.text
+            assert re.search(r"a=candidate:\S+ \d+ udp \d+ 10\.", r.text)  # the host's address: media goes there
+            deadline = time.monotonic() + 30
+            while len(viewer.frames) < 10:
+                assert time.monotonic() < deadline, "the WHEP viewer decoded no frames from the remote host"
+                await asyncio.sleep(0.2)
+            status = f"{base_url}/v1/broadcasts/{b['broadcastId']}"
+            deadline = time.monotonic() + 10
+            while (await http.get(status, headers={"Authorization": admin_auth})).json()["viewerCount"] != 1:
+                assert time.monotonic() < deadline, "the viewer count (from the host's heartbeat) never said 1"
+                await asyncio.sleep(0.2)
+            assert viewer.location is not None
+            gone = await http.delete(urljoin(b["whepUrl"], viewer.location),
+                                     headers={"Authorization": f"Bearer {b['viewerToken']}"})
+            assert gone.status_code in (200, 204), gone.text
+        finally:
+            await viewer.close()
