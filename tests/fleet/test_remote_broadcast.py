@@ -133,3 +133,42 @@ async def _whep_viewer(base_url: str, b: dict[str, str], admin_auth: str) -> Non
             assert gone.status_code in (200, 204), gone.text
         finally:
             await viewer.close()
+
+
+def test_recording_uploads_need_a_host_token_and_a_recorded_broadcast() -> None:
+    with playcast_up("--warm", "0", "--slots", "1") as pc:
+        admin = _admin(pc)
+        minted = admin.post("/v1/hosts/tokens", json={"description": "uploader"}).json()
+        gls = pc.boto3()
+        group = gls.list_stream_groups()["Items"][0]["Id"]
+        app_id = gls.get_stream_group(Identifier=group)["DefaultApplication"]["Id"]
+        s = gls.start_stream_session(Identifier=group, ApplicationIdentifier=app_id, Protocol="WebRTC",
+                                     SignalRequest="NO_CLIENT_CONNECTION")
+        sid = s["Arn"].rsplit("/", 1)[-1]
+        gls.get_waiter("stream_session_active").wait(Identifier=group, StreamSessionIdentifier=sid,
+                                                     WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+        recorded = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "record": True,
+                                                      "private": True}).json()
+        bid = recorded["broadcastId"]
+        url = f"{pc.base_url}/v1/hosts/recordings/recordings/{bid}/media/extra/note.json"
+        host = {"Authorization": f"Bearer {minted['token']}", "Content-Type": "application/json"}
+        with httpx.Client(timeout=30) as http:
+            def error(r: httpx.Response, status: int, kind: str) -> None:
+                assert r.status_code == status, (r.status_code, r.text)
+                assert r.json()["error"]["type"] == kind, r.text
+
+            error(http.put(url, content=b"{}"), 401, "UnauthorizedException")
+            error(http.put(url, content=b"{}", headers={"Authorization": f"Bearer {pc.credentials['admin_token']}"}),
+                  401, "UnauthorizedException")  # the admin's token is no host token
+            error(http.put(f"{pc.base_url}/v1/hosts/recordings/elsewhere/{bid}/x.json", content=b"{}", headers=host),
+                  400, "ValidationException")
+            error(http.put(f"{pc.base_url}/v1/hosts/recordings/recordings/b-unknown/x.json", content=b"{}",
+                           headers=host), 404, "ResourceNotFoundException")
+            error(http.put(url, content=b"x" * (3 << 20), headers=host), 413, "ValidationException")
+            assert http.put(url, content=b'{"from": "a host"}', headers=host).status_code == 204
+            served = http.get(f"{pc.base_url}/recordings/{bid}/media/extra/note.json",
+                              headers={"Authorization": f"Bearer {recorded['viewerToken']}"})
+            assert served.status_code == 200 and served.json() == {"from": "a host"}
+            assert admin.delete(f"/v1/hosts/tokens/{minted['tokenId']}").status_code in (200, 204)
+            error(http.put(url, content=b"{}", headers=host), 401, "UnauthorizedException")
+            assert "revoked" in http.put(url, content=b"{}", headers=host).json()["error"]["message"]
