@@ -58,6 +58,22 @@ def test_whep_llhls_and_recording_of_a_session_on_a_remote_host() -> None:
             _llhls_through_the_origin(http, b["hlsUrl"], viewer_token)
             asyncio.run(_whep_viewer(pc.base_url, b, admin.headers["Authorization"]))
 
+            # WHIP egress from the host (to the server's own stage: an endpoint the host reaches over the bridge);
+            # its state comes from the host's heartbeats
+            endpoint = f"http://{m.server_ip}:{pc.port}/whip/{bid}"
+            again = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "whipEgress": {
+                "url": endpoint, "token": b["publishToken"]}})
+            assert again.status_code == 201 and again.json()["broadcastId"] == bid, again.text
+
+            def egress_connected() -> dict[str, object] | None:
+                doc = admin.get(f"/v1/broadcasts/{bid}").json()
+                egress = doc["whipEgress"]
+                publisher = doc["stage"].get("publisher") or {}
+                return doc if egress and egress[0]["state"] == "connected" and publisher.get("connected") else None
+
+            doc = wait_until(egress_connected, 60, "the host's WHIP egress connected to the stage")
+            assert doc["whipEgress"][0]["url"] == endpoint and doc["whipEgress"][0]["origin"] == "api"
+
             # the recording: written on the host, stored by the server, served by its /recordings
             stored = pc.data_dir / "recordings" / "recordings" / bid
             wait_until(lambda: len(list(stored.glob("media/hls/*/seg*.m4s"))) >= 2, 30, "recorded segments uploaded")
