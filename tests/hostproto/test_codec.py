@@ -79,6 +79,8 @@ def test_request_args_and_results_round_trip(op: str) -> None:
 
 @pytest.mark.parametrize("msg", [
     Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", None, "10.0.0.2", ("s-1", "s-2")),
+    Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", media_url="http://10.0.0.2:41234", media_key="k" * 43),
+    Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", media_url="http://[fd00::2]:8081", media_key="k"),
     Heartbeat(3, 4, 1, 2, ("k1", "k2"), (STATE, SessionState("s-2"))),
     Event(SessionEvent("s-1", SessionEventKind.APP_MESSAGE, 1.5, {"payload": b"\x01\x02"})),
     Event(SessionEvent("s-1", SessionEventKind.CLIENT_DISCONNECTED, 1.5, {"clientId": 1, "state": "failed"})),
@@ -88,7 +90,8 @@ def test_host_messages_round_trip(msg: Any) -> None:
     assert codec.decode_host(codec.encode(msg)) == msg
 
 
-@pytest.mark.parametrize("msg", [Welcome("h-1", 2.0), Refused("wrong host token"), Cancel(4)])
+@pytest.mark.parametrize("msg", [Welcome("h-1", 2.0), Welcome("h-1", 2.0, "s3://rec/prefix?endpoint=http://s3:9000"),
+                                 Refused("wrong host token"), Cancel(4)])
 def test_server_messages_round_trip(msg: Any) -> None:
     assert codec.decode_server(codec.encode(msg)) == msg
 
@@ -112,6 +115,10 @@ def _frame(**doc: Any) -> str:
      "not base64"),
     (_frame(type="reply", id=1, error={"kind": "oops", "message": "x"}), "not an error kind"),
     (_frame(type="reply", id=1, result=None) + " " * codec.MAX_FRAME_BYTES, "larger than"),
+    *((_frame(type="hello", host_id="h", token="t", location="l", slots=1, version="v", encoder="e", protocol=1,
+              media_url=url), "message.media_url must be http://host:port")
+      for url in ("https://10.0.0.2:1", "http://10.0.0.2", "http://10.0.0.2:99999", "http://10.0.0.2:1/x",
+                  "http://u:p@10.0.0.2:1", "http://10.0.0.2:1?q", "file:///etc/passwd", "")),
 ])
 def test_bad_host_frames_say_what_is_wrong(text: str, words: str) -> None:
     with pytest.raises(codec.ProtocolError, match=words.replace("[", r"\[").replace("(", r"\(")):
@@ -154,3 +161,9 @@ def test_any_frame_decodes_or_is_a_protocol_error(kind: str, body: dict[str, Any
                 codec.args_from_wire(op, codec.Fields(body["args"], "args"))
             except codec.ProtocolError:
                 pass
+
+
+@pytest.mark.parametrize("recordings", ["/var/lib/playcast/recordings", "file:///tmp/x", "http://server/rec", 7])
+def test_a_welcome_names_only_an_s3_recording_storage(recordings: Any) -> None:
+    with pytest.raises(codec.ProtocolError, match="message.recordings"):
+        codec.decode_server(_frame(type="welcome", host_id="h", heartbeat_s=1, recordings=recordings))
