@@ -31,6 +31,7 @@ from playcast.hostproto.types import (
     SessionEventHandler,
     SessionEventKind,
     SignalError,
+    StageState,
     VideoStats,
     launch_key,
 )
@@ -505,6 +506,43 @@ class Fleet:
             return False
 
     # ------------------------------------------------------------------ warm capacity
+    # ------------------------------------------------------------------ broadcast stages, on the session's host
+    async def stage_publish(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str, str]:
+        return await self._ask(session_id, "stage_publish", {"broadcast_id": broadcast_id, "offer_sdp": offer_sdp},
+                               LookupError)
+
+    async def stage_unpublish(self, session_id: str, broadcast_id: str, publisher_id: str) -> bool:
+        try:
+            return await self._ask(session_id, "stage_unpublish", {"broadcast_id": broadcast_id,
+                                                                   "publisher_id": publisher_id}, LookupError)
+        except LookupError:
+            return False
+
+    async def stage_trickle(self, session_id: str, broadcast_id: str, publisher_id: str, fragment: str) -> int:
+        return await self._ask(session_id, "stage_trickle", {"broadcast_id": broadcast_id,
+                                                             "publisher_id": publisher_id, "fragment": fragment},
+                               LookupError)
+
+    async def stage_add_viewer(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str]:
+        return await self._ask(session_id, "stage_add_viewer", {"broadcast_id": broadcast_id,
+                                                                "offer_sdp": offer_sdp}, LookupError)
+
+    async def stage_remove_viewer(self, session_id: str, broadcast_id: str, viewer_id: str) -> bool:
+        try:
+            return await self._ask(session_id, "stage_remove_viewer", {"broadcast_id": broadcast_id,
+                                                                       "viewer_id": viewer_id}, LookupError)
+        except LookupError:
+            return False
+
+    async def stage_end(self, session_id: str, broadcast_id: str) -> None:
+        with contextlib.suppress(LookupError):
+            await self._ask(session_id, "stage_end", {"broadcast_id": broadcast_id}, LookupError)
+
+    def stage_state(self, session_id: str, broadcast_id: str) -> StageState | None:
+        state = self._state(session_id)
+        stages = state.stages if state is not None else ()
+        return next((st for st in stages if st.broadcast_id == broadcast_id), None)
+
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
                               count: int, pause_idle: bool = True) -> None:
         if count <= 0 or not launches:

@@ -16,6 +16,7 @@ from playcast.hostproto.types import (
     Placement,
     PlacementResult,
     SessionEventHandler,
+    StageState,
 )
 
 HostJoinedHandler = Callable[[str, set[str]], Awaitable[None]]
@@ -76,6 +77,26 @@ class HostPool(Protocol):
     async def stop_egress(self, session_id: str, egress_id: str) -> bool: ...
 
     def egress_status(self, session_id: str) -> list[EgressStatus]: ...
+
+    async def stage_publish(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str, str]:
+        """A WHIP publisher onto the broadcast's stage, which runs on the session's host (made on first use):
+        (publisher id, ETag, answer SDP). Raises StageRefused, LookupError when the session runs nowhere."""
+
+    async def stage_unpublish(self, session_id: str, broadcast_id: str, publisher_id: str) -> bool: ...
+
+    async def stage_trickle(self, session_id: str, broadcast_id: str, publisher_id: str, fragment: str) -> int:
+        """Trickle ICE candidates to a publisher; how many. Raises StageRefused, LookupError (no such publisher)."""
+
+    async def stage_add_viewer(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str]:
+        """A WHEP viewer of the stage: (viewer id, answer SDP). Raises StageRefused (409: nothing published)."""
+
+    async def stage_remove_viewer(self, session_id: str, broadcast_id: str, viewer_id: str) -> bool: ...
+
+    async def stage_end(self, session_id: str, broadcast_id: str) -> None:
+        """The broadcast ended: its publisher and viewers are disconnected."""
+
+    def stage_state(self, session_id: str, broadcast_id: str) -> StageState | None:
+        """The stage as of the host's last heartbeat or reply; None when it has none."""
 
     def capacity(self, location: str) -> LocationCapacity: ...
 

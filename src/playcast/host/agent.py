@@ -22,6 +22,7 @@ from playcast.hostproto.messages import (
     LOOKUP,
     PLACEMENT,
     SIGNAL,
+    STAGE,
     Cancel,
     Event,
     Heartbeat,
@@ -32,7 +33,7 @@ from playcast.hostproto.messages import (
     Request,
     Welcome,
 )
-from playcast.hostproto.types import PlacementError, SessionEvent, SignalError, launch_key
+from playcast.hostproto.types import PlacementError, SessionEvent, SignalError, StageRefused, launch_key
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class HostAgent:
         self._seq = 0
         self.on_welcome: Callable[[Welcome], None] = lambda welcome: None  # e.g. where recordings go
         pool.on_event(self._on_pool_event)
+        pool.on_state_change(self.changed)
 
     async def serve(self, channel: Channel) -> None:
         """Hello, then answer requests until the channel closes. Raises HostRefused if the server says no."""
@@ -135,6 +137,8 @@ class HostAgent:
             reply = Reply(request.id, error=HostError(SIGNAL, str(exc)))
         except LookupError as exc:
             reply = Reply(request.id, error=HostError(LOOKUP, str(exc)))
+        except StageRefused as exc:
+            reply = Reply(request.id, error=HostError(STAGE, exc.message, str(exc.status)))
         except Exception as exc:  # noqa: BLE001 - answer, never leave the control plane waiting
             log.exception("host %s: %s failed", self.identity.host_id, request.op)
             reply = Reply(request.id, error=HostError(INTERNAL, f"{request.op} failed on the host: {exc}"))
@@ -152,6 +156,9 @@ class HostAgent:
             "set_warm_target": pool.set_warm_target, "send_app_message": pool.send_app_message,
             "add_viewer": pool.add_viewer, "remove_viewer": pool.remove_viewer, "start_hls": pool.start_hls,
             "stop_hls": pool.stop_hls, "start_egress": pool.start_egress, "stop_egress": pool.stop_egress,
+            "stage_publish": pool.stage_publish, "stage_unpublish": pool.stage_unpublish,
+            "stage_trickle": pool.stage_trickle, "stage_add_viewer": pool.stage_add_viewer,
+            "stage_remove_viewer": pool.stage_remove_viewer, "stage_end": pool.stage_end,
         }
         return await calls[op](**args)
 

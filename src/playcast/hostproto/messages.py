@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from playcast.hostproto.types import EgressStatus, SessionEvent, VideoStats
+from playcast.hostproto.types import EgressStatus, SessionEvent, StageState, VideoStats
 
 PROTOCOL_VERSION = 1
 
@@ -25,12 +25,22 @@ PROTOCOL_VERSION = 1
 #   stop_hls         {session_id, broadcast_id}                                   -> None
 #   start_egress     {session_id, url, token: str | None}                         -> egress id (str)
 #   stop_egress      {session_id, egress_id}                                      -> bool
+# A broadcast's stage (WHIP ingest of a viewer's webcam, shown to WHEP viewers) runs on the session's host:
+#   stage_publish        {session_id, broadcast_id, offer_sdp}                    -> [publisher_id, etag, answer_sdp]
+#   stage_unpublish      {session_id, broadcast_id, publisher_id}                 -> bool
+#   stage_trickle        {session_id, broadcast_id, publisher_id, fragment}       -> candidates added (int)
+#   stage_add_viewer     {session_id, broadcast_id, offer_sdp}                    -> [viewer_id, answer_sdp]
+#   stage_remove_viewer  {session_id, broadcast_id, viewer_id}                    -> bool
+#   stage_end            {session_id, broadcast_id}                               -> None
+STAGE_OPERATIONS = ("stage_publish", "stage_unpublish", "stage_trickle", "stage_add_viewer", "stage_remove_viewer",
+                    "stage_end")
 OPERATIONS = ("place", "connect", "terminate", "set_warm_target", "send_app_message", "add_viewer",
-              "remove_viewer", "start_hls", "stop_hls", "start_egress", "stop_egress")
+              "remove_viewer", "start_hls", "stop_hls", "start_egress", "stop_egress", *STAGE_OPERATIONS)
 
 # The errors a host answers with (HostError.kind), raised again on the control plane's side as the same exception.
 PLACEMENT, SIGNAL, LOOKUP, BAD_REQUEST, INTERNAL = "placement", "signal", "lookup", "bad_request", "internal"
-ERROR_KINDS = (PLACEMENT, SIGNAL, LOOKUP, BAD_REQUEST, INTERNAL)
+STAGE = "stage"  # types.StageRefused; its reason is the status ("400" | "409" | "422")
+ERROR_KINDS = (PLACEMENT, SIGNAL, LOOKUP, BAD_REQUEST, INTERNAL, STAGE)
 
 
 # ------------------------------------------------------------------------------------------------ host -> server
@@ -63,6 +73,7 @@ class SessionState:
     recordings: dict[str, dict[str, Any]] = field(default_factory=dict)  # broadcast id -> {status, message, segments}
     egress: tuple[EgressStatus, ...] = ()
     video: VideoStats | None = None
+    stages: tuple[StageState, ...] = ()  # the stages of its broadcasts
 
 
 @dataclass(frozen=True)
