@@ -1,7 +1,8 @@
 """Broadcasts of a session on a remote host (`playcast host` in a namespace of its own) through the URLs that
 /v1/broadcasts returns: a WHEP viewer decodes frames sent by the host itself, LL-HLS (playlists, parts, a blocking
 reload) comes through the server's origin from the host's packager with the viewer token checked there, the
-recording lands in the server's storage (served by /recordings), and viewer counts come from heartbeats."""
+recording lands in the server's storage (served by /recordings), WHIP egress runs on the host, the stage (viewers'
+webcams) runs on the host too, and viewer counts, egress, recording and stage states come from heartbeats."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from urllib.parse import urljoin
 
 import httpx
 import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from tests.fleet.support import machines, playcast_host
 from tests.fleet.test_remote_host import REMOTE, _admin, _group_with_remote, _hosts, _server_url
 from tests.harness import playcast_up, wait_until
-from tests.whip.support import WhepViewer
+from tests.whip.support import ColorTrack, WhepViewer, dominant
 
 pytestmark = pytest.mark.netns
 
@@ -188,3 +190,80 @@ def test_recording_uploads_need_a_host_token_and_a_recorded_broadcast() -> None:
             assert admin.delete(f"/v1/hosts/tokens/{minted['tokenId']}").status_code in (200, 204)
             error(http.put(url, content=b"{}", headers=host), 401, "UnauthorizedException")
             assert "revoked" in http.put(url, content=b"{}", headers=host).json()["error"]["message"]
+
+
+def test_the_stage_of_a_remote_sessions_broadcast_runs_on_its_host() -> None:
+    """A webcam (an aiortc publisher) publishes into the stage of a broadcast whose session runs on a remote host:
+    the WHIP answer lists the host's addresses (the stage runs there, not in the server), a stage viewer decodes
+    the webcam's picture, and the stage's state in /v1/broadcasts comes from the host."""
+    with machines() as m, playcast_up("--bind", "0.0.0.0", "--warm", "0", "--slots", "1") as pc:
+        admin = _admin(pc)
+        token = admin.post("/v1/hosts/tokens", json={"description": "stage host"}).json()["token"]
+        with playcast_host(m, _server_url(pc, m), token, location=REMOTE) as host:
+            wait_until(lambda: any(h["location"] == REMOTE for h in _hosts(admin).values()), 30, "the host joined")
+            group, app_id = _group_with_remote(pc)
+            gls = pc.boto3()
+            s = gls.start_stream_session(Identifier=group, ApplicationIdentifier=app_id, Protocol="WebRTC",
+                                         SignalRequest="NO_CLIENT_CONNECTION", Locations=[REMOTE])
+            sid = s["Arn"].rsplit("/", 1)[-1]
+            gls.get_waiter("stream_session_active").wait(Identifier=group, StreamSessionIdentifier=sid,
+                                                         WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+            b = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "private": True, "hls": False}).json()
+            asyncio.run(_publish_and_watch(pc.base_url, b, admin.headers["Authorization"], host.address,
+                                           m.server_ip))
+            assert admin.delete(f"/v1/broadcasts/{b['broadcastId']}").status_code == 204
+            ended = admin.get(f"/v1/broadcasts/{b['broadcastId']}").json()
+            assert ended["stage"]["live"] is False
+            gls.terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
+
+
+async def _publish_and_watch(base_url: str, b: dict[str, str], admin_auth: str, host_ip: str,
+                             server_ip: str) -> None:
+    bid = b["broadcastId"]
+    publisher = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    publisher.addTrack(ColorTrack((220, 30, 30)))
+    viewer = WhepViewer(f"{base_url}/whep/{bid}/cam", b["viewerToken"])
+    async with httpx.AsyncClient(timeout=30) as http:
+        try:
+            early = await viewer.start(http)
+            assert early.status_code == 409 and early.headers["retry-after"], early.text  # nothing published yet
+            await viewer.close()
+            viewer = WhepViewer(f"{base_url}/whep/{bid}/cam", b["viewerToken"])
+
+            await publisher.setLocalDescription(await publisher.createOffer())
+            r = await http.post(f"{base_url}/whip/{bid}", content=publisher.localDescription.sdp.encode(),
+                                headers={"Content-Type": "application/sdp",
+                                         "Authorization": f"Bearer {b['publishToken']}"})
+            assert r.status_code == 201, r.text
+            candidates = re.findall(r"a=candidate:\S+ \d+ udp \d+ (\S+) ", r.text)
+            assert host_ip in candidates and server_ip not in candidates, candidates  # the stage runs on the host
+            await publisher.setRemoteDescription(RTCSessionDescription(r.text, "answer"))
+            session_url = urljoin(f"{base_url}/whip/{bid}", r.headers["location"])
+
+            status_url = f"{base_url}/v1/broadcasts/{bid}"
+            deadline = time.monotonic() + 30
+            while True:
+                stage = (await http.get(status_url, headers={"Authorization": admin_auth})).json()["stage"]
+                if stage["live"] and (stage["publisher"] or {}).get("videoSize") == [320, 240]:
+                    break
+                assert time.monotonic() < deadline, f"the publisher never showed connected on the host: {stage}"
+                await asyncio.sleep(0.2)
+            assert stage["publisher"]["connected"] is True
+
+            seen = await viewer.start(http)
+            assert seen.status_code == 201, seen.text
+            deadline = time.monotonic() + 30
+            while len(viewer.frames) < 20:
+                assert time.monotonic() < deadline, "the stage viewer decoded no frames from the remote host"
+                await asyncio.sleep(0.2)
+            assert dominant(viewer.frames[-1][3]) == "r"
+
+            gone = await http.delete(session_url, headers={"Authorization": f"Bearer {b['publishToken']}"})
+            assert gone.status_code == 200
+            deadline = time.monotonic() + 10
+            while (await http.get(status_url, headers={"Authorization": admin_auth})).json()["stage"]["live"]:
+                assert time.monotonic() < deadline, "the stage still live after the publisher's DELETE"
+                await asyncio.sleep(0.2)
+        finally:
+            await viewer.close()
+            await publisher.close()
