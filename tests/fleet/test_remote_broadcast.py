@@ -9,15 +9,20 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urljoin
 
 import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from tests.fleet.support import machines, playcast_host
+from tests.control.test_postgres import postgres_url  # noqa: F401 - the fixture
+from tests.fleet.support import HostProcess, Machines, machines, playcast_host
 from tests.fleet.test_remote_host import REMOTE, _admin, _group_with_remote, _hosts, _server_url
-from tests.harness import playcast_up, wait_until
+from tests.harness import Playcast, playcast_up, wait_until
 from tests.whip.support import ColorTrack, WhepViewer, dominant
 
 pytestmark = pytest.mark.netns
@@ -33,7 +38,32 @@ def _ok(http: httpx.Client, url: str, **kw: object) -> httpx.Response | None:
     return r if r.status_code == 200 else None
 
 
-def test_whep_llhls_and_recording_of_a_session_on_a_remote_host() -> None:
+@dataclass
+class RemoteSession:
+    """A `playcast up` (`pc`) with a `playcast host` in a namespace of its own on `m`, and a session `sid` of
+    stream group `group` running on that host."""
+
+    m: Machines
+    pc: Playcast
+    admin: httpx.Client
+    host: HostProcess
+    gls: Any
+    group: str
+    sid: str
+
+
+def _start_on_remote(gls: Any, group: str, app_id: str) -> str:
+    s = gls.start_stream_session(Identifier=group, ApplicationIdentifier=app_id, Protocol="WebRTC",
+                                 SignalRequest="NO_CLIENT_CONNECTION", Locations=[REMOTE])
+    sid: str = s["Arn"].rsplit("/", 1)[-1]
+    gls.get_waiter("stream_session_active").wait(Identifier=group, StreamSessionIdentifier=sid,
+                                                 WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
+    assert gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid)["Location"] == REMOTE
+    return sid
+
+
+@contextmanager
+def _remote_session() -> Iterator[RemoteSession]:
     with machines() as m, playcast_up("--bind", "0.0.0.0", "--warm", "0", "--slots", "1") as pc:
         admin = _admin(pc)
         token = admin.post("/v1/hosts/tokens", json={"description": "broadcast host"}).json()["token"]
@@ -41,62 +71,60 @@ def test_whep_llhls_and_recording_of_a_session_on_a_remote_host() -> None:
             wait_until(lambda: any(h["location"] == REMOTE for h in _hosts(admin).values()), 30, "the host joined")
             group, app_id = _group_with_remote(pc)
             gls = pc.boto3()
-            s = gls.start_stream_session(Identifier=group, ApplicationIdentifier=app_id, Protocol="WebRTC",
-                                         SignalRequest="NO_CLIENT_CONNECTION", Locations=[REMOTE])
-            sid = s["Arn"].rsplit("/", 1)[-1]
-            gls.get_waiter("stream_session_active").wait(Identifier=group, StreamSessionIdentifier=sid,
-                                                         WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
-            assert gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid)["Location"] == REMOTE
-
-            r = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "private": True, "record": True})
-            assert r.status_code == 201, r.text
-            b = r.json()
-            bid, viewer_token = b["broadcastId"], b["viewerToken"]
-            # the same URLs as for a session in the server's own process (its base: the bind address here)
-            assert b["hlsUrl"].endswith(f":{pc.port}/hls/{bid}/master.m3u8?token={viewer_token}")
-            assert b["whepUrl"].endswith(f":{pc.port}/whep/{bid}")
-
-            http = httpx.Client(timeout=30)
-            _llhls_through_the_origin(http, b["hlsUrl"], viewer_token)
-            asyncio.run(_whep_viewer(pc.base_url, b, admin.headers["Authorization"]))
-
-            # WHIP egress from the host (to the server's own stage: an endpoint the host reaches over the bridge);
-            # its state comes from the host's heartbeats
-            endpoint = f"http://{m.server_ip}:{pc.port}/whip/{bid}"
-            again = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "whipEgress": {
-                "url": endpoint, "token": b["publishToken"]}})
-            assert again.status_code == 201 and again.json()["broadcastId"] == bid, again.text
-
-            def egress_connected() -> dict[str, object] | None:
-                doc = admin.get(f"/v1/broadcasts/{bid}").json()
-                egress = doc["whipEgress"]
-                publisher = doc["stage"].get("publisher") or {}
-                return doc if egress and egress[0]["state"] == "connected" and publisher.get("connected") else None
-
-            doc = wait_until(egress_connected, 60, "the host's WHIP egress connected to the stage")
-            assert doc["whipEgress"][0]["url"] == endpoint and doc["whipEgress"][0]["origin"] == "api"
-
-            # the recording: written on the host, stored by the server, served by its /recordings
-            stored = pc.data_dir / "recordings" / "recordings" / bid
-            wait_until(lambda: len(list(stored.glob("media/hls/*/seg*.m4s"))) >= 2, 30, "recorded segments uploaded")
-            status = admin.get(f"/v1/broadcasts/{bid}").json()
-            assert status["recording"]["status"] == "RECORDING", status  # from the host's heartbeat
-            assert admin.delete(f"/v1/broadcasts/{bid}").status_code == 204
-            doc = wait_until(lambda: (d := admin.get(f"/v1/broadcasts/{bid}").json())["recording"]["status"]
-                             == "ENDED" and d, 30, "the recording to end")
-            vod = doc["recording"]["vodUrl"]
-            assert http.get(vod.split("?", 1)[0]).status_code == 401
-            variants = wait_until(lambda: (v := _ok(http, vod)) and _listed(v.text, vod), 30, "the VOD master")
-            media = http.get(variants[0])
-            assert media.status_code == 200 and "#EXT-X-ENDLIST" in media.text, media.text
-            segment = next(u for u in _listed(media.text, variants[0]) if "/seg" in u)
-            got = http.get(segment)
-            assert got.status_code == 200 and got.content[4:8] in (b"moof", b"styp"), got.status_code
-            assert not (host.data_dir / "recordings").exists()  # nothing kept on the host's disk
-
+            sid = _start_on_remote(gls, group, app_id)
+            yield RemoteSession(m, pc, admin, host, gls, group, sid)
             gls.terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
-            wait_until(lambda: gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid)["Status"]
-                       == "TERMINATED", 30, "the session terminated")
+
+
+def test_whep_llhls_and_recording_of_a_session_on_a_remote_host() -> None:
+    with _remote_session() as r:
+        m, pc, admin, host, sid = r.m, r.pc, r.admin, r.host, r.sid
+        created = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "private": True, "record": True})
+        assert created.status_code == 201, created.text
+        b = created.json()
+        bid, viewer_token = b["broadcastId"], b["viewerToken"]
+        # the same URLs as for a session in the server's own process (its base: the bind address here)
+        assert b["hlsUrl"].endswith(f":{pc.port}/hls/{bid}/master.m3u8?token={viewer_token}")
+        assert b["whepUrl"].endswith(f":{pc.port}/whep/{bid}")
+
+        http = httpx.Client(timeout=30)
+        _llhls_through_the_origin(http, b["hlsUrl"], viewer_token)
+        asyncio.run(_whep_viewer(pc.base_url, b, admin.headers["Authorization"]))
+
+        # WHIP egress from the host (to the server's own stage: an endpoint the host reaches over the bridge);
+        # its state comes from the host's heartbeats
+        endpoint = f"http://{m.server_ip}:{pc.port}/whip/{bid}"
+        again = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "whipEgress": {
+            "url": endpoint, "token": b["publishToken"]}})
+        assert again.status_code == 201 and again.json()["broadcastId"] == bid, again.text
+
+        def egress_connected() -> dict[str, object] | None:
+            doc = admin.get(f"/v1/broadcasts/{bid}").json()
+            egress = doc["whipEgress"]
+            publisher = doc["stage"].get("publisher") or {}
+            return doc if egress and egress[0]["state"] == "connected" and publisher.get("connected") else None
+
+        doc = wait_until(egress_connected, 60, "the host's WHIP egress connected to the stage")
+        assert doc["whipEgress"][0]["url"] == endpoint and doc["whipEgress"][0]["origin"] == "api"
+
+        # the recording: written on the host, stored by the server, served by its /recordings
+        stored = pc.data_dir / "recordings" / "recordings" / bid
+        wait_until(lambda: len(list(stored.glob("media/hls/*/seg*.m4s"))) >= 2, 30, "recorded segments uploaded")
+        status = admin.get(f"/v1/broadcasts/{bid}").json()
+        assert status["recording"]["status"] == "RECORDING", status  # from the host's heartbeat
+        assert admin.delete(f"/v1/broadcasts/{bid}").status_code == 204
+        doc = wait_until(lambda: (d := admin.get(f"/v1/broadcasts/{bid}").json())["recording"]["status"]
+                         == "ENDED" and d, 30, "the recording to end")
+        vod = doc["recording"]["vodUrl"]
+        assert http.get(vod.split("?", 1)[0]).status_code == 401
+        variants = wait_until(lambda: (v := _ok(http, vod)) and _listed(v.text, vod), 30, "the VOD master")
+        media = http.get(variants[0])
+        assert media.status_code == 200 and "#EXT-X-ENDLIST" in media.text, media.text
+        segment = next(u for u in _listed(media.text, variants[0]) if "/seg" in u)
+        got = http.get(segment)
+        assert got.status_code == 200 and got.content[4:8] in (b"moof", b"styp"), got.status_code
+        assert not (host.data_dir / "recordings").exists()  # nothing kept on the host's disk
+
 
 
 def _llhls_through_the_origin(http: httpx.Client, master_url: str, viewer_token: str) -> None:
@@ -196,25 +224,12 @@ def test_the_stage_of_a_remote_sessions_broadcast_runs_on_its_host() -> None:
     """A webcam (an aiortc publisher) publishes into the stage of a broadcast whose session runs on a remote host:
     the WHIP answer lists the host's addresses (the stage runs there, not in the server), a stage viewer decodes
     the webcam's picture, and the stage's state in /v1/broadcasts comes from the host."""
-    with machines() as m, playcast_up("--bind", "0.0.0.0", "--warm", "0", "--slots", "1") as pc:
-        admin = _admin(pc)
-        token = admin.post("/v1/hosts/tokens", json={"description": "stage host"}).json()["token"]
-        with playcast_host(m, _server_url(pc, m), token, location=REMOTE) as host:
-            wait_until(lambda: any(h["location"] == REMOTE for h in _hosts(admin).values()), 30, "the host joined")
-            group, app_id = _group_with_remote(pc)
-            gls = pc.boto3()
-            s = gls.start_stream_session(Identifier=group, ApplicationIdentifier=app_id, Protocol="WebRTC",
-                                         SignalRequest="NO_CLIENT_CONNECTION", Locations=[REMOTE])
-            sid = s["Arn"].rsplit("/", 1)[-1]
-            gls.get_waiter("stream_session_active").wait(Identifier=group, StreamSessionIdentifier=sid,
-                                                         WaiterConfig={"Delay": 0.5, "MaxAttempts": 60})
-            b = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "private": True, "hls": False}).json()
-            asyncio.run(_publish_and_watch(pc.base_url, b, admin.headers["Authorization"], host.address,
-                                           m.server_ip))
-            assert admin.delete(f"/v1/broadcasts/{b['broadcastId']}").status_code == 204
-            ended = admin.get(f"/v1/broadcasts/{b['broadcastId']}").json()
-            assert ended["stage"]["live"] is False
-            gls.terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
+    with _remote_session() as r:
+        b = r.admin.post("/v1/broadcasts", json={"streamSessionId": r.sid, "private": True, "hls": False}).json()
+        asyncio.run(_publish_and_watch(r.pc.base_url, b, r.admin.headers["Authorization"], r.host.address,
+                                       r.m.server_ip))
+        assert r.admin.delete(f"/v1/broadcasts/{b['broadcastId']}").status_code == 204
+        assert r.admin.get(f"/v1/broadcasts/{b['broadcastId']}").json()["stage"]["live"] is False
 
 
 async def _publish_and_watch(base_url: str, b: dict[str, str], admin_auth: str, host_ip: str,
@@ -267,3 +282,34 @@ async def _publish_and_watch(base_url: str, b: dict[str, str], admin_auth: str, 
         finally:
             await viewer.close()
             await publisher.close()
+
+
+def test_llhls_of_a_remote_session_through_another_replica(postgres_url: str) -> None:  # noqa: F811
+    """Two replicas on one PostgreSQL; the host is joined to replica A, which starts the broadcast. A viewer whose
+    requests reach replica B gets the same LL-HLS, a blocking reload included: B finds the host's endpoint in the
+    database and relays to it (the host holds the request), B's viewer check applies."""
+    shared = {"PLAYCAST_DATABASE_URL": postgres_url,
+              "PLAYCAST_ACCESS_KEY_ID": "AKIAREPLICAS00000000", "PLAYCAST_SECRET_ACCESS_KEY": "s" * 40}
+    with machines() as m, \
+            playcast_up("--bind", "0.0.0.0", "--warm", "0", "--slots", "0", env=shared) as a, \
+            playcast_up("--bind", "0.0.0.0", "--warm", "0", "--slots", "0", env=shared) as b:
+        admin = _admin(a)
+        token = admin.post("/v1/hosts/tokens", json={"description": "replica host"}).json()["token"]
+        with playcast_host(m, _server_url(a, m), token, location=REMOTE):
+            wait_until(lambda: any(h["location"] == REMOTE and h["status"] == "ONLINE"
+                                   for h in _hosts(admin).values()), 30, "the host joined replica A")
+            gls = a.boto3()
+            app_id = next(x["Id"] for x in gls.list_applications()["Items"] if x["Description"] == "playcast-demo")
+            group = gls.create_stream_group(Description="replicas", StreamClass="gen4n_high",
+                                            DefaultApplicationIdentifier=app_id,
+                                            LocationConfigurations=[{"LocationName": REMOTE}])["Id"]
+            gls.get_waiter("stream_group_active").wait(Identifier=group, WaiterConfig={"Delay": 0.5,
+                                                                                       "MaxAttempts": 60})
+            sid = _start_on_remote(gls, group, app_id)
+            bc = admin.post("/v1/broadcasts", json={"streamSessionId": sid, "private": True})
+            assert bc.status_code == 201, bc.text
+            bid, viewer_token = bc.json()["broadcastId"], bc.json()["viewerToken"]
+            via_b = f"http://127.0.0.1:{b.port}/hls/{bid}/master.m3u8?token={viewer_token}"
+            http = httpx.Client(timeout=30)
+            _llhls_through_the_origin(http, via_b, viewer_token)
+            gls.terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)

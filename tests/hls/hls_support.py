@@ -158,7 +158,7 @@ class Viewers:
             self.stored_reads += 1
         return self._access(broadcast_id)
 
-    def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
+    async def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
         return self.remote.get(broadcast_id)
 
 

@@ -31,10 +31,8 @@ class Live:
         return await self.client.get(self.url("source/index.m3u8" + query))
 
 
-@pytest.fixture(params=["here", "on a host"])
-async def live(request: pytest.FixtureRequest) -> AsyncIterator[Live]:
-    """The packager in the origin's own registry (a host in the server's process), or in a remote host's registry
-    behind that host's LL-HLS endpoint, which the origin relays to: every test here runs both ways."""
+def _fed_packager() -> tuple[HlsRegistry, HlsPackager, LiveFeed]:
+    """Broadcast "b1" in a registry, fed live synthetic video and a tone."""
     registry = HlsRegistry()
     enc = SyntheticEncoder(320, 240, fps=30)
     # short segments keep the blocking timeouts (3 x target duration) short
@@ -42,6 +40,14 @@ async def live(request: pytest.FixtureRequest) -> AsyncIterator[Live]:
     registry.add("b1", packager)
     feed = LiveFeed(packager, enc)
     feed.start()
+    return registry, packager, feed
+
+
+@pytest.fixture(params=["here", "on a host"])
+async def live(request: pytest.FixtureRequest) -> AsyncIterator[Live]:
+    """The packager in the origin's own registry (a host in the server's process), or in a remote host's registry
+    behind that host's LL-HLS endpoint, which the origin relays to: every test here runs both ways."""
+    registry, packager, feed = _fed_packager()
     async with contextlib.AsyncExitStack() as stack:
         if request.param == "here":
             origin = HlsOrigin(registry, viewers=Viewers())
@@ -198,12 +204,7 @@ async def test_hlsjs_is_served_from_node_modules(live: Live) -> None:
 
 
 async def test_relay_to_a_host_that_refuses_or_is_gone_answers_502() -> None:
-    registry = HlsRegistry()
-    enc = SyntheticEncoder(320, 240, fps=30)
-    packager = HlsPackager(30, segment_target_s=0.5, request_keyframe=enc.request_keyframe)
-    registry.add("b1", packager)
-    feed = LiveFeed(packager, enc)
-    feed.start()
+    registry, packager, feed = _fed_packager()
     endpoint = await serve_hls_endpoint(registry, bind="127.0.0.1", port=0, address="127.0.0.1")
     viewers = Viewers(remote={"b1": HostMediaEndpoint(endpoint.url, endpoint.key),
                               "b2": HostMediaEndpoint(endpoint.url, "not-the-key")})

@@ -91,8 +91,8 @@ class ViewerRules(Protocol):
     async def viewer_access(self, broadcast_id: str) -> ViewerAccess | None:
         """Also for other broadcasts (a database read); None for an unknown one."""
 
-    def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
-        """The remote host packaging a broadcast live in this process (None: not one, or packaged here)."""
+    async def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
+        """The remote host packaging a live broadcast (None: none, or packaged in this process)."""
 
 
 class _Reply(Exception):
@@ -167,7 +167,7 @@ class HlsOrigin:
         viewers = self.viewers if self.viewers is not None else _plane_broadcasts(scope)
         source: HlsPackager | HostMediaEndpoint | None = self.registry.get(parts[1])
         if source is None:
-            source = viewers.hls_source(parts[1]) if parts[1] else None  # packaged on a remote host
+            source = await viewers.hls_source(parts[1]) if parts[1] else None  # packaged on a remote host
             if source is None:
                 raise _Reply(404, "no such broadcast (unknown or ended)")
         access = viewers.live_access(parts[1])

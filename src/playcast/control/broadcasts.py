@@ -225,10 +225,19 @@ class Broadcasts:
         live = self._live.get(broadcast_id)
         return self.plane.host_pool.egress_status(live.session_id) if live is not None else []
 
-    def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
-        """Where the LL-HLS of a broadcast live in this process is packaged, when that is on a remote host."""
+    async def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
+        """Where a live broadcast's LL-HLS is packaged when that is on a remote host: from the Fleet for one live
+        in this process, else (a broadcast another replica started) from the database's hosts."""
         live = self._live.get(broadcast_id)
-        return self.plane.host_pool.hls_endpoint(live.session_id) if live is not None else None
+        if live is not None:
+            return self.plane.host_pool.hls_endpoint(live.session_id)
+        directory = self.plane.fleet_directory
+        if directory is None:
+            return None
+        row = await self.get(broadcast_id)
+        if row is None or row.status != LIVE or not row.hls:
+            return None
+        return await directory.media_endpoint(row.stream_session_id)
 
     # ------------------------------------------------------------------ the stage (WHIP ingest), on the session's host
     def _live_session(self, broadcast_id: str) -> str:

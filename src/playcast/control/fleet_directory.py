@@ -16,6 +16,7 @@ from sqlalchemy import func, select, update
 
 from playcast.control.host_connection import HostConnection
 from playcast.hostproto import codec
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.store.db import Database
 from playcast.store.hosts import HostRow, ReplicaRow
 from playcast.store.models import StreamSessionRow
@@ -90,6 +91,7 @@ class FleetDirectory:
                 s.add(row)
             row.location, row.slots, row.status, row.replica_id = h.location, h.slots, status, self.replica_id
             row.version, row.encoder, row.public_address = h.version, h.encoder, h.public_address
+            row.media_url, row.media_key = h.media_url, h.media_key
             row.busy, row.warm, row.warm_launches = len(h.sessions), 0, []
             row.sessions = {sid: {"session_id": sid, "viewers": 0} for sid in h.sessions}
             row.joined_at = row.joined_at or now
@@ -132,6 +134,17 @@ class FleetDirectory:
         async with self.db.session() as s:
             rows = (await s.execute(select(HostRow).order_by(HostRow.location, HostRow.id))).scalars().all()
         return [_view(r) for r in rows]
+
+    async def media_endpoint(self, session_id: str) -> HostMediaEndpoint | None:
+        """The LL-HLS endpoint of the host the session was placed on, whichever replica holds that host (None: the
+        session is on no host, or on one without an endpoint, such as a server's embedded host)."""
+        async with self.db.session() as s:
+            row = (await s.execute(select(HostRow.media_url, HostRow.media_key).join(
+                StreamSessionRow, StreamSessionRow.host_id == HostRow.id).where(
+                StreamSessionRow.id == session_id, HostRow.status != OFFLINE))).first()
+        if row is None or row.media_url is None or row.media_key is None:
+            return None
+        return HostMediaEndpoint(row.media_url, row.media_key)
 
     async def live_replicas(self, stale_after_s: float) -> set[str]:
         async with self.db.session() as s:

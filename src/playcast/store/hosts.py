@@ -40,6 +40,9 @@ class HostRow(Base):
     version: Mapped[str] = mapped_column(String(64), default="")
     encoder: Mapped[str] = mapped_column(String(64), default="")
     public_address: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # its LL-HLS endpoint and the key to present there (hostproto/media_endpoint.py): any replica's origin relays
+    media_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    media_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
     joined_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
 
