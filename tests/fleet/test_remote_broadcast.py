@@ -7,6 +7,7 @@ webcams) runs on the host too, and viewer counts, egress, recording and stage st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
+import boto3
 import httpx
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -23,6 +25,7 @@ from tests.control.test_postgres import postgres_url  # noqa: F401 - the fixture
 from tests.fleet.support import HostProcess, Machines, machines, playcast_host
 from tests.fleet.test_remote_host import REMOTE, _admin, _group_with_remote, _hosts, _server_url
 from tests.harness import Playcast, playcast_up, wait_until
+from tests.hls.hls_support import MotoServer
 from tests.whip.support import ColorTrack, WhepViewer, dominant
 
 pytestmark = pytest.mark.netns
@@ -63,11 +66,15 @@ def _start_on_remote(gls: Any, group: str, app_id: str) -> str:
 
 
 @contextmanager
-def _remote_session() -> Iterator[RemoteSession]:
-    with machines() as m, playcast_up("--bind", "0.0.0.0", "--warm", "0", "--slots", "1") as pc:
+def _remote_session(m: Machines | None = None, env: dict[str, str] | None = None,
+                    host_env: dict[str, str] | None = None) -> Iterator[RemoteSession]:
+    """On `m` (default: new machines); `env` for the server, `host_env` for the host."""
+    with contextlib.ExitStack() as stack:
+        m = m or stack.enter_context(machines())
+        pc = stack.enter_context(playcast_up("--bind", "0.0.0.0", "--warm", "0", "--slots", "1", env=env))
         admin = _admin(pc)
         token = admin.post("/v1/hosts/tokens", json={"description": "broadcast host"}).json()["token"]
-        with playcast_host(m, _server_url(pc, m), token, location=REMOTE) as host:
+        with playcast_host(m, _server_url(pc, m), token, location=REMOTE, env=host_env) as host:
             wait_until(lambda: any(h["location"] == REMOTE for h in _hosts(admin).values()), 30, "the host joined")
             group, app_id = _group_with_remote(pc)
             gls = pc.boto3()
@@ -313,3 +320,40 @@ def test_llhls_of_a_remote_session_through_another_replica(postgres_url: str) ->
             http = httpx.Client(timeout=30)
             _llhls_through_the_origin(http, via_b, viewer_token)
             gls.terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
+
+
+def test_a_remote_host_writes_recordings_to_the_servers_s3_storage() -> None:
+    """The server's recording storage is s3:// (moto's S3 on the test's side of the bridge): the welcome tells the
+    host, which writes the recording there itself (nothing through the server, nothing on its disk), and the
+    server's /recordings redirects to it."""
+    with machines() as m:
+        moto = MotoServer(host=m.server_ip).start()
+        try:
+            aws = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+            boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1", aws_access_key_id="test",
+                         aws_secret_access_key="test").create_bucket(Bucket="recs")
+            env = {**aws, "PLAYCAST_RECORDING_STORAGE": f"s3://recs/vod?endpoint={moto.url}&region=us-east-1"}
+            with _remote_session(m, env, host_env=aws) as r:  # the host is not told the storage: the welcome is
+                s3 = boto3.client("s3", endpoint_url=moto.url, region_name="us-east-1", aws_access_key_id="test",
+                                  aws_secret_access_key="test")
+                b = r.admin.post("/v1/broadcasts", json={"streamSessionId": r.sid, "record": True}).json()
+                bid = b["broadcastId"]
+
+                def segments() -> list[str]:
+                    listed = s3.list_objects_v2(Bucket="recs", Prefix=f"vod/recordings/{bid}/media/hls/")
+                    return [o["Key"] for o in listed.get("Contents", []) if o["Key"].endswith(".m4s")]
+
+                wait_until(lambda: len(segments()) >= 2, 30, "recorded segments in the bucket")
+                assert not (r.pc.data_dir / "recordings" / "recordings" / bid).exists()  # not through the server
+                assert not (r.host.data_dir / "recordings").exists()
+                assert r.admin.delete(f"/v1/broadcasts/{bid}").status_code == 204
+                wait_until(lambda: r.admin.get(f"/v1/broadcasts/{bid}").json()["recording"]["status"] == "ENDED",
+                           30, "the recording to end")
+                vod = r.admin.get(f"/v1/broadcasts/{bid}").json()["recording"]["vodUrl"]
+                with httpx.Client(timeout=30) as http:
+                    redirect = http.get(vod)
+                    assert redirect.status_code == 307 and redirect.headers["location"].startswith(moto.url)
+                    master = http.get(redirect.headers["location"])
+                    assert master.status_code == 200 and "#EXT-X-STREAM-INF" in master.text, master.text
+        finally:
+            moto.stop()

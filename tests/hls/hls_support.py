@@ -106,9 +106,9 @@ def decode_all(init: bytes, fragments: list[bytes]) -> tuple[list[av.VideoFrame]
     return frames, audio_samples, container
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -230,9 +230,10 @@ def parse_playlist(text: str) -> dict:
 class MotoServer:
     """A real S3-compatible server (moto's) on a free loopback port, for storage tests."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host  # another address of the test's namespace: reachable from hosts' namespaces too
+        self.port = free_port(host)
+        self.url = f"http://{host}:{self.port}"
         self.proc = None
 
     def start(self) -> MotoServer:
@@ -245,14 +246,14 @@ class MotoServer:
 
         exe = Path(sys.executable).parent / "moto_server"
         cmd = [str(exe)] if exe.exists() else [shutil.which("moto_server") or "moto_server"]
-        self.proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*cmd, "-H", self.host, "-p", str(self.port)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto_server exited: {self.proc.stderr.read().decode()[-500:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self
             except OSError:
                 if time.monotonic() > deadline:
