@@ -16,9 +16,9 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from playcast import __version__
-from playcast.api.hls import HlsOriginCounts, hls_routes
+from playcast.api.hls import HlsOrigin, HlsOriginCounts, hls_routes
 from playcast.api.player import LoginTokens
-from playcast.api.recordings import recording_routes
+from playcast.api.recordings import recording_routes, recording_upload_routes
 from playcast.config import Settings, is_loopback
 from playcast.control.fleet import Fleet
 from playcast.credentials import Credentials, load_or_create
@@ -49,6 +49,7 @@ class Assembly:
     credentials: Credentials
     credentials_path: Path
     login_tokens: LoginTokens
+    origin: HlsOrigin  # the LL-HLS origin (its relay to remote hosts' endpoints holds connections)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def close(self) -> None:
@@ -57,21 +58,24 @@ class Assembly:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(task, 30)
         await self.pool.close()
+        await self.origin.close()
 
 
 HostTokenCheck = Callable[[str], Awaitable[str | None]]  # None: the token may join; else why not
 
 
-def make_fleet(embedded_token: str, host_tokens: HostTokenCheck, *, lost_after_s: float) -> Fleet:
+def make_fleet(embedded_token: str, host_tokens: HostTokenCheck, *, lost_after_s: float,
+               recordings_url: str | None = None) -> Fleet:
     """The control plane's Fleet: the embedded host joins with `embedded_token` (made at each start, never
-    stored), every other host with a token minted through /v1/hosts/tokens."""
+    stored), every other host with a token minted through /v1/hosts/tokens. `recordings_url`: an s3:// recording
+    storage that remote hosts write to themselves (else they upload to this server)."""
 
     async def authorize(hello: Hello) -> str | None:
         if hmac.compare_digest(hello.token.encode(), embedded_token.encode()):
             return None
         return await host_tokens(hello.token)
 
-    return Fleet(authorize, lost_after_s=lost_after_s)
+    return Fleet(authorize, lost_after_s=lost_after_s, recordings_url=recordings_url)
 
 
 async def join_embedded(fleet: Fleet, pool: LocalHostPool, token: str, *, encoder_preference: str,
@@ -120,7 +124,9 @@ async def assemble(settings: Settings) -> Assembly:
         return "the control plane is still starting" if plane is None else await plane.host_tokens.check(token)
 
     embedded_token = secrets.token_urlsafe(24)
-    fleet = make_fleet(embedded_token, host_tokens, lost_after_s=settings.host_lost_after_s)
+    storage_url = settings.recording_storage or ""
+    fleet = make_fleet(embedded_token, host_tokens, lost_after_s=settings.host_lost_after_s,
+                       recordings_url=storage_url if storage_url.startswith("s3://") else None)
     tasks: list[asyncio.Task[None]] = []
     try:
         if settings.slots > 0:  # `playcast server` may run no host of its own
@@ -130,10 +136,11 @@ async def assemble(settings: Settings) -> Assembly:
         events = create_events_service(creds.events_api_key)
         login_tokens = LoginTokens()
         hls_counts = HlsOriginCounts()
+        origin = HlsOrigin(pool.hls_registry, counts=hls_counts)
         app = build_app(settings, fleet, admin_token=creds.admin_token, login_tokens=login_tokens,
                         extra_routes=[*events.routes(), *vendor_routes(), *web_routes(),
-                                      *hls_routes(pool.hls_registry, hls_counts),
-                                      *recording_routes(recordings)])
+                                      *hls_routes(pool.hls_registry, origin=origin),
+                                      *recording_routes(recordings), *recording_upload_routes(recordings)])
         built.append(app)
         attach(app, events)
         app.state.metrics.watch(events=events, hls=hls_counts)
@@ -142,4 +149,4 @@ async def assemble(settings: Settings) -> Assembly:
             task.cancel()
         await pool.close()
         raise
-    return Assembly(app, fleet, pool, events, creds, creds_path, login_tokens, tasks)
+    return Assembly(app, fleet, pool, events, creds, creds_path, login_tokens, origin, tasks)

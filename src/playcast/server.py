@@ -30,7 +30,6 @@ from .api.whip import whip_routes
 from .config import Settings, is_loopback
 from .control.chat_bridge import start_chat
 from .control.plane import ControlPlane
-from .media.stage import Stages
 from .metrics import CONTENT_TYPE, Metrics
 from .request_body import BodyLimitMiddleware
 from .store.db import open_database
@@ -107,15 +106,12 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
         app.state.plane = plane
         app.state.db = db
         await plane.start()
-        stages = app.state.stages = Stages()  # WHIP ingest stages, one per broadcast, ended with it
-        plane.broadcasts.on_end.append(stages.end)
         log.info("control plane started (region %s, location %s)", settings.region, settings.effective_location)
         chat = await start_chat(getattr(app.state, "events", None), db, host_pool)  # chat rooms + game bridge
         app.state.chat = chat.service if chat is not None else None
         try:
             yield
         finally:
-            await stages.close()
             if chat is not None:
                 await chat.close()
             await plane.stop()

@@ -167,6 +167,8 @@ RULES: dict[tuple[str, str], Rule] = {
                                                     "the admin"),
     ("POST", "/v1/hosts/{host_id}/drain"): Rule(frozenset({ADMIN}), (Probe("/v1/hosts/h-none/drain"),), "the admin"),
     ("DELETE", "/v1/hosts/{host_id}"): Rule(frozenset({ADMIN}), (Probe("/v1/hosts/h-none"),), "the admin"),
+    ("PUT", "/v1/hosts/recordings/{key:path}"): Rule(NO_ONE, (_json(
+        "/v1/hosts/recordings/recordings/{broadcast}/media/x.json", {}),), "host tokens only (a remote host's upload)"),
     # LL-HLS and recordings of the private broadcast: the viewer token
     ("GET", "/hls"): Rule(VIEW, (Probe("/hls/{broadcast}/master.m3u8", found=True),
                                  Probe("/hls/{broadcast}/{rendition}/index.m3u8", found=True),

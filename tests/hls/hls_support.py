@@ -19,6 +19,7 @@ import uvicorn
 from av.video.frame import PictureType
 
 from playcast.control.broadcasts import ViewerAccess
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.media.encoder import EncodedPacket
 from playcast.media.encoding import X264, EncoderSettings, make_context
 
@@ -105,9 +106,9 @@ def decode_all(init: bytes, fragments: list[bytes]) -> tuple[list[av.VideoFrame]
     return frames, audio_samples, container
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
@@ -138,10 +139,12 @@ class Viewers:
     """The origin's ViewerRules where no control plane runs: each broadcast public unless given a viewer token,
     checked by control's own ViewerAccess. Those in `stored` are not held in memory (the origin must ask again)."""
 
-    def __init__(self, private: dict[str, str] | None = None, stored: set[str] | None = None) -> None:
+    def __init__(self, private: dict[str, str] | None = None, stored: set[str] | None = None,
+                 remote: dict[str, HostMediaEndpoint] | None = None) -> None:
         self.private = dict(private or {})
         self.stored = set(stored or ())
         self.stored_reads = 0
+        self.remote = dict(remote or {})  # broadcasts packaged on a "host" behind its own LL-HLS endpoint
 
     def _access(self, broadcast_id: str) -> ViewerAccess:
         token = self.private.get(broadcast_id)
@@ -154,6 +157,9 @@ class Viewers:
         if broadcast_id in self.stored:
             self.stored_reads += 1
         return self._access(broadcast_id)
+
+    async def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
+        return self.remote.get(broadcast_id)
 
 
 class LiveFeed:
@@ -224,9 +230,10 @@ def parse_playlist(text: str) -> dict:
 class MotoServer:
     """A real S3-compatible server (moto's) on a free loopback port, for storage tests."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host  # another address of the test's namespace: reachable from hosts' namespaces too
+        self.port = free_port(host)
+        self.url = f"http://{host}:{self.port}"
         self.proc = None
 
     def start(self) -> MotoServer:
@@ -239,14 +246,14 @@ class MotoServer:
 
         exe = Path(sys.executable).parent / "moto_server"
         cmd = [str(exe)] if exe.exists() else [shutil.which("moto_server") or "moto_server"]
-        self.proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([*cmd, "-H", self.host, "-p", str(self.port)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
         deadline = time.monotonic() + 30
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moto_server exited: {self.proc.stderr.read().decode()[-500:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.host, self.port), timeout=0.2):
                     return self
             except OSError:
                 if time.monotonic() > deadline:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -11,7 +12,9 @@ import pytest
 from hls_support import LiveFeed, SyntheticEncoder, Viewers, parse_playlist, serve
 from starlette.applications import Starlette
 
-from playcast.api.hls import hls_routes
+from playcast.api.hls import HlsOrigin, hls_routes
+from playcast.host.hls_endpoint import serve_hls_endpoint
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.media.hls import HlsPackager, HlsRegistry
 from playcast.web.routes import vendor_routes
 
@@ -28,8 +31,8 @@ class Live:
         return await self.client.get(self.url("source/index.m3u8" + query))
 
 
-@pytest.fixture
-async def live() -> AsyncIterator[Live]:
+def _fed_packager() -> tuple[HlsRegistry, HlsPackager, LiveFeed]:
+    """Broadcast "b1" in a registry, fed live synthetic video and a tone."""
     registry = HlsRegistry()
     enc = SyntheticEncoder(320, 240, fps=30)
     # short segments keep the blocking timeouts (3 x target duration) short
@@ -37,8 +40,26 @@ async def live() -> AsyncIterator[Live]:
     registry.add("b1", packager)
     feed = LiveFeed(packager, enc)
     feed.start()
-    app = Starlette(routes=[*vendor_routes(), *hls_routes(registry, viewers=Viewers())])
-    async with serve(app) as base, httpx.AsyncClient(timeout=30) as client:
+    return registry, packager, feed
+
+
+@pytest.fixture(params=["here", "on a host"])
+async def live(request: pytest.FixtureRequest) -> AsyncIterator[Live]:
+    """The packager in the origin's own registry (a host in the server's process), or in a remote host's registry
+    behind that host's LL-HLS endpoint, which the origin relays to: every test here runs both ways."""
+    registry, packager, feed = _fed_packager()
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "here":
+            origin = HlsOrigin(registry, viewers=Viewers())
+        else:
+            endpoint = await serve_hls_endpoint(registry, bind="127.0.0.1", port=0, address="127.0.0.1")
+            stack.push_async_callback(endpoint.close)
+            origin = HlsOrigin(HlsRegistry(), viewers=Viewers(remote={"b1": HostMediaEndpoint(endpoint.url,
+                                                                                             endpoint.key)}))
+        stack.push_async_callback(origin.close)
+        app = Starlette(routes=[*vendor_routes(), *hls_routes(registry, origin=origin)])
+        base = await stack.enter_async_context(serve(app))
+        client = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         yield Live(base, registry, packager, feed, client)
     await feed.stop()
     await packager.close()
@@ -180,3 +201,29 @@ async def test_hlsjs_is_served_from_node_modules(live: Live) -> None:
     assert r.status_code == 200, "run ./dev install (npm ci) to get node_modules/hls.js"
     assert r.headers["content-type"].startswith("text/javascript")
     assert "Hls" in r.text[:200_000] and len(r.content) > 100_000
+
+
+async def test_relay_to_a_host_that_refuses_or_is_gone_answers_502() -> None:
+    registry, packager, feed = _fed_packager()
+    endpoint = await serve_hls_endpoint(registry, bind="127.0.0.1", port=0, address="127.0.0.1")
+    viewers = Viewers(remote={"b1": HostMediaEndpoint(endpoint.url, endpoint.key),
+                              "b2": HostMediaEndpoint(endpoint.url, "not-the-key")})
+    origin = HlsOrigin(HlsRegistry(), viewers=viewers)
+    try:
+        async with serve(Starlette(routes=hls_routes(HlsRegistry(), origin=origin))) as base, \
+                httpx.AsyncClient(timeout=30) as client:
+            assert (await client.get(f"{base}/hls/b1/master.m3u8")).status_code == 200
+            # the host's endpoint serves the control plane only: a wrong key is refused there, and said here
+            direct = await client.get(f"{endpoint.url}/hls/b1/master.m3u8")
+            assert direct.status_code == 401
+            wrong = await client.get(f"{base}/hls/b2/master.m3u8")
+            assert wrong.status_code == 502 and "refused" in wrong.text
+            assert wrong.headers["cache-control"] == "no-store"
+            await endpoint.close()
+            gone = await client.get(f"{base}/hls/b1/source/index.m3u8")
+            assert gone.status_code == 502 and "cannot be reached" in gone.text and gone.headers["retry-after"] == "1"
+    finally:
+        await endpoint.close()
+        await origin.close()
+        await feed.stop()
+        await packager.close()

@@ -32,6 +32,8 @@ from playcast.hostproto.types import (
     PlacementResult,
     SessionEvent,
     SessionEventKind,
+    StagePublisher,
+    StageState,
     VideoStats,
 )
 
@@ -39,7 +41,9 @@ SPEC = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"B
 PLACEMENT = Placement("s-1", "sg-1", ("here", "there"), SPEC, '{"type": "offer", "sdp": "v=0\\r\\n"}', "h-2")
 STATE = SessionState("s-1", 3, {"b-1": {"status": "RECORDING", "message": None, "segments": 4}},
                      (EgressStatus("e-1", "https://x/whip", "api", "retrying", 2, "unreachable", None, 12.5),),
-                     VideoStats("libx264", 10, 1, 2, 3, 0))
+                     VideoStats("libx264", 10, 1, 2, 3, 0),
+                     (StageState("b-1", StagePublisher("p1-ab", '"e1"', True, 12.0, (640, 480)), ("c2", "c3"),
+                                 (640, 480)), StageState("b-2")))
 
 ARGS: dict[str, dict[str, Any]] = {
     "place": {"placement": PLACEMENT, "timeout_s": 75.0},
@@ -54,11 +58,20 @@ ARGS: dict[str, dict[str, Any]] = {
     "stop_hls": {"session_id": "s-1", "broadcast_id": "b-1"},
     "start_egress": {"session_id": "s-1", "url": "https://x/whip", "token": None},
     "stop_egress": {"session_id": "s-1", "egress_id": "e-1"},
+    "stage_publish": {"session_id": "s-1", "broadcast_id": "b-1", "offer_sdp": "v=0\r\n"},
+    "stage_unpublish": {"session_id": "s-1", "broadcast_id": "b-1", "publisher_id": "p1-ab"},
+    "stage_trickle": {"session_id": "s-1", "broadcast_id": "b-1", "publisher_id": "p1-ab",
+                      "fragment": "a=candidate:1 1 udp 1 10.0.0.2 5000 typ host\r\n"},
+    "stage_add_viewer": {"session_id": "s-1", "broadcast_id": "b-1", "offer_sdp": "v=0\r\n"},
+    "stage_remove_viewer": {"session_id": "s-1", "broadcast_id": "b-1", "viewer_id": "c2"},
+    "stage_end": {"session_id": "s-1", "broadcast_id": "b-1"},
 }
 RESULTS: dict[str, Any] = {
     "place": PlacementResult("h-1", "slot-0", "here", '{"type": "answer"}', True), "connect": '{"type": "answer"}',
     "terminate": None, "set_warm_target": None, "send_app_message": True, "add_viewer": ("v-1", "v=0\r\n"),
     "remove_viewer": False, "start_hls": None, "stop_hls": None, "start_egress": "e-1", "stop_egress": True,
+    "stage_publish": ("p1-ab", '"e1"', "v=0\r\n"), "stage_unpublish": True, "stage_trickle": 2,
+    "stage_add_viewer": ("c2", "v=0\r\n"), "stage_remove_viewer": False, "stage_end": None,
 }
 
 
@@ -79,6 +92,8 @@ def test_request_args_and_results_round_trip(op: str) -> None:
 
 @pytest.mark.parametrize("msg", [
     Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", None, "10.0.0.2", ("s-1", "s-2")),
+    Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", media_url="http://10.0.0.2:41234", media_key="k" * 43),
+    Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", media_url="http://[fd00::2]:8081", media_key="k"),
     Heartbeat(3, 4, 1, 2, ("k1", "k2"), (STATE, SessionState("s-2"))),
     Event(SessionEvent("s-1", SessionEventKind.APP_MESSAGE, 1.5, {"payload": b"\x01\x02"})),
     Event(SessionEvent("s-1", SessionEventKind.CLIENT_DISCONNECTED, 1.5, {"clientId": 1, "state": "failed"})),
@@ -88,7 +103,8 @@ def test_host_messages_round_trip(msg: Any) -> None:
     assert codec.decode_host(codec.encode(msg)) == msg
 
 
-@pytest.mark.parametrize("msg", [Welcome("h-1", 2.0), Refused("wrong host token"), Cancel(4)])
+@pytest.mark.parametrize("msg", [Welcome("h-1", 2.0), Welcome("h-1", 2.0, "s3://rec/prefix?endpoint=http://s3:9000"),
+                                 Refused("wrong host token"), Cancel(4)])
 def test_server_messages_round_trip(msg: Any) -> None:
     assert codec.decode_server(codec.encode(msg)) == msg
 
@@ -111,7 +127,16 @@ def _frame(**doc: Any) -> str:
     (_frame(type="event", event={"session_id": "s", "kind": "app_message", "at": 1, "detail": {"payload": "!"}}),
      "not base64"),
     (_frame(type="reply", id=1, error={"kind": "oops", "message": "x"}), "not an error kind"),
+    (_frame(type="heartbeat", seq=1, slots=4, busy=0, warm=0, sessions=[{"session_id": "s", "viewers": 0, "stages": [
+        {"broadcast_id": "b", "rendition_size": [640, -1]}]}]), "message.sessions[0].stages[0].rendition_size"),
+    (_frame(type="heartbeat", seq=1, slots=4, busy=0, warm=0, sessions=[{"session_id": "s", "viewers": 0, "stages": [
+        {"broadcast_id": "b", "publisher": {"publisher_id": "p", "etag": "e", "connected": "yes", "since": 1}}]}]),
+     "message.sessions[0].stages[0].publisher.connected has the wrong type"),
     (_frame(type="reply", id=1, result=None) + " " * codec.MAX_FRAME_BYTES, "larger than"),
+    *((_frame(type="hello", host_id="h", token="t", location="l", slots=1, version="v", encoder="e", protocol=1,
+              media_url=url), "message.media_url must be http://host:port")
+      for url in ("https://10.0.0.2:1", "http://10.0.0.2", "http://10.0.0.2:99999", "http://10.0.0.2:1/x",
+                  "http://u:p@10.0.0.2:1", "http://10.0.0.2:1?q", "file:///etc/passwd", "")),
 ])
 def test_bad_host_frames_say_what_is_wrong(text: str, words: str) -> None:
     with pytest.raises(codec.ProtocolError, match=words.replace("[", r"\[").replace("(", r"\(")):
@@ -154,3 +179,9 @@ def test_any_frame_decodes_or_is_a_protocol_error(kind: str, body: dict[str, Any
                 codec.args_from_wire(op, codec.Fields(body["args"], "args"))
             except codec.ProtocolError:
                 pass
+
+
+@pytest.mark.parametrize("recordings", ["/var/lib/playcast/recordings", "file:///tmp/x", "http://server/rec", 7])
+def test_a_welcome_names_only_an_s3_recording_storage(recordings: Any) -> None:
+    with pytest.raises(codec.ProtocolError, match="message.recordings"):
+        codec.decode_server(_frame(type="welcome", host_id="h", heartbeat_s=1, recordings=recordings))

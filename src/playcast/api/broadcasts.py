@@ -17,7 +17,7 @@ from playcast.api.auth import Identity, bearer_token, identify
 from playcast.api.json_body import BodyRefused, json_object
 from playcast.control.broadcasts import AccessDenied, BroadcastOptions, Broadcasts, WhipEgressRequest
 from playcast.control.errors import ControlError
-from playcast.hostproto.types import EgressStatus
+from playcast.hostproto.types import EgressStatus, StageState
 from playcast.store.broadcasts import BroadcastRow
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,7 @@ def describe(request: Request, row: BroadcastRow, *, with_token: bool) -> dict[s
         "viewerCount": _broadcasts(request).viewer_count(row.id),
         "whipEgress": [_egress_doc(e) for e in _broadcasts(request).egress_status(row.id)],
     }
-    stage = getattr(request.app.state, "stages", None)
-    stage = stage.get(row.id) if stage is not None else None
-    doc["stage"] = stage.describe() if stage is not None else {"live": False, "viewers": 0}
+    doc["stage"] = _stage_doc(_broadcasts(request).stage_state(row.id))
     if row.record:
         live = _broadcasts(request).recording_status(row.id)
         doc["recording"] = {
@@ -74,6 +72,20 @@ def describe(request: Request, row: BroadcastRow, *, with_token: bool) -> dict[s
 def _egress_doc(e: EgressStatus) -> dict[str, Any]:
     return {"egressId": e.egress_id, "url": e.url, "origin": e.origin, "state": e.state, "attempts": e.attempts,
             "lastError": e.last_error, "connectedAt": e.connected_at, "nextRetryAt": e.next_retry_at}
+
+
+def _stage_doc(stage: StageState | None) -> dict[str, Any]:
+    """The stage as its host last reported it (it runs on the host of the broadcast's session)."""
+    if stage is None:
+        return {"live": False, "viewers": 0}
+    p = stage.publisher
+    return {
+        "live": p is not None,
+        "publisher": None if p is None else {"id": p.publisher_id, "connected": p.connected, "since": p.since,
+                                             "videoSize": list(p.video_size) if p.video_size else None},
+        "viewers": len(stage.viewer_ids),
+        "renditionSize": list(stage.rendition_size) if stage.rendition_size else None,
+    }
 
 
 def _egress_request(value: object) -> WhipEgressRequest | str:

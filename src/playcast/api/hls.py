@@ -1,7 +1,8 @@
 """HTTP origin for LL-HLS: /hls/{broadcastId}/... playlists (blocking reload), init, parts, segments.
 
-A lean ASGI app mounted under /hls: serves what the packagers in the registry hold, to whom control's access rule
-of the broadcast lets view it (private: the viewer token); packaging is media/hls/'s, the rule control's."""
+A lean ASGI app mounted under /hls: serves what the packagers in the registry hold (a host in this process), or
+relays to the LL-HLS endpoint of the remote host that packages the broadcast, to whom control's access rule of the
+broadcast lets view it (private: the viewer token); packaging is media/hls/'s, the rule control's."""
 
 from __future__ import annotations
 
@@ -10,14 +11,25 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import parse_qsl, quote
 
+import httpx
 from starlette.routing import BaseRoute, Mount
 
 from playcast.api.auth import parse_bearer
 from playcast.control.broadcasts import AccessDenied, ViewerAccess
+from playcast.hostproto.media_endpoint import (
+    FORWARDED_QUERY,
+    FRESHNESS_HEADER,
+    HLS_PATH,
+    KEY_HEADER,
+    RETRY_HEADER,
+    STATUS_OF,
+    HostMediaEndpoint,
+)
+from playcast.media.hls import reader
 from playcast.media.hls.packager import HlsPackager
-from playcast.media.hls.playlist import ADVANCE_PART_LIMIT, with_query
+from playcast.media.hls.playlist import with_query
+from playcast.media.hls.reader import HlsReader, HlsUnavailable
 from playcast.media.hls.registry import HlsRegistry
-from playcast.media.hls.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +46,8 @@ CACHE_ERROR = b"no-store"
 # is part of the URL a cache keys on.
 _PRIVATE = {cache: b"private, " + cache.removeprefix(b"public, ") for cache in (
     CACHE_LIVE_PLAYLIST, CACHE_BLOCKING_PLAYLIST, CACHE_MASTER, CACHE_ENDED, CACHE_MEDIA)}
+_CACHE_OF = {reader.LIVE_PLAYLIST: CACHE_LIVE_PLAYLIST, reader.BLOCKING_PLAYLIST: CACHE_BLOCKING_PLAYLIST,
+             reader.MASTER: CACHE_MASTER, reader.ENDED: CACHE_ENDED, reader.MEDIA: CACHE_MEDIA}
 _TOKENIZED_CACHE_SIZE = 256  # rewritten playlists kept: a few per rendition of each private broadcast
 _CORS = [(b"access-control-allow-origin", b"*"),
          (b"access-control-expose-headers", b"age, content-length, date")]
@@ -77,20 +91,15 @@ class ViewerRules(Protocol):
     async def viewer_access(self, broadcast_id: str) -> ViewerAccess | None:
         """Also for other broadcasts (a database read); None for an unknown one."""
 
+    async def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
+        """The remote host packaging a live broadcast (None: none, or packaged in this process)."""
+
 
 class _Reply(Exception):
     def __init__(self, status: int, message: str, retry_after: int | None = None) -> None:
         self.status = status
         self.message = message
         self.retry_after = retry_after
-
-
-def _int(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if not (value.isascii() and value.isdigit()) or len(value) > 12:  # "²".isdigit(), and int() refuses it
-        raise _Reply(400, f"{name} must be a non-negative integer")
-    return int(value)
 
 
 class HlsOrigin:
@@ -107,10 +116,14 @@ class HlsOrigin:
     def __init__(self, registry: HlsRegistry, *, ready_timeout_s: float = 6.0,
                  counts: HlsOriginCounts | None = None, viewers: ViewerRules | None = None) -> None:
         self.registry = registry
-        self.ready_timeout_s = ready_timeout_s
         self.counts = counts if counts is not None else HlsOriginCounts()
+        self.reader = HlsReader(ready_timeout_s=ready_timeout_s, on_late=self._late)
         self.viewers = viewers
         self._tokenized: dict[tuple[bytes, str], bytes] = {}
+        self._http: httpx.AsyncClient | None = None
+
+    def _late(self, kind: str) -> None:
+        self.counts.timeouts[kind] += 1
 
     async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
@@ -151,17 +164,26 @@ class HlsOrigin:
         # "", id, file  |  "", id, rendition, file
         if len(parts) < 3 or parts[0] != "":
             raise _Reply(404, "not found")
-        packager = self.registry.get(parts[1])
-        if packager is None:
-            raise _Reply(404, "no such broadcast (unknown or ended)")
         viewers = self.viewers if self.viewers is not None else _plane_broadcasts(scope)
+        source: HlsPackager | HostMediaEndpoint | None = self.registry.get(parts[1])
+        if source is None:
+            source = await viewers.hls_source(parts[1]) if parts[1] else None  # packaged on a remote host
+            if source is None:
+                raise _Reply(404, "no such broadcast (unknown or ended)")
         access = viewers.live_access(parts[1])
         if access is None or access.private:
-            return await self._resolve_checked(scope, parts, query, packager, viewers, access)
-        return await self._serve(parts, query, packager)
+            return await self._resolve_checked(scope, parts, query, source, viewers, access)
+        return await self._answer(parts, query, source)
 
-    async def _resolve_checked(self, scope, parts: list[str], query: bytes, packager: HlsPackager,  # type: ignore[no-untyped-def]
-                               viewers: ViewerRules, access: ViewerAccess | None) -> tuple[bytes, bytes, bytes]:
+    async def _answer(self, parts: list[str], query: bytes, source: HlsPackager | HostMediaEndpoint,
+                      params: dict[str, str] | None = None) -> tuple[bytes, bytes, bytes]:
+        if isinstance(source, HostMediaEndpoint):
+            return await self._relay(parts, query, source, params)
+        return await self._serve(parts, query, source, params)
+
+    async def _resolve_checked(self, scope, parts: list[str], query: bytes,  # type: ignore[no-untyped-def]
+                               source: HlsPackager | HostMediaEndpoint, viewers: ViewerRules,
+                               access: ViewerAccess | None) -> tuple[bytes, bytes, bytes]:
         """A private broadcast, or one control does not hold in memory: check the token, then serve."""
         if access is None:
             access = await viewers.viewer_access(parts[1])
@@ -175,7 +197,7 @@ class HlsOrigin:
             access.check(header_token or query_token)
         except AccessDenied as exc:
             raise _Reply(401 if exc.missing else 403, str(exc)) from None
-        body, content_type, cache = await self._serve(parts, query, packager, params)
+        body, content_type, cache = await self._answer(parts, query, source, params)
         if not access.private:
             return body, content_type, cache
         if header_token is not None:
@@ -197,107 +219,51 @@ class HlsOrigin:
 
     async def _serve(self, parts: list[str], query: bytes, packager: HlsPackager,
                      params: dict[str, str] | None = None) -> tuple[bytes, bytes, bytes]:
-        if len(parts) == 3:
-            if parts[2] != "master.m3u8":
-                raise _Reply(404, "not found")
-            await self._wait_ready(packager, all_renditions=True)
-            return packager.master(), PLAYLIST_TYPE, CACHE_ENDED if packager.closed else CACHE_MASTER
-        if len(parts) != 4:
-            raise _Reply(404, "not found")
-        seg = packager.segmenter(parts[2])
-        if seg is None:
-            raise _Reply(404, "no such rendition")
-        name = parts[3]
-        if name == "index.m3u8":
-            return await self._media_playlist(packager, seg, parts[2], _params(query) if params is None else params)
-        if name.endswith(".m4s"):
-            if name.startswith("part"):
-                return await self._part(seg, name[4:-4]), MEDIA_TYPE, CACHE_MEDIA
-            if name.startswith("seg"):
-                return await self._segment(seg, name[3:-4]), MEDIA_TYPE, CACHE_MEDIA
-        elif name.startswith("init") and name.endswith(".mp4"):
-            version = _int(name[4:-4], "init version")
-            await self._wait_ready(packager, seg)
-            init = seg.inits.get(version if version is not None else -1)
-            if init is None:
-                raise _Reply(404, "no such init segment")
-            return init, MEDIA_TYPE, CACHE_MEDIA
-        raise _Reply(404, "not found")
+        try:
+            file = await self.reader.read(packager, parts[2:], _params(query) if params is None else params)
+        except HlsUnavailable as exc:
+            raise _Reply(STATUS_OF[exc.kind], exc.message, exc.retry_after) from None
+        return file.body, PLAYLIST_TYPE if file.playlist else MEDIA_TYPE, _CACHE_OF[file.freshness]
 
-    async def _wait_ready(self, packager: HlsPackager, seg: Segmenter | None = None,
-                          all_renditions: bool = False) -> None:
-        target = packager.source if seg is None else seg
+    async def _relay(self, parts: list[str], query: bytes, source: HostMediaEndpoint,
+                     params: dict[str, str] | None = None) -> tuple[bytes, bytes, bytes]:
+        """Ask the host that packages the broadcast (hostproto/media_endpoint.py): the host holds blocking reloads
+        and preload-hinted parts itself, so they work whichever replica a viewer's request reaches."""
+        params = _params(query) if params is None else params
+        forwarded = {k: params[k] for k in FORWARDED_QUERY if k in params}
+        path = "/".join(quote(p, safe="") for p in parts[1:])
+        client = self._client()
+        try:
+            response = await client.get(f"{source.url}{HLS_PATH}/{path}", params=forwarded,
+                                        headers={KEY_HEADER: f"Bearer {source.key}"})
+        except httpx.HTTPError as exc:
+            log.warning("LL-HLS relay to %s failed: %s", source.url, exc)
+            raise _Reply(502, "the broadcast's host cannot be reached", retry_after=1) from None
+        if response.status_code != 200:
+            if response.status_code not in STATUS_OF.values():
+                log.warning("LL-HLS relay to %s answered %d", source.url, response.status_code)
+                raise _Reply(502, "the broadcast's host refused the request", retry_after=1)
+            retry = response.headers.get(RETRY_HEADER)
+            raise _Reply(response.status_code, response.text.strip() or "not available",
+                         int(retry) if retry is not None and retry.isdigit() else None)
+        freshness = response.headers.get(FRESHNESS_HEADER, "")
+        if freshness not in _CACHE_OF:
+            raise _Reply(502, "the broadcast's host gave an answer without its freshness", retry_after=1)
+        playlist = response.headers.get("content-type", "").startswith(PLAYLIST_TYPE.decode())
+        return response.content, PLAYLIST_TYPE if playlist else MEDIA_TYPE, _CACHE_OF[freshness]
 
-        def ready() -> bool:
-            return packager.ready if all_renditions else target.ready
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            # a blocking reload waits up to 3 target durations on the host; parts are small
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(15.0, connect=3.0),
+                                           limits=httpx.Limits(max_connections=512, max_keepalive_connections=64))
+        return self._http
 
-        if not ready() and not await target.wait(ready, self.ready_timeout_s) and not ready():
-            if all_renditions and packager.source.ready:
-                return  # list what is there rather than fail
-            raise _Reply(503, "the stream has not started yet", retry_after=1)
-
-    async def _media_playlist(self, packager: HlsPackager, seg: Segmenter, name: str,
-                              params: dict[str, str]) -> tuple[bytes, bytes, bytes]:
-        msn = part = None
-        skip = False
-        if params:
-            msn = _int(params.get("_HLS_msn"), "_HLS_msn")
-            part = _int(params.get("_HLS_part"), "_HLS_part")
-            skip_value = params.get("_HLS_skip")
-            if skip_value is not None:
-                if skip_value not in ("YES", "v2"):
-                    raise _Reply(400, "_HLS_skip must be YES or v2")
-                skip = True
-            if part is not None and msn is None:
-                raise _Reply(400, "_HLS_part requires _HLS_msn")
-        await self._wait_ready(packager, seg)
-        if msn is not None:
-            live = seg.live_msn
-            last_msn, last_index = seg.last_part
-            if msn > live + 2:
-                raise _Reply(400, f"_HLS_msn {msn} is too far in the future (live segment is {live})")
-            if part is not None and msn >= last_msn and not seg.ended:
-                ahead = part - last_index if msn == last_msn else part + msn - last_msn
-                if ahead > ADVANCE_PART_LIMIT:
-                    raise _Reply(400, f"_HLS_part {part} is too far ahead of the last part ({last_msn}.{last_index})")
-            timeout = 3.0 * seg.config.target_duration
-            if not await seg.wait(lambda: seg.has(msn, part), timeout) and not seg.ended:
-                self.counts.timeouts["playlist"] += 1
-                raise _Reply(503, "the requested segment or part did not arrive in time", retry_after=1)
-            cache = CACHE_BLOCKING_PLAYLIST
-        else:
-            cache = CACHE_LIVE_PLAYLIST
-        if seg.ended:
-            cache = CACHE_ENDED
-        return packager.media(name, skip), PLAYLIST_TYPE, cache
-
-    async def _part(self, seg: Segmenter, ref: str) -> bytes:
-        number = _int(ref, "part number")
-        assert number is not None
-        part = seg.part(number)
-        if part is None:
-            if number != seg.next_part_number or seg.ended:
-                raise _Reply(404, "no such part")
-            # the preload-hinted part: hold the request until it is published
-            await seg.wait(lambda: seg.part(number) is not None, 3.0 * seg.config.target_duration)
-            part = seg.part(number)
-            if part is None:
-                self.counts.timeouts["part"] += 1
-                raise _Reply(503, "the part did not arrive in time", retry_after=1)
-        return part.data
-
-    async def _segment(self, seg: Segmenter, ref: str) -> bytes:
-        msn = _int(ref, "segment sequence")
-        assert msn is not None
-        s = seg.segment(msn)
-        if s is None:
-            raise _Reply(404, "no such segment")
-        if not s.complete:
-            await seg.wait(lambda: s.complete or s not in seg.segments, 3.0 * seg.config.target_duration)
-            if not s.complete or not s.parts:
-                self.counts.timeouts["segment"] += 1
-                raise _Reply(503, "the segment did not complete in time", retry_after=1)
-        return s.data
+    async def close(self) -> None:
+        """Close the relay's connections to hosts (at server shutdown)."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
 
 def _params(query: bytes) -> dict[str, str]:
@@ -312,7 +278,9 @@ def _plane_broadcasts(scope) -> ViewerRules:  # type: ignore[no-untyped-def]
 
 
 def hls_routes(registry: HlsRegistry, counts: HlsOriginCounts | None = None,
-               viewers: ViewerRules | None = None) -> list[BaseRoute]:
+               viewers: ViewerRules | None = None, origin: HlsOrigin | None = None) -> list[BaseRoute]:
     """`Mount("/hls", HlsOrigin)`: add to the server's routes; `counts` is where it counts (for metrics);
-    `viewers` who may view what (default: the control plane's broadcasts, read from the app's state)."""
-    return [Mount("/hls", app=HlsOrigin(registry, counts=counts, viewers=viewers), name="hls")]
+    `viewers` who may view what (default: the control plane's broadcasts, read from the app's state); pass
+    `origin` to keep a handle on it (its close() ends the relay's connections)."""
+    origin = origin or HlsOrigin(registry, counts=counts, viewers=viewers)
+    return [Mount("/hls", app=origin, name="hls")]

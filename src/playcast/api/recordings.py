@@ -2,21 +2,33 @@
 
 `/recordings/{broadcastId}/...` -> the object `recordings/{broadcastId}/...`; a private broadcast's recording needs
 its viewer token (`Authorization: Bearer` or `?token=`; with `?token=` the playlists served list URIs that carry it).
+Remote hosts upload the recordings they make through `PUT /v1/hosts/recordings/...` (their host token).
 HTTP only: objects come from storage/, access rules from control/broadcasts.py."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from urllib.parse import quote
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from playcast.api.auth import bearer_token
 from playcast.control.broadcasts import AccessDenied
 from playcast.media.hls.playlist import with_query
-from playcast.storage import LocalStorage, ObjectNotFound, Storage, StorageError, content_type_for
+from playcast.request_body import MAX_REQUEST_BODY_BYTES, BodyTooLarge, read_body
+from playcast.storage import (
+    LocalStorage,
+    ObjectNotFound,
+    Storage,
+    StorageError,
+    StorageFull,
+    check_key,
+    content_type_for,
+)
+from playcast.storage.upload import UPLOAD_PATH
 
 CORS = {"Access-Control-Allow-Origin": "*"}
 
@@ -54,3 +66,50 @@ def recording_routes(storage: Storage) -> list[BaseRoute]:
         return Response(data, media_type=content_type_for(key), headers={**CORS, "Cache-Control": cache})
 
     return [Route("/recordings/{broadcast_id}/{rest:path}", serve, methods=["GET", "HEAD"])]
+
+
+UPLOAD_WINDOW_S = 120.0  # a recording's last objects (final playlist, ended event) arrive after its broadcast ends
+
+
+def _error(status: int, type_: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"type": type_, "message": message}}, status_code=status)
+
+
+def recording_upload_routes(storage: Storage) -> list[BaseRoute]:
+    """`PUT /v1/hosts/recordings/recordings/{broadcastId}/...`: a remote host (its host token) writes one object
+    of a recording it makes into this server's storage (storage/upload.py is the host's side). Only under a
+    broadcast with `record` that is live or ended less than UPLOAD_WINDOW_S ago."""
+
+    async def upload(request: Request) -> Response:
+        token = bearer_token(request)
+        plane = request.app.state.plane
+        why = await plane.host_tokens.check(token) if token else "send Authorization: Bearer <host token>"
+        if why is not None:
+            return _error(401, "UnauthorizedException", why)
+        key = request.path_params["key"]
+        try:
+            check_key(key)
+        except ValueError as exc:
+            return _error(400, "ValidationException", str(exc))
+        top, broadcast_id, *rest = key.split("/")
+        if top != "recordings" or not rest:
+            return _error(400, "ValidationException", "a recording's objects go under recordings/<broadcastId>/")
+        row = await plane.broadcasts.get(broadcast_id)
+        if row is None or not row.record:
+            return _error(404, "ResourceNotFoundException", f"no recorded broadcast {broadcast_id}")
+        if row.status != "LIVE" and time.time() - (row.ended_at or 0) > UPLOAD_WINDOW_S:
+            return _error(409, "ConflictException", f"broadcast {broadcast_id} has ended")
+        try:
+            data = await read_body(request, MAX_REQUEST_BODY_BYTES)
+        except BodyTooLarge as exc:
+            return _error(413, "ValidationException", str(exc))
+        try:
+            await asyncio.to_thread(storage.put_bytes, key, data, request.headers.get("content-type"),
+                                    request.headers.get("cache-control"))
+        except StorageFull as exc:
+            return _error(507, "ServiceQuotaExceededException", str(exc))
+        except StorageError as exc:
+            return _error(502, "InternalServerException", str(exc))
+        return Response(status_code=204)
+
+    return [Route(UPLOAD_PATH + "/{key:path}", upload, methods=["PUT"])]

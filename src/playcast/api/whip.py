@@ -1,7 +1,9 @@
 """WHIP ingest into a broadcast's stage (RFC 9725) at /whip/{broadcastId}, and WHEP for the stage's viewers at
 /whep/{broadcastId}/cam: POST offer -> 201 + Location + ETag, DELETE, PATCH (trickle / 422 ICE restart), OPTIONS, GET/HEAD.
 
-HTTP only: status codes, auth and CORS; the media work is in media/stage.py."""
+HTTP only: status codes, auth and CORS. The stage itself (media/stage.py) runs on the host of the broadcast's
+session, where media runs: control relays the SDP over the host protocol and reads the stage's state from the
+host's heartbeats."""
 
 from __future__ import annotations
 
@@ -15,9 +17,8 @@ from starlette.routing import BaseRoute, Route
 
 from playcast.api.auth import bearer_token
 from playcast.api.sdp_http import CHALLENGE, SDP, TRICKLE, SdpReplies
-from playcast.control.broadcasts import LIVE, AccessDenied, Broadcasts
-from playcast.media.peer import OfferError
-from playcast.media.stage import NoPublisher, OfferRejected, Stage, Stages
+from playcast.control.broadcasts import LIVE, AccessDenied, Broadcasts, NotLive
+from playcast.hostproto.types import StagePublisher, StageRefused
 from playcast.store.broadcasts import BroadcastRow
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,6 @@ Refusal = Callable[[Request, BroadcastRow], Response | None]  # an answer for a 
 
 def _broadcasts(request: Request) -> Broadcasts:
     return request.app.state.plane.broadcasts
-
-
-def _stages(request: Request) -> Stages:
-    return request.app.state.stages
 
 
 def _publish_denied(request: Request, row: BroadcastRow) -> Response | None:
@@ -63,11 +60,14 @@ async def _row(request: Request, refuse: Refusal | None = None) -> BroadcastRow 
     return refused if refused is not None else row
 
 
-def _live_stage(request: Request, row: BroadcastRow) -> Stage | Response:
-    """The broadcast's stage, created on first use; 409 once the broadcast has ended."""
-    if row.status != LIVE or _broadcasts(request).live_session(row.id) is None:
-        return REPLY.text(409, f"broadcast {row.id} has ended")
-    return _stages(request).get_or_create(row.id)
+def _ended(row: BroadcastRow) -> Response:
+    return REPLY.text(409, f"broadcast {row.id} has ended")
+
+
+def _refused(exc: StageRefused) -> Response:
+    if exc.status == 409:
+        return REPLY.text(409, exc.message, **{"Retry-After": str(RETRY_AFTER_S)})
+    return REPLY.text(exc.status, exc.message)
 
 
 # ---------------------------------------------------------------------- WHIP (publisher)
@@ -90,25 +90,26 @@ async def whip_publish(request: Request) -> Response:
     sdp = await REPLY.read_sdp(request)
     if isinstance(sdp, Response):
         return sdp
-    stage = _live_stage(request, row)
-    if isinstance(stage, Response):
-        return stage
+    if row.status != LIVE:
+        return _ended(row)
     try:
-        publisher, answer = await stage.publish(sdp)
-    except OfferRejected as exc:
+        publisher_id, etag, answer = await _broadcasts(request).stage_publish(row.id, sdp)
+    except NotLive:
+        return _ended(row)
+    except StageRefused as exc:
         return REPLY.text(exc.status, exc.message)
-    return REPLY.created(answer, f"/whip/{row.id}/{publisher.publisher_id}", publisher.etag)
+    return REPLY.created(answer, f"/whip/{row.id}/{publisher_id}", etag)
 
 
-async def _publisher(request: Request):  # type: ignore[no-untyped-def]
+async def _publisher(request: Request) -> tuple[BroadcastRow, StagePublisher] | Response:
     row = await _row(request, _publish_denied)
     if isinstance(row, Response):
         return row
-    stage = _stages(request).get(row.id)
-    publisher = stage.get_publisher(request.path_params["publisher_id"]) if stage is not None else None
-    if stage is None or publisher is None:
+    stage = _broadcasts(request).stage_state(row.id)
+    publisher = stage.publisher if stage is not None else None
+    if publisher is None or publisher.publisher_id != request.path_params["publisher_id"]:
         return REPLY.text(404, "no such WHIP session (ended, or replaced by a newer publisher)")
-    return stage, publisher
+    return row, publisher
 
 
 async def whip_session_probe(request: Request) -> Response:
@@ -122,8 +123,8 @@ async def whip_delete(request: Request) -> Response:
     found = await _publisher(request)
     if isinstance(found, Response):
         return found
-    stage, publisher = found
-    await stage.unpublish(publisher.publisher_id)
+    row, publisher = found
+    await _broadcasts(request).stage_unpublish(row.id, publisher.publisher_id)
     return REPLY.empty(200)
 
 
@@ -135,7 +136,7 @@ async def whip_patch(request: Request) -> Response:
     frag = await REPLY.read_sdp(request, TRICKLE)
     if isinstance(frag, Response):
         return frag
-    stage, publisher = found
+    row, publisher = found
     if_match = request.headers.get("if-match")
     if if_match is None:
         return REPLY.text(428, "PATCH needs If-Match with the session's ETag")
@@ -144,8 +145,10 @@ async def whip_patch(request: Request) -> Response:
     if if_match.strip() != publisher.etag:
         return REPLY.text(412, "If-Match does not match this session's ETag")
     try:
-        await stage.trickle(publisher, frag)
-    except OfferRejected as exc:
+        await _broadcasts(request).stage_trickle(row.id, publisher.publisher_id, frag)
+    except NotLive:
+        return REPLY.text(404, "no such WHIP session (ended, or replaced by a newer publisher)")
+    except StageRefused as exc:
         return REPLY.text(exc.status, exc.message)
     return REPLY.empty(204)
 
@@ -160,8 +163,8 @@ async def cam_head(request: Request) -> Response:
     row = await _row(request, _view_denied)
     if isinstance(row, Response):
         return row
-    stage = _stages(request).get(row.id)
-    live = stage is not None and stage.live
+    stage = _broadcasts(request).stage_state(row.id)
+    live = stage is not None and stage.publisher is not None
     return REPLY.empty(200, media_type=SDP, **{"X-Stage-Live": "1" if live else "0"})
 
 
@@ -177,35 +180,32 @@ async def cam_view(request: Request) -> Response:
         return malformed
     if row.status != LIVE:
         return REPLY.text(404, f"broadcast {row.id} has ended")  # for good: players stop asking
-    stage = _stages(request).get(row.id)
-    if stage is None or not stage.live:
-        return REPLY.text(409, "nothing is published on this stage yet", **{"Retry-After": str(RETRY_AFTER_S)})
     try:
-        viewer_id, answer = await stage.add_viewer(sdp)
-    except NoPublisher as exc:
-        return REPLY.text(409, str(exc), **{"Retry-After": str(RETRY_AFTER_S)})
-    except OfferError as exc:
-        return REPLY.text(422, f"unusable offer: {exc}")
+        viewer_id, answer = await _broadcasts(request).stage_add_viewer(row.id, sdp)
+    except NotLive:
+        return REPLY.text(404, f"broadcast {row.id} has ended")
+    except StageRefused as exc:
+        return _refused(exc)
     return REPLY.created(answer, f"/whep/{row.id}/cam/{viewer_id}", f'"{viewer_id}"')
 
 
-async def _cam_viewer(request: Request) -> tuple[Stage, str] | Response:
+async def _cam_viewer(request: Request) -> tuple[BroadcastRow, str] | Response:
     row = await _row(request, _view_denied)
     if isinstance(row, Response):
         return row
-    stage = _stages(request).get(row.id)
+    stage = _broadcasts(request).stage_state(row.id)
     viewer_id = request.path_params["viewer_id"]
-    if stage is None or viewer_id not in stage.viewers:
+    if stage is None or viewer_id not in stage.viewer_ids:
         return REPLY.text(404, "no such viewer session")
-    return stage, viewer_id
+    return row, viewer_id
 
 
 async def cam_delete(request: Request) -> Response:
     found = await _cam_viewer(request)
     if isinstance(found, Response):
         return found
-    stage, viewer_id = found
-    await stage.remove_viewer(viewer_id)
+    row, viewer_id = found
+    await _broadcasts(request).stage_remove_viewer(row.id, viewer_id)
     return REPLY.empty(200)
 
 

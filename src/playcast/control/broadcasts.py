@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from playcast.control.errors import ConflictError, NotFoundError
-from playcast.hostproto.types import EgressStatus, SessionEvent, SessionEventKind
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
+from playcast.hostproto.types import EgressStatus, SessionEvent, SessionEventKind, StageState
 from playcast.store.broadcasts import BroadcastRow
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class Broadcasts:
                 await self.plane.host_pool.remove_viewer(live.session_id, viewer_id)
             for egress_id in list(live.egress):
                 await self.plane.host_pool.stop_egress(live.session_id, egress_id)
+            await self.plane.host_pool.stage_end(live.session_id, broadcast_id)
             for hook in list(self.on_end):
                 try:
                     await hook(broadcast_id)
@@ -222,6 +224,66 @@ class Broadcasts:
         """The WHIP egresses of the broadcast's session (started by the API or by IVS_WHIP_ENDPOINT)."""
         live = self._live.get(broadcast_id)
         return self.plane.host_pool.egress_status(live.session_id) if live is not None else []
+
+    async def hls_source(self, broadcast_id: str) -> HostMediaEndpoint | None:
+        """Where a live broadcast's LL-HLS is packaged when that is on a remote host: from the Fleet for one live
+        in this process, else (a broadcast another replica started) from the database's hosts."""
+        live = self._live.get(broadcast_id)
+        if live is not None:
+            return self.plane.host_pool.hls_endpoint(live.session_id)
+        directory = self.plane.fleet_directory
+        if directory is None:
+            return None
+        row = await self.get(broadcast_id)
+        if row is None or row.status != LIVE or not row.hls:
+            return None
+        return await directory.media_endpoint(row.stream_session_id)
+
+    # ------------------------------------------------------------------ the stage (WHIP ingest), on the session's host
+    def _live_session(self, broadcast_id: str) -> str:
+        live = self._live.get(broadcast_id)
+        if live is None:
+            raise NotLive(f"broadcast {broadcast_id} has ended")
+        return live.session_id
+
+    async def stage_publish(self, broadcast_id: str, offer_sdp: str) -> tuple[str, str, str]:
+        """(publisher id, ETag, answer SDP). Raises NotLive, StageRefused."""
+        try:
+            return await self.plane.host_pool.stage_publish(self._live_session(broadcast_id), broadcast_id,
+                                                            offer_sdp)
+        except LookupError:
+            raise NotLive(f"broadcast {broadcast_id}: its session is not running") from None
+
+    async def stage_unpublish(self, broadcast_id: str, publisher_id: str) -> bool:
+        live = self._live.get(broadcast_id)
+        return live is not None and await self.plane.host_pool.stage_unpublish(live.session_id, broadcast_id,
+                                                                               publisher_id)
+
+    async def stage_trickle(self, broadcast_id: str, publisher_id: str, fragment: str) -> int:
+        """Raises NotLive (no such publisher any more), StageRefused."""
+        try:
+            return await self.plane.host_pool.stage_trickle(self._live_session(broadcast_id), broadcast_id,
+                                                            publisher_id, fragment)
+        except LookupError as exc:
+            raise NotLive(str(exc)) from None
+
+    async def stage_add_viewer(self, broadcast_id: str, offer_sdp: str) -> tuple[str, str]:
+        """(viewer id, answer SDP). Raises NotLive, StageRefused (409 when nothing is published)."""
+        try:
+            return await self.plane.host_pool.stage_add_viewer(self._live_session(broadcast_id), broadcast_id,
+                                                               offer_sdp)
+        except LookupError:
+            raise NotLive(f"broadcast {broadcast_id}: its session is not running") from None
+
+    async def stage_remove_viewer(self, broadcast_id: str, viewer_id: str) -> bool:
+        live = self._live.get(broadcast_id)
+        return live is not None and await self.plane.host_pool.stage_remove_viewer(live.session_id, broadcast_id,
+                                                                                   viewer_id)
+
+    def stage_state(self, broadcast_id: str) -> StageState | None:
+        """The broadcast's stage as its host last reported it."""
+        live = self._live.get(broadcast_id)
+        return self.plane.host_pool.stage_state(live.session_id, broadcast_id) if live is not None else None
 
     def live_session(self, broadcast_id: str) -> str | None:
         live = self._live.get(broadcast_id)

@@ -21,6 +21,7 @@ from playcast.control.fleet_peers import FleetPeers
 from playcast.control.host_connection import HostConnection, HostGone
 from playcast.hostproto import codec
 from playcast.hostproto.channel import Channel, ChannelClosed
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.hostproto.messages import PROTOCOL_VERSION, Hello, Refused, Welcome
 from playcast.hostproto.types import (
     EgressStatus,
@@ -33,6 +34,7 @@ from playcast.hostproto.types import (
     SessionEventHandler,
     SessionEventKind,
     SignalError,
+    StageState,
     VideoStats,
     launch_key,
 )
@@ -99,8 +101,9 @@ class Fleet:
     """Hosts by id. `serve(channel)` runs one host's connection until it closes; the rest is the HostPool."""
 
     def __init__(self, authorize: Authorize, *, heartbeat_s: float = 2.0, lost_after_s: float = LOST_AFTER_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, recordings_url: str | None = None) -> None:
         self.authorize = authorize
+        self.recordings_url = recordings_url  # told to hosts in the welcome: an s3:// storage they write to
         self.heartbeat_s = heartbeat_s
         self.lost_after_s = lost_after_s
         self.clock = clock
@@ -207,7 +210,7 @@ class Fleet:
                 continue
             self._session_host[session_id] = hello.host_id
         try:
-            await channel.send(codec.encode(Welcome(hello.host_id, self.heartbeat_s)))
+            await channel.send(codec.encode(Welcome(hello.host_id, self.heartbeat_s, self.recordings_url)))
         except ChannelClosed:
             self.hosts.pop(hello.host_id, None)
             return
@@ -527,6 +530,13 @@ class Fleet:
         state = self._state(session_id)
         return list(state.egress) if state is not None else []
 
+    def hls_endpoint(self, session_id: str) -> HostMediaEndpoint | None:
+        """The LL-HLS endpoint of the host running the session (None: unknown, or a host in this process)."""
+        conn = self._host_of(session_id)
+        if conn is None or conn.hello.media_url is None or conn.hello.media_key is None:
+            return None
+        return HostMediaEndpoint(conn.hello.media_url, conn.hello.media_key)
+
     def video_stats(self) -> dict[str, VideoStats]:
         return {sid: s.video for c in self.hosts.values() for sid, s in c.sessions.items() if s.video is not None}
 
@@ -703,6 +713,43 @@ class Fleet:
             return False
 
     # ------------------------------------------------------------------ warm capacity
+    # ------------------------------------------------------------------ broadcast stages, on the session's host
+    async def stage_publish(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str, str]:
+        return await self._ask(session_id, "stage_publish", {"broadcast_id": broadcast_id, "offer_sdp": offer_sdp},
+                               LookupError)
+
+    async def stage_unpublish(self, session_id: str, broadcast_id: str, publisher_id: str) -> bool:
+        try:
+            return await self._ask(session_id, "stage_unpublish", {"broadcast_id": broadcast_id,
+                                                                   "publisher_id": publisher_id}, LookupError)
+        except LookupError:
+            return False
+
+    async def stage_trickle(self, session_id: str, broadcast_id: str, publisher_id: str, fragment: str) -> int:
+        return await self._ask(session_id, "stage_trickle", {"broadcast_id": broadcast_id,
+                                                             "publisher_id": publisher_id, "fragment": fragment},
+                               LookupError)
+
+    async def stage_add_viewer(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str]:
+        return await self._ask(session_id, "stage_add_viewer", {"broadcast_id": broadcast_id,
+                                                                "offer_sdp": offer_sdp}, LookupError)
+
+    async def stage_remove_viewer(self, session_id: str, broadcast_id: str, viewer_id: str) -> bool:
+        try:
+            return await self._ask(session_id, "stage_remove_viewer", {"broadcast_id": broadcast_id,
+                                                                       "viewer_id": viewer_id}, LookupError)
+        except LookupError:
+            return False
+
+    async def stage_end(self, session_id: str, broadcast_id: str) -> None:
+        with contextlib.suppress(LookupError):
+            await self._ask(session_id, "stage_end", {"broadcast_id": broadcast_id}, LookupError)
+
+    def stage_state(self, session_id: str, broadcast_id: str) -> StageState | None:
+        state = self._state(session_id)
+        stages = state.stages if state is not None else ()
+        return next((st for st in stages if st.broadcast_id == broadcast_id), None)
+
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
                               count: int, pause_idle: bool = True) -> None:
         await self._set_target(stream_group_id, location, launches, count, pause_idle)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from playcast.control.host_connection import HostConnection
 from playcast.hostproto import codec
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.store.db import Database
 from playcast.store.hosts import HostRow, ReplicaRow
 from playcast.store.models import StreamSessionRow
@@ -93,6 +94,7 @@ class FleetDirectory:
             if row.key_sha256 is None and h.host_key:  # the id is this machine's from now on
                 row.key_sha256 = hashlib.sha256(h.host_key.encode()).hexdigest()
             row.version, row.encoder, row.public_address = h.version, h.encoder, h.public_address
+            row.media_url, row.media_key = h.media_url, h.media_key
             row.busy, row.warm, row.warm_launches = len(h.sessions), 0, []
             row.sessions = {sid: {"session_id": sid, "viewers": 0} for sid in h.sessions}
             row.joined_at = row.joined_at or now
@@ -152,6 +154,17 @@ class FleetDirectory:
                                 .values(status=OFFLINE))
                 await s.commit()
         return gone
+
+    async def media_endpoint(self, session_id: str) -> HostMediaEndpoint | None:
+        """The LL-HLS endpoint of the host the session was placed on, whichever replica holds that host (None: the
+        session is on no host, or on one without an endpoint, such as a server's embedded host)."""
+        async with self.db.session() as s:
+            row = (await s.execute(select(HostRow.media_url, HostRow.media_key).join(
+                StreamSessionRow, StreamSessionRow.host_id == HostRow.id).where(
+                StreamSessionRow.id == session_id, HostRow.status != OFFLINE))).first()
+        if row is None or row.media_url is None or row.media_key is None:
+            return None
+        return HostMediaEndpoint(row.media_url, row.media_key)
 
     async def live_replicas(self, stale_after_s: float) -> set[str]:
         async with self.db.session() as s:

@@ -19,6 +19,7 @@ from playcast.hostproto.messages import (
     LOOKUP,
     PLACEMENT,
     SIGNAL,
+    STAGE,
     Cancel,
     Event,
     Heartbeat,
@@ -29,7 +30,7 @@ from playcast.hostproto.messages import (
     Request,
     SessionState,
 )
-from playcast.hostproto.types import PlacementError, SessionEvent, SignalError
+from playcast.hostproto.types import PlacementError, SessionEvent, SignalError, StageRefused
 
 log = logging.getLogger(__name__)
 
@@ -191,4 +192,7 @@ def _error(error: HostError) -> Exception:
         return SignalError(error.message)
     if error.kind == LOOKUP:
         return LookupError(error.message)
+    if error.kind == STAGE:
+        status = int(error.reason) if error.reason in ("400", "409", "422") else 422
+        return StageRefused(status, error.message)
     return RuntimeError(error.message)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.hostproto.types import (
     EgressStatus,
     LaunchSpec,
@@ -15,6 +16,7 @@ from playcast.hostproto.types import (
     Placement,
     PlacementResult,
     SessionEventHandler,
+    StageState,
 )
 
 HostJoinedHandler = Callable[[str, set[str]], Awaitable[None]]
@@ -66,6 +68,10 @@ class HostPool(Protocol):
 
     async def stop_hls(self, session_id: str, broadcast_id: str) -> None: ...
 
+    def hls_endpoint(self, session_id: str) -> HostMediaEndpoint | None:
+        """The LL-HLS endpoint of the session's host, which the origin relays to; None when the host runs in this
+        process (its packagers are in the origin's registry) or the session runs nowhere."""
+
     async def start_egress(self, session_id: str, url: str, token: str | None) -> str:
         """Push the session's stream (its one encode, H.264 + Opus) to a WHIP endpoint until stopped; retries with
         backoff while the endpoint is down. Returns the egress id. Raises LookupError when the session does not
@@ -75,6 +81,26 @@ class HostPool(Protocol):
     async def stop_egress(self, session_id: str, egress_id: str) -> bool: ...
 
     def egress_status(self, session_id: str) -> list[EgressStatus]: ...
+
+    async def stage_publish(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str, str]:
+        """A WHIP publisher onto the broadcast's stage, which runs on the session's host (made on first use):
+        (publisher id, ETag, answer SDP). Raises StageRefused, LookupError when the session runs nowhere."""
+
+    async def stage_unpublish(self, session_id: str, broadcast_id: str, publisher_id: str) -> bool: ...
+
+    async def stage_trickle(self, session_id: str, broadcast_id: str, publisher_id: str, fragment: str) -> int:
+        """Trickle ICE candidates to a publisher; how many. Raises StageRefused, LookupError (no such publisher)."""
+
+    async def stage_add_viewer(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str]:
+        """A WHEP viewer of the stage: (viewer id, answer SDP). Raises StageRefused (409: nothing published)."""
+
+    async def stage_remove_viewer(self, session_id: str, broadcast_id: str, viewer_id: str) -> bool: ...
+
+    async def stage_end(self, session_id: str, broadcast_id: str) -> None:
+        """The broadcast ended: its publisher and viewers are disconnected."""
+
+    def stage_state(self, session_id: str, broadcast_id: str) -> StageState | None:
+        """The stage as of the host's last heartbeat or reply; None when it has none."""
 
     def capacity(self, location: str) -> LocationCapacity: ...
 

@@ -22,6 +22,7 @@ from playcast.hostproto.messages import (
     LOOKUP,
     PLACEMENT,
     SIGNAL,
+    STAGE,
     Cancel,
     Event,
     Heartbeat,
@@ -32,7 +33,7 @@ from playcast.hostproto.messages import (
     Request,
     Welcome,
 )
-from playcast.hostproto.types import PlacementError, SessionEvent, SignalError, launch_key
+from playcast.hostproto.types import PlacementError, SessionEvent, SignalError, StageRefused, launch_key
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class HostIdentity:
     gpu: str | None = None
     public_address: str | None = None
     host_key: str | None = None  # host/service.py host_key_of: the secret that makes the host id this machine's
+    media_url: str | None = None  # its LL-HLS endpoint (host/hls_endpoint.py), when it runs one
+    media_key: str | None = None
 
 
 class HostRefused(Exception):
@@ -68,7 +71,9 @@ class HostAgent:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._changed = asyncio.Event()
         self._seq = 0
+        self.on_welcome: Callable[[Welcome], None] = lambda welcome: None  # e.g. where recordings go
         pool.on_event(self._on_pool_event)
+        pool.on_state_change(self.changed)
 
     async def serve(self, channel: Channel) -> None:
         """Hello, then answer requests until the channel closes. Raises HostRefused if the server says no."""
@@ -82,6 +87,7 @@ class HostAgent:
             if not isinstance(welcome, Welcome):
                 raise codec.ProtocolError(f"expected welcome, got {type(welcome).__name__}")
             log.info("host %s joined the control plane", self.identity.host_id)
+            self.on_welcome(welcome)
             heartbeat = asyncio.ensure_future(self._heartbeats(max(0.05, welcome.heartbeat_s)))
             while True:
                 msg = codec.decode_server(await channel.recv())
@@ -132,6 +138,8 @@ class HostAgent:
             reply = Reply(request.id, error=HostError(SIGNAL, str(exc)))
         except LookupError as exc:
             reply = Reply(request.id, error=HostError(LOOKUP, str(exc)))
+        except StageRefused as exc:
+            reply = Reply(request.id, error=HostError(STAGE, exc.message, str(exc.status)))
         except Exception as exc:  # noqa: BLE001 - answer, never leave the control plane waiting
             log.exception("host %s: %s failed", self.identity.host_id, request.op)
             reply = Reply(request.id, error=HostError(INTERNAL, f"{request.op} failed on the host: {exc}"))
@@ -149,6 +157,9 @@ class HostAgent:
             "set_warm_target": pool.set_warm_target, "send_app_message": pool.send_app_message,
             "add_viewer": pool.add_viewer, "remove_viewer": pool.remove_viewer, "start_hls": pool.start_hls,
             "stop_hls": pool.stop_hls, "start_egress": pool.start_egress, "stop_egress": pool.stop_egress,
+            "stage_publish": pool.stage_publish, "stage_unpublish": pool.stage_unpublish,
+            "stage_trickle": pool.stage_trickle, "stage_add_viewer": pool.stage_add_viewer,
+            "stage_remove_viewer": pool.stage_remove_viewer, "stage_end": pool.stage_end,
         }
         return await calls[op](**args)
 
@@ -156,7 +167,8 @@ class HostAgent:
     def _hello(self) -> Hello:
         i = self.identity
         return Hello(i.host_id, i.token, i.location, len(self.pool.slots), i.version, i.encoder, i.gpu,
-                     i.public_address, tuple(sorted(self.pool.running_sessions())), host_key=i.host_key)
+                     i.public_address, tuple(sorted(self.pool.running_sessions())), host_key=i.host_key,
+                     media_url=i.media_url, media_key=i.media_key)
 
     def heartbeat(self) -> Heartbeat:
         self._seq += 1

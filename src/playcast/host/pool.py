@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,11 +32,15 @@ from playcast.hostproto.types import (
     SessionEventHandler,
     SessionEventKind,
     SignalError,
+    StagePublisher,
+    StageRefused,
+    StageState,
     VideoStats,
 )
 from playcast.json_input import parse_json
 from playcast.media.hls.registry import HlsRegistry
 from playcast.media.peer import OfferError
+from playcast.media.stage import NoPublisher, OfferRejected, Stage
 from playcast.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -99,6 +104,7 @@ class LocalHostPool:
         self._closed = False
         self.start_times = StartTimes()
         self.containment = HostContainment(state_dir)
+        self._state_listeners: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -124,6 +130,15 @@ class LocalHostPool:
     # ------------------------------------------------------------------ the host operations
     def on_event(self, handler: SessionEventHandler) -> None:
         self._handlers.append(handler)
+
+    def on_state_change(self, listener: Callable[[], None]) -> None:
+        """`listener()` when what session_state() reports changed between requests (a stage's publisher connected,
+        its sizes became known, a viewer left): the agent heartbeats soon after."""
+        self._state_listeners.append(listener)
+
+    def _state_changed(self) -> None:
+        for listener in tuple(self._state_listeners):
+            listener()
 
     def locations(self) -> list[str]:
         return [self.location]
@@ -162,7 +177,8 @@ class LocalHostPool:
             return None
         recordings = {b: r for b in slot.runtime.hls if (r := self.recording_status(session_id, b)) is not None}
         return SessionState(session_id, self.viewer_count(session_id), recordings,
-                            tuple(self.egress_status(session_id)), slot.runtime.video_stats())
+                            tuple(self.egress_status(session_id)), slot.runtime.video_stats(),
+                            tuple(_stage_state(b, st) for b, st in slot.runtime.stages.items()))
 
     def warm_launches(self) -> list[LaunchSpec]:
         """The launch of every idle warm slot (a placement with an equal launch takes one without a cold start)."""
@@ -194,6 +210,7 @@ class LocalHostPool:
             runtime = slot.runtime
             assert runtime is not None
             runtime.on_event = lambda kind, detail: self._runtime_event(slot, kind, detail)
+            runtime.stages.on_change = self._state_changed
             if not runtime.app_running:
                 raise PlacementError("applicationExit", "the application exited during launch")
             answer = None
@@ -296,6 +313,60 @@ class LocalHostPool:
         if slot is None or slot.runtime is None or slot.runtime.egress is None:
             return []
         return slot.runtime.egress.status()
+
+    # ------------------------------------------------------------------ broadcast stages (WHIP ingest)
+    def _runtime_of(self, session_id: str) -> SessionRuntime:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            raise LookupError(f"session {session_id} is not running on this host")
+        return slot.runtime
+
+    def _stage(self, session_id: str, broadcast_id: str) -> Stage | None:
+        slot = self._slot_of(session_id)
+        return slot.runtime.stages.get(broadcast_id) if slot is not None and slot.runtime is not None else None
+
+    async def stage_publish(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str, str]:
+        """A WHIP publisher onto the broadcast's stage (made on first use): (publisher id, ETag, answer SDP)."""
+        stage = self._runtime_of(session_id).stages.get_or_create(broadcast_id)
+        try:
+            publisher, answer = await stage.publish(offer_sdp)
+        except OfferRejected as exc:
+            raise StageRefused(exc.status, exc.message) from None
+        return publisher.publisher_id, publisher.etag, answer
+
+    async def stage_unpublish(self, session_id: str, broadcast_id: str, publisher_id: str) -> bool:
+        stage = self._stage(session_id, broadcast_id)
+        return stage is not None and await stage.unpublish(publisher_id)
+
+    async def stage_trickle(self, session_id: str, broadcast_id: str, publisher_id: str, fragment: str) -> int:
+        stage = self._stage(session_id, broadcast_id)
+        publisher = stage.get_publisher(publisher_id) if stage is not None else None
+        if stage is None or publisher is None:
+            raise LookupError("no such WHIP session (ended, or replaced by a newer publisher)")
+        try:
+            return await stage.trickle(publisher, fragment)
+        except OfferRejected as exc:
+            raise StageRefused(exc.status, exc.message) from None
+
+    async def stage_add_viewer(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str]:
+        stage = self._stage(session_id, broadcast_id)
+        if stage is None or not stage.live:
+            raise StageRefused(409, "nothing is published on this stage yet")
+        try:
+            return await stage.add_viewer(offer_sdp)
+        except NoPublisher as exc:
+            raise StageRefused(409, str(exc)) from None
+        except OfferError as exc:
+            raise StageRefused(422, f"unusable offer: {exc}") from None
+
+    async def stage_remove_viewer(self, session_id: str, broadcast_id: str, viewer_id: str) -> bool:
+        stage = self._stage(session_id, broadcast_id)
+        return stage is not None and await stage.remove_viewer(viewer_id)
+
+    async def stage_end(self, session_id: str, broadcast_id: str) -> None:
+        slot = self._slot_of(session_id)
+        if slot is not None and slot.runtime is not None:
+            await slot.runtime.stages.end(broadcast_id)
 
     async def terminate(self, session_id: str, reason: str = "terminated") -> None:
         slot = self._slot_of(session_id)
@@ -455,3 +526,10 @@ class LocalHostPool:
         runtime.on_event = lambda kind, detail: self._runtime_event(slot, kind, detail)
         runtime.set_idle_pause(self._pause_idle(slot.warm_group))
         await self._kick()
+
+
+def _stage_state(broadcast_id: str, stage: Stage) -> StageState:
+    p = stage.publisher
+    publisher = None if p is None else StagePublisher(p.publisher_id, p.etag, p.connected, p.created_at,
+                                                      p.video_size)
+    return StageState(broadcast_id, publisher, tuple(stage.viewers), stage.video.size)

@@ -1,5 +1,6 @@
 """One launched application and everything around it: temp dir, Xvfb, audio sink, message bridge, game,
-capture+encode worker, packet fan-out, and at most one client peer at a time.
+capture+encode worker, packet fan-out, at most one client peer at a time, and its broadcasts' media (WHEP viewer
+workers, LL-HLS packagers, WHIP egress, the stages viewers' webcams publish to).
 
 Used warm (launched before any session; paused once its game has drawn, see set_idle_pause) or cold. Reports
 what happens through a callback; knows nothing of the control plane's statuses or of HTTP."""
@@ -35,6 +36,7 @@ from playcast.media.hls.registry import HlsRegistry
 from playcast.media.opus_fanout import OpusFanout
 from playcast.media.peer import ClientPeer
 from playcast.media.recorder import Recorder
+from playcast.media.stage import Stages
 from playcast.storage import Storage, StorageError
 
 log = logging.getLogger(__name__)
@@ -88,6 +90,7 @@ class SessionRuntime:
         self.viewer_workers: ViewerWorkers | None = None  # broadcast viewers (WHEP), in worker processes
         self.egress: WhipEgresses | None = None  # WHIP pushes to external endpoints (see whip_egress())
         self.hls: dict[str, _HlsFeed] = {}  # broadcast id -> LL-HLS packager fed from the shared encode
+        self.stages = Stages()  # the stages (WHIP ingest of viewers' webcams) of this session's broadcasts
         self._viewer_seq = 0
         self.client_id = 0
         self.launched_at = 0.0
@@ -220,6 +223,7 @@ class SessionRuntime:
                 await peer.close()
             for broadcast_id in list(self.hls):
                 await self.stop_hls(broadcast_id)
+            await self.stages.close()
             if self.egress is not None:
                 await self.egress.close()
             if self.viewer_workers is not None:

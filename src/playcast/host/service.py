@@ -9,16 +9,21 @@ import asyncio
 import logging
 import os
 import secrets
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from playcast import __version__
 from playcast.config import Settings
 from playcast.host.agent import HostAgent, HostIdentity
+from playcast.host.hls_endpoint import HlsEndpoint, serve_hls_endpoint
 from playcast.host.pool import LocalHostPool
 from playcast.host.remote import keep_joined
 from playcast.host.runtime import RuntimeOptions
+from playcast.hostproto.messages import Welcome
 from playcast.media.encoding import choose_encoder, codec_usable
-from playcast.storage import open_storage
+from playcast.storage import Storage, open_storage
+from playcast.storage.upload import ControlPlaneUploads
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +66,31 @@ def host_key_of(data_dir: Path) -> str:
     return value
 
 
-def make_pool(settings: Settings, host_id: str) -> LocalHostPool:
-    recordings = open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
+def make_pool(settings: Settings, host_id: str, *, remote: bool = False) -> LocalHostPool:
+    """The slots of this machine. `remote` (`playcast host`): no recording storage until the control plane's
+    welcome says where recordings go (see recordings_for)."""
+    recordings = None if remote else open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
     return LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
         width=settings.width, height=settings.height, fps=settings.fps, bitrate_kbps=settings.bitrate_kbps,
         encoder=settings.encoder), host_id=host_id, recordings=recordings, state_dir=settings.data_dir)
+
+
+def recordings_for(welcome: Welcome, server_url: str, token: str) -> Storage:
+    """Where a remote host writes recordings: the control plane's s3:// storage itself, else uploads to the
+    control plane (which writes them to its own storage): always where its /recordings serves them from."""
+    if welcome.recordings is not None:
+        return open_storage(welcome.recordings)
+    return ControlPlaneUploads(server_url, token)
+
+
+def address_towards(server_url: str) -> str:
+    """This machine's address on the route to the control plane (what the server reaches it at; no packet sent)."""
+    parts = urlsplit(server_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme in ("https", "wss") else 80)
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
+    with socket.socket(family[0], socket.SOCK_DGRAM) as probe:
+        probe.connect(family[4])
+        return str(probe.getsockname()[0])
 
 
 async def run_host(settings: Settings, stop: asyncio.Event) -> None:
@@ -75,14 +100,28 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
         raise ValueError("a host needs --server URL and --token (or PLAYCAST_SERVER_URL / PLAYCAST_HOST_TOKEN)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     host_id = host_id_of(settings.data_dir)
-    pool = make_pool(settings, host_id)
+    server_url, token = settings.server_url, settings.host_token
+    pool = make_pool(settings, host_id, remote=True)
     await pool.start()
+    endpoint: HlsEndpoint | None = None
     try:
+        address = await asyncio.to_thread(address_towards, server_url)
+        endpoint = await serve_hls_endpoint(pool.hls_registry, bind=settings.media_bind, port=settings.media_port,
+                                            address=address)
         encoder = await asyncio.to_thread(choose_encoder, settings.encoder, codec_usable)
-        agent = HostAgent(pool, HostIdentity(host_id, settings.host_token, settings.effective_location,
-                                             __version__, encoder, public_address=settings.public_address,
-                                             host_key=host_key_of(settings.data_dir)))
-        joined = asyncio.ensure_future(keep_joined(agent, settings.server_url, settings.host_token))
+        agent = HostAgent(pool, HostIdentity(host_id, token, settings.effective_location, __version__, encoder,
+                                             public_address=settings.public_address, media_url=endpoint.url,
+                                             media_key=endpoint.key, host_key=host_key_of(settings.data_dir)))
+
+        told: list[str | None] = []  # the welcome's recordings last applied (a reconnect usually says the same)
+
+        def use_welcome(welcome: Welcome) -> None:
+            if told != [welcome.recordings]:
+                told[:] = [welcome.recordings]
+                pool.recordings = recordings_for(welcome, server_url, token)
+
+        agent.on_welcome = use_welcome
+        joined = asyncio.ensure_future(keep_joined(agent, server_url, token))
         stopping = asyncio.ensure_future(stop.wait())
         log.info("host %s (%s, %d slots) joining %s", host_id, settings.effective_location, settings.slots,
                  settings.server_url)
@@ -93,3 +132,5 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
             raise joined.exception()  # type: ignore[misc]
     finally:
         await pool.close()
+        if endpoint is not None:
+            await endpoint.close()

@@ -12,11 +12,13 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from playcast.hostproto.messages import (
     ERROR_KINDS,
     OPERATIONS,
     PROTOCOL_VERSION,
+    STAGE_OPERATIONS,
     Cancel,
     Event,
     Heartbeat,
@@ -37,6 +39,8 @@ from playcast.hostproto.types import (
     PlacementResult,
     SessionEvent,
     SessionEventKind,
+    StagePublisher,
+    StageState,
     VideoStats,
 )
 from playcast.json_input import parse_json
@@ -156,7 +160,26 @@ def video_from_wire(f: Fields) -> VideoStats:
 
 def state_to_wire(s: SessionState) -> dict[str, Any]:
     return {"session_id": s.session_id, "viewers": s.viewers, "recordings": s.recordings,
-            "egress": [asdict(e) for e in s.egress], "video": asdict(s.video) if s.video is not None else None}
+            "egress": [asdict(e) for e in s.egress], "video": asdict(s.video) if s.video is not None else None,
+            "stages": [asdict(st) for st in s.stages]}
+
+
+def _size(f: Fields, key: str) -> tuple[int, int] | None:
+    value = f.list(key, optional=True) if f.doc.get(key) is not None else None
+    if value is None:
+        return None
+    if not (len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 16384
+                                    for v in value)):
+        raise ProtocolError(f"{f.where}.{key} must be [width, height]")
+    return value[0], value[1]
+
+
+def stage_from_wire(f: Fields) -> StageState:
+    p = f.obj("publisher", optional=True)
+    publisher = None if p is None else StagePublisher(
+        p.str("publisher_id", max_len=128), p.str("etag", max_len=128), p.bool("connected"), p.float("since"),
+        _size(p, "video_size"))
+    return StageState(f.str("broadcast_id", max_len=128), publisher, f.strs("viewer_ids"), _size(f, "rendition_size"))
 
 
 def state_from_wire(f: Fields) -> SessionState:
@@ -168,7 +191,7 @@ def state_from_wire(f: Fields) -> SessionState:
                               "segments": r.int("segments")}
     video = f.obj("video", optional=True)
     return SessionState(f.str("session_id", max_len=128), f.int("viewers"), recs, f.each("egress", egress_from_wire),
-                        video_from_wire(video) if video is not None else None)
+                        video_from_wire(video) if video is not None else None, f.each("stages", stage_from_wire))
 
 
 def _event_to_wire(e: SessionEvent) -> dict[str, Any]:
@@ -239,13 +262,25 @@ def args_from_wire(op: str, f: Fields) -> dict[str, Any]:
         return {**sid, "url": f.str("url", max_len=4096), "token": f.str("token", optional=True, max_len=8192)}
     if op == "stop_egress":
         return {**sid, "egress_id": f.str("egress_id", max_len=128)}
+    if op in STAGE_OPERATIONS:
+        stage = {**sid, "broadcast_id": f.str("broadcast_id", max_len=128)}
+        if op in ("stage_publish", "stage_add_viewer"):
+            return {**stage, "offer_sdp": f.str("offer_sdp", max_len=MAX_FRAME_BYTES)}
+        if op == "stage_unpublish":
+            return {**stage, "publisher_id": f.str("publisher_id", max_len=128)}
+        if op == "stage_trickle":
+            return {**stage, "publisher_id": f.str("publisher_id", max_len=128),
+                    "fragment": f.str("fragment", max_len=MAX_FRAME_BYTES)}
+        if op == "stage_remove_viewer":
+            return {**stage, "viewer_id": f.str("viewer_id", max_len=128)}
+        return stage
     raise ProtocolError(f"unknown operation {op[:64]!r}")
 
 
 def result_to_wire(op: str, value: Any) -> Any:
     if op == "place":
         return asdict(value)
-    if op == "add_viewer":
+    if op in ("add_viewer", "stage_publish", "stage_add_viewer"):
         return list(value)
     return value
 
@@ -258,7 +293,16 @@ def result_of(op: str, raw: Any) -> Any:
         if not isinstance(raw, str):
             raise ProtocolError(f"the result of {op} must be a string")
         return raw
-    if op in ("send_app_message", "remove_viewer", "stop_egress"):
+    if op == "stage_trickle":
+        if not isinstance(raw, int) or isinstance(raw, bool) or raw < 0:
+            raise ProtocolError("the result of stage_trickle must be a count")
+        return raw
+    if op in ("stage_publish", "stage_add_viewer"):
+        parts = 3 if op == "stage_publish" else 2
+        if not (isinstance(raw, list) and len(raw) == parts and all(isinstance(x, str) for x in raw)):
+            raise ProtocolError(f"the result of {op} must be a list of {parts} strings")
+        return tuple(raw)
+    if op in ("send_app_message", "remove_viewer", "stop_egress", "stage_unpublish", "stage_remove_viewer"):
         if not isinstance(raw, bool):
             raise ProtocolError(f"the result of {op} must be a boolean")
         return raw
@@ -284,7 +328,8 @@ def encode(msg: HostMessage | ServerMessage) -> str:
                 "error": asdict(msg.error) if msg.error is not None else None,
                 "session": state_to_wire(msg.session) if msg.session is not None else None, "gone": msg.gone}
     elif isinstance(msg, Welcome):
-        body = {"type": "welcome", "host_id": msg.host_id, "heartbeat_s": msg.heartbeat_s}
+        body = {"type": "welcome", "host_id": msg.host_id, "heartbeat_s": msg.heartbeat_s,
+                "recordings": msg.recordings}
     elif isinstance(msg, Refused):
         body = {"type": "refused", "reason": msg.reason}
     elif isinstance(msg, Request):
@@ -311,6 +356,20 @@ def _frame(text: str | bytes) -> Fields:
     return f
 
 
+def _http_url(f: Fields, key: str) -> str | None:
+    url = f.str(key, optional=True, max_len=512)
+    if url is not None:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            port = None
+        if (port is None or parts.scheme != "http" or not parts.hostname or parts.path or parts.query
+                or parts.fragment or parts.username is not None):
+            raise ProtocolError(f"{f.where}.{key} must be http://host:port")
+    return url
+
+
 def decode_host(text: str | bytes) -> HostMessage:
     """What a host sent. Raises ProtocolError."""
     f = _frame(text)
@@ -320,7 +379,8 @@ def decode_host(text: str | bytes) -> HostMessage:
                      f.int("slots", hi=4096), f.str("version", max_len=64), f.str("encoder", max_len=64),
                      f.str("gpu", optional=True, max_len=256), f.str("public_address", optional=True, max_len=256),
                      f.strs("sessions"), f.int("protocol", hi=1 << 16),
-                     f.str("host_key", optional=True, max_len=256))
+                     host_key=f.str("host_key", optional=True, max_len=256), media_url=_http_url(f, "media_url"),
+                     media_key=f.str("media_key", optional=True, max_len=256))
     if kind == "heartbeat":
         return Heartbeat(f.int("seq"), f.int("slots", hi=4096), f.int("busy", hi=4096), f.int("warm", hi=4096),
                          f.strs("warm_launches"), f.each("sessions", state_from_wire))
@@ -347,7 +407,10 @@ def decode_server(text: str | bytes) -> ServerMessage:
     f = _frame(text)
     kind = f.str("type", max_len=32)
     if kind == "welcome":
-        return Welcome(f.str("host_id", max_len=128), f.float("heartbeat_s"))
+        recordings = f.str("recordings", optional=True, max_len=2048)
+        if recordings is not None and not recordings.startswith("s3://"):
+            raise ProtocolError("message.recordings must be an s3:// storage URL")
+        return Welcome(f.str("host_id", max_len=128), f.float("heartbeat_s"), recordings)
     if kind == "refused":
         return Refused(f.str("reason"))
     if kind == "request":

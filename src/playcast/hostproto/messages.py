@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from playcast.hostproto.types import EgressStatus, SessionEvent, VideoStats
+from playcast.hostproto.types import EgressStatus, SessionEvent, StageState, VideoStats
 
 PROTOCOL_VERSION = 1
 
@@ -25,12 +25,22 @@ PROTOCOL_VERSION = 1
 #   stop_hls         {session_id, broadcast_id}                                   -> None
 #   start_egress     {session_id, url, token: str | None}                         -> egress id (str)
 #   stop_egress      {session_id, egress_id}                                      -> bool
+# A broadcast's stage (WHIP ingest of a viewer's webcam, shown to WHEP viewers) runs on the session's host:
+#   stage_publish        {session_id, broadcast_id, offer_sdp}                    -> [publisher_id, etag, answer_sdp]
+#   stage_unpublish      {session_id, broadcast_id, publisher_id}                 -> bool
+#   stage_trickle        {session_id, broadcast_id, publisher_id, fragment}       -> candidates added (int)
+#   stage_add_viewer     {session_id, broadcast_id, offer_sdp}                    -> [viewer_id, answer_sdp]
+#   stage_remove_viewer  {session_id, broadcast_id, viewer_id}                    -> bool
+#   stage_end            {session_id, broadcast_id}                               -> None
+STAGE_OPERATIONS = ("stage_publish", "stage_unpublish", "stage_trickle", "stage_add_viewer", "stage_remove_viewer",
+                    "stage_end")
 OPERATIONS = ("place", "connect", "terminate", "set_warm_target", "send_app_message", "add_viewer",
-              "remove_viewer", "start_hls", "stop_hls", "start_egress", "stop_egress")
+              "remove_viewer", "start_hls", "stop_hls", "start_egress", "stop_egress", *STAGE_OPERATIONS)
 
 # The errors a host answers with (HostError.kind), raised again on the control plane's side as the same exception.
 PLACEMENT, SIGNAL, LOOKUP, BAD_REQUEST, INTERNAL = "placement", "signal", "lookup", "bad_request", "internal"
-ERROR_KINDS = (PLACEMENT, SIGNAL, LOOKUP, BAD_REQUEST, INTERNAL)
+STAGE = "stage"  # types.StageRefused; its reason is the status ("400" | "409" | "422")
+ERROR_KINDS = (PLACEMENT, SIGNAL, LOOKUP, BAD_REQUEST, INTERNAL, STAGE)
 
 
 # ------------------------------------------------------------------------------------------------ host -> server
@@ -51,6 +61,10 @@ class Hello:
     # a secret kept in the host's data dir: the control plane binds the host id to the first key it joins with,
     # so that another machine (even one with a valid token) cannot take the id, and its sessions, over
     host_key: str | None = None
+    # its LL-HLS endpoint (hostproto/media_endpoint.py) and the key the control plane presents there; None for a
+    # host in the control plane's own process (the origin reads its packagers directly)
+    media_url: str | None = None
+    media_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +76,7 @@ class SessionState:
     recordings: dict[str, dict[str, Any]] = field(default_factory=dict)  # broadcast id -> {status, message, segments}
     egress: tuple[EgressStatus, ...] = ()
     video: VideoStats | None = None
+    stages: tuple[StageState, ...] = ()  # the stages of its broadcasts
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,9 @@ class Reply:
 class Welcome:
     host_id: str
     heartbeat_s: float
+    # where this host writes recordings itself (an s3:// storage URL, credentials from the host's own AWS
+    # environment); None: it uploads them to the control plane (PUT /v1/hosts/recordings/... with its token)
+    recordings: str | None = None
 
 
 @dataclass(frozen=True)

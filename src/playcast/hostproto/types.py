@@ -127,3 +127,34 @@ def launch_key(spec: LaunchSpec) -> str:
     canon = json.dumps([spec.application_id, spec.source_dir, spec.executable, list(spec.args),
                         [list(kv) for kv in spec.env]], separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class StagePublisher:
+    """The WHIP publisher (a viewer's webcam, OBS, FFmpeg) on a broadcast's stage."""
+
+    publisher_id: str
+    etag: str  # of its WHIP session (PATCH If-Match)
+    connected: bool
+    since: float  # unix time
+    video_size: tuple[int, int] | None = None  # of what it sends
+
+
+@dataclass(frozen=True)
+class StageState:
+    """One broadcast's stage as the host that runs it sees it (it runs on the host of the broadcast's session)."""
+
+    broadcast_id: str
+    publisher: StagePublisher | None = None
+    viewer_ids: tuple[str, ...] = ()  # its WHEP viewers (/whep/{id}/cam)
+    rendition_size: tuple[int, int] | None = None  # what the stage encodes for its viewers
+
+
+class StageRefused(Exception):
+    """A stage could not do what was asked: `status` says why as the WHIP/WHEP answer's (400 malformed, 409 nothing
+    published, 422 an offer it cannot use)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message

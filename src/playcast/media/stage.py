@@ -10,7 +10,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -83,8 +83,10 @@ class VideoTranscoder:
 
     Frames that arrive while the encoder is busy replace each other: a slow encode drops frames, never queues."""
 
-    def __init__(self, fps: int = STAGE_FPS, bitrate_kbps: int = STAGE_BITRATE_KBPS) -> None:
+    def __init__(self, fps: int = STAGE_FPS, bitrate_kbps: int = STAGE_BITRATE_KBPS,
+                 on_size: Callable[[], None] | None = None) -> None:
         self.fps = fps
+        self.on_size = on_size or (lambda: None)  # on the event loop, when the encoded size is first known or changes
         self.bitrate_kbps = bitrate_kbps
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="stage-x264")
         self._latest: av.VideoFrame | None = None
@@ -139,12 +141,15 @@ class VideoTranscoder:
             if frame is None or not self._active:
                 continue  # nobody watches: decode only, no encode
             keyframe, self._keyframe = self._keyframe, False
+            size = self._size
             try:
                 packets = await loop.run_in_executor(self._executor, self._encode, frame, keyframe)
             except Exception:
                 log.exception("stage encode failed; dropping the frame")
                 self._keyframe = True
                 continue
+            if self._size != size:
+                self.on_size()
             for packet in packets:
                 if self._out.full():
                     self._out.get_nowait()  # the fan-out pump is stuck: never grow without bound
@@ -196,9 +201,10 @@ class Publisher:
 class Stage:
     """One broadcast's stage: at most one publisher at a time (a new one replaces the old), many viewers."""
 
-    def __init__(self, broadcast_id: str) -> None:
+    def __init__(self, broadcast_id: str, on_change: Callable[[], None] | None = None) -> None:
         self.broadcast_id = broadcast_id
-        self.video = VideoTranscoder()
+        self.on_change = on_change or (lambda: None)  # what describe() says changed (for whoever reports it)
+        self.video = VideoTranscoder(on_size=lambda: self.on_change())
         self.pcm = PcmBus()
         self.opus = OpusFanout(self.pcm)
         self.publisher: Publisher | None = None
@@ -263,6 +269,7 @@ class Stage:
         self.publisher = None
         await self._drop_publisher(publisher)
         self._start_grace()
+        self.on_change()
         log.info("stage publisher left", extra={"broadcast": self.broadcast_id, "publisher": publisher_id})
         return True
 
@@ -301,7 +308,9 @@ class Stage:
                 frame = await track.recv()
                 if self.publisher is not publisher:
                     return
-                publisher.video_size = (frame.width, frame.height)
+                if publisher.video_size != (frame.width, frame.height):
+                    publisher.video_size = (frame.width, frame.height)
+                    self.on_change()
                 publisher.last_media = time.monotonic()
                 self.video.submit(frame)  # type: ignore[arg-type]
         except MediaStreamError:
@@ -327,6 +336,7 @@ class Stage:
             publisher.last_media = time.monotonic()
             publisher.tasks.append(asyncio.ensure_future(self._watch_media(publisher)))
             self.video.request_keyframe()
+            self.on_change()
         elif state in ("failed", "closed") and self.publisher is publisher:
             log.info("stage publisher connection %s", state, extra={"broadcast": self.broadcast_id})
             asyncio.ensure_future(self.unpublish(publisher.publisher_id))
@@ -363,6 +373,7 @@ class Stage:
             if value in ("failed", "closed") and self.viewers.get(viewer_id) is peer:
                 del self.viewers[viewer_id]
                 asyncio.ensure_future(peer.close())
+                self.on_change()
 
         peer = ClientPeer(open_sink, self.opus.subscribe(), on_input=_ignore, on_message=_ignore, on_state=state)
         try:
@@ -397,6 +408,7 @@ class Stage:
             return
         viewers, self.viewers = list(self.viewers.values()), {}
         await asyncio.gather(*(v.close() for v in viewers), return_exceptions=True)
+        self.on_change()
 
     # ------------------------------------------------------------------ status / end
     def describe(self) -> dict[str, object]:
@@ -422,18 +434,23 @@ class Stage:
 
 
 class Stages:
-    """The stages of this server, by broadcast id (created on first publish or view, ended with the broadcast)."""
+    """Stages by broadcast id (a session's, on its host: created on first publish, ended with the broadcast or
+    the session)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
         self._stages: dict[str, Stage] = {}
+        self.on_change = on_change or (lambda: None)  # any stage's describe() changed
 
     def get(self, broadcast_id: str) -> Stage | None:
         return self._stages.get(broadcast_id)
 
+    def items(self) -> list[tuple[str, Stage]]:
+        return list(self._stages.items())
+
     def get_or_create(self, broadcast_id: str) -> Stage:
         stage = self._stages.get(broadcast_id)
         if stage is None:
-            stage = self._stages[broadcast_id] = Stage(broadcast_id)
+            stage = self._stages[broadcast_id] = Stage(broadcast_id, on_change=lambda: self.on_change())
         return stage
 
     async def end(self, broadcast_id: str) -> None:

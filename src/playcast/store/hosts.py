@@ -42,6 +42,9 @@ class HostRow(Base):
     public_address: Mapped[str | None] = mapped_column(String(256), nullable=True)
     # SHA-256 of the host key it first joined with: its id is its own (another machine cannot take the id over)
     key_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # its LL-HLS endpoint and the key to present there (hostproto/media_endpoint.py): any replica's origin relays
+    media_url: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    media_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
     joined_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
 
