@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from playcast.json_input import parse_json
+
 log = logging.getLogger(__name__)
 
 CallHandler = Callable[[bytes], Awaitable[bytes]]
@@ -75,7 +77,7 @@ def _unframe(data: bytes) -> tuple[dict[str, Any], bytes]:
     head, sep, payload = data.partition(b"\n")
     if not sep:
         raise ValueError("no header")
-    header = json.loads(head)
+    header = parse_json(head, max_bytes=4096)
     if not isinstance(header, dict):
         raise ValueError("header is not an object")
     return header, payload

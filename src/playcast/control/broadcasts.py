@@ -86,13 +86,28 @@ class Broadcasts:
         self.on_end: list[Callable[[str], Awaitable[None]]] = []  # called with the broadcast id when it ends
 
     async def start(self) -> None:
+        """Broadcasts whose session is no longer running end (their session ended while no replica watched);
+        the others stay live: they run on their session's host, whichever replica started them."""
         self.plane.host_pool.on_event(self._on_session_event)
-        # Broadcasts of a previous run cannot still be live: their viewers' peers were in that process.
         async with self.plane.db.sessionmaker() as db:
             rows = (await db.execute(select(BroadcastRow).where(BroadcastRow.status == LIVE))).scalars().all()
             for row in rows:
-                row.status, row.ended_at, row.end_reason = ENDED, time.time(), "serverRestart"
+                session = await self.plane.sessions.row(row.stream_session_id)
+                if session is None or session.status not in _RUNNING:
+                    row.status, row.ended_at, row.end_reason = ENDED, time.time(), "serverRestart"
             await db.commit()
+
+    async def _live_of(self, broadcast_id: str) -> _Live | None:
+        """The broadcast as this replica drives it: from memory, or (one another replica started, or one from
+        before a restart) from its row while it is LIVE."""
+        live = self._live.get(broadcast_id)
+        if live is not None:
+            return live
+        row = await self.get(broadcast_id)
+        if row is None or row.status != LIVE:
+            return None
+        return self._live.setdefault(broadcast_id, _Live(row.stream_session_id,
+                                                         ViewerAccess(row.private, row.viewer_token)))
 
     async def create(self, session_id: str, owner: str, options: BroadcastOptions,
                      egress: WhipEgressRequest | None = None) -> BroadcastRow:
@@ -147,10 +162,13 @@ class Broadcasts:
             row = await db.get(BroadcastRow, broadcast_id)
             if row is None:
                 raise NotFoundError(f"broadcast {broadcast_id} not found")
-            if row.status == LIVE:
+            ended_now = row.status == LIVE
+            if ended_now:
                 row.status, row.ended_at, row.end_reason = ENDED, time.time(), reason
                 await db.commit()
         live = self._live.pop(broadcast_id, None)
+        if live is None and ended_now:  # started by another replica (or before a restart): stopped from here
+            live = _Live(row.stream_session_id, ViewerAccess(row.private, row.viewer_token))
         if live is not None:
             if row.hls:
                 rec = self.plane.host_pool.recording_status(live.session_id, broadcast_id)
@@ -195,8 +213,8 @@ class Broadcasts:
         if row is None:
             raise NotFoundError(f"broadcast {broadcast_id} not found")
         self.check_access(row, token)
-        live = self._live.get(broadcast_id)
-        if row.status != LIVE or live is None:
+        live = await self._live_of(broadcast_id) if row.status == LIVE else None
+        if live is None:
             raise NotLive(f"broadcast {broadcast_id} is not live")
         try:
             viewer_id, answer = await self.plane.host_pool.add_viewer(live.session_id, offer_sdp)
@@ -240,8 +258,8 @@ class Broadcasts:
         return await directory.media_endpoint(row.stream_session_id)
 
     # ------------------------------------------------------------------ the stage (WHIP ingest), on the session's host
-    def _live_session(self, broadcast_id: str) -> str:
-        live = self._live.get(broadcast_id)
+    async def _live_session(self, broadcast_id: str) -> str:
+        live = await self._live_of(broadcast_id)
         if live is None:
             raise NotLive(f"broadcast {broadcast_id} has ended")
         return live.session_id
@@ -249,7 +267,7 @@ class Broadcasts:
     async def stage_publish(self, broadcast_id: str, offer_sdp: str) -> tuple[str, str, str]:
         """(publisher id, ETag, answer SDP). Raises NotLive, StageRefused."""
         try:
-            return await self.plane.host_pool.stage_publish(self._live_session(broadcast_id), broadcast_id,
+            return await self.plane.host_pool.stage_publish(await self._live_session(broadcast_id), broadcast_id,
                                                             offer_sdp)
         except LookupError:
             raise NotLive(f"broadcast {broadcast_id}: its session is not running") from None
@@ -262,7 +280,7 @@ class Broadcasts:
     async def stage_trickle(self, broadcast_id: str, publisher_id: str, fragment: str) -> int:
         """Raises NotLive (no such publisher any more), StageRefused."""
         try:
-            return await self.plane.host_pool.stage_trickle(self._live_session(broadcast_id), broadcast_id,
+            return await self.plane.host_pool.stage_trickle(await self._live_session(broadcast_id), broadcast_id,
                                                             publisher_id, fragment)
         except LookupError as exc:
             raise NotLive(str(exc)) from None
@@ -270,7 +288,7 @@ class Broadcasts:
     async def stage_add_viewer(self, broadcast_id: str, offer_sdp: str) -> tuple[str, str]:
         """(viewer id, answer SDP). Raises NotLive, StageRefused (409 when nothing is published)."""
         try:
-            return await self.plane.host_pool.stage_add_viewer(self._live_session(broadcast_id), broadcast_id,
+            return await self.plane.host_pool.stage_add_viewer(await self._live_session(broadcast_id), broadcast_id,
                                                                offer_sdp)
         except LookupError:
             raise NotLive(f"broadcast {broadcast_id}: its session is not running") from None
@@ -290,8 +308,13 @@ class Broadcasts:
         return live.session_id if live is not None else None
 
     async def _on_session_event(self, event: SessionEvent) -> None:
+        """The session's broadcasts end with it, also those another replica started (this replica holds the
+        session's host, so it hears the end)."""
         if event.kind not in (SessionEventKind.ENDED, SessionEventKind.APP_EXITED):
             return
-        for broadcast_id, live in list(self._live.items()):
-            if live.session_id == event.session_id:
-                await self.end(broadcast_id, "sessionEnded")
+        ids = {bid for bid, live in self._live.items() if live.session_id == event.session_id}
+        async with self.plane.db.sessionmaker() as db:
+            ids |= set((await db.execute(select(BroadcastRow.id).where(
+                BroadcastRow.stream_session_id == event.session_id, BroadcastRow.status == LIVE))).scalars())
+        for broadcast_id in sorted(ids):
+            await self.end(broadcast_id, "sessionEnded")

@@ -17,11 +17,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from playcast.bus.replica_calls import ReplicaCalls, ReplicaUnreachable
+from playcast.bus.replica_calls import MAX_CALL_BYTES, ReplicaCalls, ReplicaUnreachable
 from playcast.control.fleet_directory import FleetDirectory, HostView
 from playcast.hostproto import codec
 from playcast.hostproto.messages import SessionState
 from playcast.hostproto.types import PlacementError, SignalError
+from playcast.json_input import parse_json
 from playcast.store.db import Database
 from playcast.store.hosts import HostRow
 from playcast.store.models import StreamSessionRow
@@ -177,7 +178,7 @@ class FleetPeers:
             raw = await self.calls.call(replica, json.dumps(body).encode(), timeout_s + FORWARD_SLACK_S)
         except ReplicaUnreachable as exc:
             raise LookupError(f"host {host_id}: its replica {replica} is unreachable ({exc})") from None
-        reply = json.loads(raw)
+        reply = parse_json(raw, max_bytes=MAX_CALL_BYTES)
         if reply.get("error") is not None:
             raise _error_from_wire(reply["error"])
         try:
@@ -206,7 +207,7 @@ class FleetPeers:
                                                              "host_id": host_id}).encode(), 10.0)
         except ReplicaUnreachable as exc:
             raise LookupError(f"host {host_id}: its replica {replica} is unreachable ({exc})") from None
-        reply = json.loads(raw)
+        reply = parse_json(raw, max_bytes=MAX_CALL_BYTES)
         if reply.get("error") is not None:
             raise _error_from_wire(reply["error"])
 
@@ -221,7 +222,7 @@ class FleetPeers:
     # ------------------------------------------------------------------ calls in
     async def _serve(self, payload: bytes) -> bytes:
         try:
-            body = codec.Fields(json.loads(payload), "call")
+            body = codec.Fields(parse_json(payload, max_bytes=MAX_CALL_BYTES), "call")
             what = body.str("what", max_len=32)
             if what == "request":
                 op = body.str("op", max_len=64)
@@ -239,7 +240,7 @@ class FleetPeers:
                 args = {"host_id": body.str("host_id", max_len=128)}
             else:
                 raise codec.ProtocolError(f"unknown call {what[:32]!r}")
-        except ValueError as exc:  # json.JSONDecodeError and codec.ProtocolError are ValueErrors
+        except ValueError as exc:  # JsonInputError and codec.ProtocolError are ValueErrors
             return json.dumps({"error": {"kind": "runtime", "message": f"bad call: {exc}"}}).encode()
         served = self._served
         if served is None:
