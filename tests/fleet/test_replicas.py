@@ -25,6 +25,7 @@ import pytest
 from tests import postgres
 from tests.events.support import RedisServer, redis_server
 from tests.fleet.support import ChromiumPlayer, HostProcess, Machines, game_pids, machines, playcast_host
+from tests.fleet.test_remote_broadcast import _whep_viewer
 from tests.harness import Playcast, free_port, playcast_up
 from tests.peers import PlayerPeer
 
@@ -251,6 +252,9 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
                  lambda g: g["Status"] == "CONNECTED", 30)
     pids_before = game_pids(c.hosts["b1"])
     assert pids_before
+    made = await asyncio.to_thread(c.admin(0).post, "/v1/broadcasts", json={"streamSessionId": sid, "private": True})
+    assert made.status_code == 201, made.text  # started on replica 0, packaged on b1 (replica 1's)
+    broadcast = made.json()
     killed_at = time.time()
     for replica in c.replicas:
         os.kill(replica.process.pid, signal.SIGKILL)
@@ -271,6 +275,14 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
     # of CPU while two replicas start on the same 2 cores, never the restart's length
     assert gap < MAX_FRAME_GAP_S, f"the video stopped for {gap:.2f} s across the restart"
     await asyncio.to_thread(player.screenshot, Path(tempfile.gettempdir()) / "playcast-replicas-restart.png")
+    # the broadcast is still live after the restart: a WHEP viewer through replica 0 (whose memory of it died) is
+    # answered by b1 through replica 1, and LL-HLS through replica 1 is relayed from b1
+    origin = broadcast["whepUrl"].split("/whep/")[0]
+    whep = {**broadcast, "whepUrl": broadcast["whepUrl"].replace(origin, c.replicas[0].base_url)}
+    await _whep_viewer(c.replicas[0].base_url, whep, f"Bearer {c.replicas[0].credentials['admin_token']}")
+    hls = f"{c.replicas[1].base_url}/hls/{broadcast['broadcastId']}/master.m3u8?token={broadcast['viewerToken']}"
+    master = await asyncio.to_thread(httpx.get, hls, timeout=30)
+    assert master.status_code == 200 and "#EXTM3U" in master.text, master.text
     print(f"every replica SIGKILLed and restarted: all 3 hosts re-registered {recovered_at - restarted_at:.2f} s "
           f"after the restart began; largest frame gap {gap * 1000:.0f} ms")
     # Redis goes away for 10 s: the game plays on, both replicas answer from the database, and once it is back a
