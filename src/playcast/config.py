@@ -65,6 +65,8 @@ class Settings:
     # GET /metrics needs `Authorization: Bearer <token>` when set; unset, it is open on loopback, and beyond loopback
     # `playcast up`/`server` set it from credentials.json (generated there once)
     metrics_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_METRICS_TOKEN") or None)
+    # the admin bearer token of /v1/...; give every replica the same one (unset: generated, kept in credentials.json)
+    admin_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_ADMIN_TOKEN") or None)
     # where ApplicationSourceUri may point, besides uploads_dir and the demo (CLI: --app-source-root)
     app_source_roots: list[Path] = field(default_factory=lambda: _env_paths("PLAYCAST_APP_SOURCE_ROOTS"))
     # what one application may unpack to (zip-bomb bounds)
