@@ -169,6 +169,8 @@ class Metrics:
         wanted = GaugeMetricFamily("playcast_location_slots_wanted", "Host slots wanted but not there: in use + "
                                    "waiting + refused in the capacity window + warm wanted - online slots, at "
                                    "least 0 (the autoscaling signal).", labels=at)
+        needed = GaugeMetricFamily("playcast_location_slots_needed", "Host slots asked of the location in all: in "
+                                   "use + waiting + refused in the capacity window + warm wanted.", labels=at)
         online = GaugeMetricFamily("playcast_location_slots_online", "Slots of the ONLINE hosts heard from in time.",
                                    labels=at)
         in_use = GaugeMetricFamily("playcast_location_slots_in_use", "Sessions placed or being placed on those "
@@ -181,12 +183,13 @@ class Metrics:
                                         "beyond their sessions (AlwaysOnCapacity, TargetIdleCapacity).", labels=at)
         for d in snap.demands:
             wanted.add_metric([d.location], d.wanted)
+            needed.add_metric([d.location], d.needed)
             online.add_metric([d.location], d.slots)
             in_use.add_metric([d.location], d.in_use)
             waiting.add_metric([d.location], d.waiting)
             refused.add_metric([d.location], d.refused)
             warm_wanted.add_metric([d.location], d.warm_wanted)
-        yield from (wanted, online, in_use, waiting, refused, warm_wanted)
+        yield from (wanted, needed, online, in_use, waiting, refused, warm_wanted)
 
     def _placements(self) -> Iterator[Metric]:
         """What this replica's placements did (counters: sum them over replicas)."""

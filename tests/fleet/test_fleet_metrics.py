@@ -126,6 +126,7 @@ def test_fleet_metrics_follow_hosts_placements_and_refusals() -> None:
             assert m.value("playcast_placement_failures_total", location=REMOTE, reason="no_host") == 0
             assert m.value("playcast_placement_duration_seconds_count", location=REMOTE, result="failed") == 1
             assert _wanted(m) == 1  # in use 1 + refused 1 - 1 slot
+            assert m.value("playcast_location_slots_needed", location=REMOTE) == 2
 
             # The host is killed outright: OFFLINE, its slot no longer counts, its session is over.
             first_host.kill(signal.SIGKILL)
@@ -155,8 +156,8 @@ def test_fleet_metrics_follow_hosts_placements_and_refusals() -> None:
         with playcast_host(net, _server_url(pc, net), _token(pc), location=REMOTE, slots=2):
             m = _until(pc, "the new host online", lambda m: m.get(
                 "playcast_location_slots_online", location=REMOTE) == 2)
-            assert _wanted(m) == 0
+            assert _wanted(m) == 0 and m.value("playcast_location_slots_needed", location=REMOTE) == 2
             # And once the refusals are older than the window, they count no more.
             m = _until(pc, "the refusals out of the window", lambda m: m.get(
                 "playcast_location_sessions_refused_recent", location=REMOTE) == 0)
-            assert _wanted(m) == 0
+            assert _wanted(m) == 0 and m.value("playcast_location_slots_needed", location=REMOTE) == 0

@@ -29,8 +29,14 @@ class LocationDemand:
     warm_wanted: int  # idle slots the groups keep there beyond their sessions (AlwaysOn floor, TargetIdle)
 
     @property
+    def needed(self) -> int:
+        """Slots asked of the location in all (what an autoscaler divides by the slots per host)."""
+        return self.in_use + self.waiting + self.refused + self.warm_wanted
+
+    @property
     def wanted(self) -> int:
-        return max(0, self.in_use + self.waiting + self.refused + self.warm_wanted - self.slots)
+        """Slots asked but not there (0 when there is room for everything)."""
+        return max(0, self.needed - self.slots)
 
 
 def _idle_wanted(cfg: dict[str, Any], running: int) -> int:
