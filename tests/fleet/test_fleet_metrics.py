@@ -161,3 +161,17 @@ def test_fleet_metrics_follow_hosts_placements_and_refusals() -> None:
             m = _until(pc, "the refusals out of the window", lambda m: m.get(
                 "playcast_location_sessions_refused_recent", location=REMOTE) == 0)
             assert _wanted(m) == 0 and m.value("playcast_location_slots_needed", location=REMOTE) == 0
+
+
+def test_a_paused_warm_slot_is_counted_and_its_demand_met() -> None:
+    """`playcast up --warm 1`: the default group's always-on slot is launched, paused once drawn, and reported by
+    the heartbeat; the location wants nothing (the slot is there), and needs the one slot the group keeps."""
+    with playcast_up("--bind", "0.0.0.0", "--warm", "1", "--slots", "2") as pc:
+        local = next(iter(_hosts(pc)))
+        m = _until(pc, "the warm slot paused", lambda m: m.get(
+            "playcast_fleet_host_slots_warm_paused", host=local, location="local") == 1)
+        assert m.value("playcast_fleet_host_slots_warm", host=local, location="local") == 1
+        assert m.value("playcast_fleet_host_slots_busy", host=local, location="local") == 0
+        assert m.value("playcast_location_slots_warm_wanted", location="local") == 1
+        assert m.value("playcast_location_slots_needed", location="local") == 1
+        assert m.value("playcast_location_slots_wanted", location="local") == 0
