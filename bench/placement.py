@@ -13,16 +13,9 @@ Prints the load average before and after and the other sessions' processes runni
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import signal
-import subprocess
-import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,50 +23,12 @@ import httpx
 from client import pct, summary
 
 from playcast.config import DEMO_APP_DIR
-from tests.fleet.support import Machines, machines, playcast_host
-from tests.harness import REPO, Playcast, free_port, wait_until
+from tests.fleet.support import machines, playcast_host
+from tests.harness import Playcast, playcast_up, wait_until
 from tests.observability.scrape import Scrape, parse
 
 LOCATION = "bench"
 POLL_S = 0.02
-
-
-@contextmanager
-def playcast_server(m: Machines) -> Iterator[Playcast]:
-    """`playcast server` on the bridge's address (hosts in namespaces dial it), its own data dir; SIGTERM after."""
-    port = free_port()
-    data_dir = Path(tempfile.mkdtemp(prefix="playcast-bench-server-"))
-    tmp = Path(tempfile.mkdtemp(prefix="playcast-bench-tmp-"))
-    cmd = [str(REPO / ".venv" / "bin" / "playcast"), "server", "--bind", "0.0.0.0", "--port", str(port),
-           "--data-dir", str(data_dir), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                            env={**os.environ, "TMPDIR": str(tmp)})
-    output: list[str] = []
-    ready: list[str] = []
-
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            output.append(line)
-            if line.startswith("PLAYCAST_READY "):
-                ready.append(line.split(" ", 1)[1].strip())
-
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        wait_until(lambda: ready or proc.poll() is not None, 90, "playcast server ready")
-        if not ready:
-            raise RuntimeError("playcast server exited:\n" + "".join(output)[-3000:])
-        creds = json.loads((data_dir / "credentials.json").read_text())
-        yield Playcast(proc, port, data_dir, ready[0], creds, output, tmp)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(data_dir, ignore_errors=True)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _admin(pc: Playcast) -> dict[str, str]:
@@ -147,7 +102,7 @@ def bench_hosts(n_hosts: int, slots: int, samples: int) -> Run:
     run = Run(n_hosts)
     with ExitStack() as stack:
         m = stack.enter_context(machines())
-        pc = stack.enter_context(playcast_server(m))
+        pc = stack.enter_context(playcast_up("--bind", "0.0.0.0", "--log-level", "warning", command="server"))
         url = f"http://{m.server_ip}:{pc.port}"
         for _ in range(n_hosts):
             token = httpx.post(f"{pc.base_url}/v1/hosts/tokens", json={}, headers=_admin(pc), timeout=30).json()
