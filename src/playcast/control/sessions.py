@@ -302,12 +302,16 @@ class StreamSessions:
 
     async def _count_failure(self, session_id: str, reason: str, started: float, location: str | None = None,
                              message: str = "") -> None:
-        """Count a failed placement for operators, in `location` or else the session's first wanted one."""
-        if location is None:
-            row = await self.row(session_id)
-            location = (row.location or next(iter(row.requested_locations or ()), None)) if row is not None else None
-        await self.plane.placement_stats.failed_at(Refusal(reason, location or "", message),
-                                                   time.monotonic() - started)
+        """Count a failed placement for operators, in `location` or else the session's first wanted one. Never
+        raises: what happens to the session must not depend on a figure."""
+        try:
+            if location is None:
+                row = await self.row(session_id)
+                location = (row.location or next(iter(row.requested_locations or ()), None)) if row else None
+            await self.plane.placement_stats.failed_at(Refusal(reason, location or "", message),
+                                                       time.monotonic() - started)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("session %s: placement failure not counted: %r", session_id, exc)
 
     async def _try_place(self, session_id: str, started: float) -> None:
         row = await self.row(session_id)
