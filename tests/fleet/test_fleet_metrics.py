@@ -175,3 +175,58 @@ def test_a_paused_warm_slot_is_counted_and_its_demand_met() -> None:
         assert m.value("playcast_location_slots_warm_wanted", location="local") == 1
         assert m.value("playcast_location_slots_needed", location="local") == 1
         assert m.value("playcast_location_slots_wanted", location="local") == 0
+
+
+def test_two_replicas_report_the_same_fleet_and_signal() -> None:
+    """Two `playcast server` replicas on PostgreSQL + Redis, hosts a1 (loc-a, 1 slot, on replica 0), a2 (loc-a, 1
+    slot, on replica 1), b1 (loc-b, 2 slots, on replica 1): both replicas show every host and the same capacity
+    signal; placement counters are each replica's own (they add up over replicas)."""
+    from tests import postgres
+    from tests.fleet.test_replicas import _group, cluster
+
+    if not postgres.available():
+        pytest.skip("PostgreSQL server binaries are not installed")
+    with cluster() as c:
+        group, app_id = _group(c)
+        ids = c.host_ids
+
+        def agree(what: str, cond: Any) -> list[Scrape]:
+            return [_until(pc, f"replica {i}: {what}", cond) for i, pc in enumerate(c.replicas)]
+
+        for m in agree("every host online", lambda m: all(m.get(
+                "playcast_fleet_host_status", host=ids[n], location=loc, status="ONLINE") == 1
+                for n, loc in (("a1", "loc-a"), ("a2", "loc-a"), ("b1", "loc-b")))):
+            assert m.value("playcast_fleet_host_slots", host=ids["b1"], location="loc-b") == 2
+            assert m.value("playcast_location_slots_online", location="loc-a") == 2
+            assert m.value("playcast_location_slots_wanted", location="loc-a") == 0
+
+        # Three sessions in loc-a, started through replica 0, with two slots there (one on each replica's host):
+        # two are placed, the third waits on a full host, and both replicas want one more slot.
+        gls = c.gls(0)
+        sids = [_start_in(gls, group, app_id, "loc-a") for _ in range(3)]
+        for m in agree("one slot wanted in loc-a", lambda m: m.get(
+                "playcast_location_slots_wanted", location="loc-a") == 1):
+            assert m.value("playcast_location_slots_in_use", location="loc-a") == 3
+            assert m.value("playcast_location_slots_wanted", location="loc-b") == 0
+        _until(c.replicas[0], "two placements", lambda m: m.get(
+            "playcast_placements_total", location="loc-a", warm="false") == 2)
+        placed = [_scrape(pc).get("playcast_placements_total", location="loc-a", warm="false") or 0
+                  for pc in c.replicas]
+        assert placed[0] == 2 and placed[1] == 0  # counted where the placement ran, whichever replica the host is on
+
+        def ended() -> bool:  # the waiting one gets a slot once another ends: end each as it becomes ACTIVE
+            statuses = [_status(gls, group, sid)["Status"] for sid in sids]
+            for sid, status in zip(sids, statuses, strict=True):
+                if status == "ACTIVE":
+                    gls.terminate_stream_session(Identifier=group, StreamSessionIdentifier=sid)
+            return all(status in ("TERMINATED", "ERROR") for status in statuses)
+
+        wait_until(ended, TIMEOUT, "every session ended", interval=0.5)
+        agree("nothing wanted", lambda m: m.get("playcast_location_slots_wanted", location="loc-a") == 0
+              and m.get("playcast_location_slots_in_use", location="loc-a") == 0)
+
+
+def _start_in(gls: Any, group: str, app_id: str, location: str) -> str:
+    s = gls.start_stream_session(Identifier=group, ApplicationIdentifier=app_id, Protocol="WebRTC",
+                                 SignalRequest="NO_CLIENT_CONNECTION", Locations=[location])
+    return str(s["Arn"].rsplit("/", 1)[-1])
