@@ -309,6 +309,12 @@ class LocalHostPool:
         await self._release(slot, reason)
         await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, time.time()))
 
+    async def terminate_on(self, host_id: str, session_id: str) -> None:
+        """This pool is one host: stop the session here without reporting it ENDED."""
+        slot = self._slot_of(session_id) if host_id == self.host_id else None
+        if slot is not None:
+            await self._release(slot, "terminated")
+
     # ------------------------------------------------------------------ internals
     def _slot_of(self, session_id: str) -> Slot | None:
         return next((s for s in self.slots if s.session_id == session_id), None)
