@@ -1,6 +1,7 @@
 """fleet metrics: paused warm slots per host, placements refused for want of a host slot
 
-Revision 0008 (after 0003; re-chained at merge), written 2026-12-02 13:18:37.052557; never edit it once released."""
+Revision 0008 (after 0004, main's newest when h9-ops merged it; re-chain after other branches' revisions),
+written 2026-12-02 13:18:37.052557; never edit it once released."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0008'
-down_revision: str | None = '0003'
+down_revision: str | None = '0004'
 branch_labels: str | None = None
 depends_on: str | None = None
 
