@@ -11,9 +11,11 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from playcast.cli_host_tokens import app as host_token_app
 from playcast.config import DEMO_APP_DIR, Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="playcast: play, broadcast and chat.")
+app.add_typer(host_token_app, name="host-token")
 console = Console(stderr=True)
 
 DEMO_DESCRIPTION = "playcast-demo"

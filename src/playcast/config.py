@@ -84,6 +84,9 @@ class Settings:
     # after a restart, sessions wait this long for their hosts to dial back
     host_lost_after_s: float = field(default_factory=lambda: float(os.environ.get("PLAYCAST_HOST_LOST_AFTER_S") or 8))
     host_rejoin_s: float = field(default_factory=lambda: float(os.environ.get("PLAYCAST_HOST_REJOIN_S") or 30))
+    # the capacity signal (playcast_location_slots_wanted) counts sessions refused for want of a slot this long
+    capacity_window_s: float = field(
+        default_factory=lambda: min(3600.0, float(os.environ.get("PLAYCAST_CAPACITY_WINDOW_S") or 300)))
 
     @property
     def effective_location(self) -> str:

@@ -1,11 +1,13 @@
 """Prometheus metrics of one playcast server: the metric families, read from live state at each scrape.
 
-Reads what the parts already count (host pool, fan-outs, HLS origin, events service, database); never changes
-that state, and media code never imports it. One registry per app (tests run several apps in one process)."""
+Reads what the parts already count (host pool, fan-outs, HLS origin, events service, placement counts, the
+database: sessions, the fleet's hosts, the capacity signal); never changes that state, and media code never imports
+it. One registry per app (tests run several apps in one process). docs/fleet-metrics.md describes the fleet's."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -13,6 +15,7 @@ from prometheus_client import CollectorRegistry, PlatformCollector, ProcessColle
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     InfoMetricFamily,
     Metric,
     SummaryMetricFamily,
@@ -20,6 +23,9 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from sqlalchemy import func, select
 
+from .control.capacity_signal import LocationDemand, location_demands
+from .control.fleet_directory import DRAINING, OFFLINE, ONLINE, HostView
+from .control.placement_stats import REASONS
 from .control.sessions import FINAL, RUNNING
 from .store.broadcasts import BroadcastRow
 from .store.models import StreamSessionRow
@@ -49,9 +55,13 @@ class MediaHost(Protocol):
 class _Snapshot:
     """What the database says at one scrape (read before rendering: collectors cannot await)."""
 
-    def __init__(self, sessions: dict[str, int], live_broadcasts: list[str]) -> None:
+    def __init__(self, sessions: dict[str, int], live_broadcasts: list[str], hosts: list[HostView] | None = None,
+                 demands: list[LocationDemand] | None = None, now: float = 0.0) -> None:
         self.sessions = sessions
         self.live_broadcasts = live_broadcasts
+        self.hosts = hosts  # None: this replica keeps no fleet in the database
+        self.demands = demands or []
+        self.now = now
 
 
 class Metrics:
@@ -84,22 +94,33 @@ class Metrics:
         plane = self._plane()
         if plane is None or not plane.db.is_open:
             return None
+        now = time.time()
+        hosts: list[HostView] | None = None
+        demands: list[LocationDemand] = []
         try:
             async with plane.db.session() as s:
                 rows = (await s.execute(select(StreamSessionRow.status, func.count())
                                         .group_by(StreamSessionRow.status))).all()
                 live = (await s.execute(select(BroadcastRow.id).where(BroadcastRow.status == LIVE))).scalars()
                 live_ids = sorted(live)
+            if plane.fleet_directory is not None:
+                hosts = await plane.fleet_directory.hosts()
+                refused = await plane.placement_stats.recent_refusals(plane.settings.capacity_window_s)
+                async with plane.db.session() as s:
+                    demands = await location_demands(s, hosts, refused, now=now,
+                                                     lost_after_s=float(plane.settings.host_lost_after_s))
         except Exception as exc:  # noqa: BLE001 - a database hiccup must not fail the scrape: leave them out
             log.warning("metrics: database not readable: %r", exc)
             return None
         sessions = dict.fromkeys(SESSION_STATUSES, 0)
         sessions.update({status: int(n) for status, n in rows})
-        return _Snapshot(sessions, live_ids)
+        return _Snapshot(sessions, live_ids, hosts, demands, now)
 
     # ------------------------------------------------------------------ families (called by the collector)
     def families(self) -> Iterator[Metric]:
         yield from self._control()
+        yield from self._fleet()
+        yield from self._placements()
         yield from self._host()
         yield from self._broadcasts()
         yield from self._hls()
@@ -116,6 +137,85 @@ class Metrics:
         yield g
         yield GaugeMetricFamily("playcast_broadcasts_live", "Live broadcasts in the database (the same on "
                                 "every replica).", value=len(snap.live_broadcasts))
+
+    def _fleet(self) -> Iterator[Metric]:
+        """Every host in the database, whichever replica holds it, and the capacity signal per location (the
+        same on every replica: aggregate with max, not sum)."""
+        snap = self._snapshot
+        if snap is None or snap.hosts is None:
+            return
+        by = ["host", "location"]
+        slots = GaugeMetricFamily("playcast_fleet_host_slots", "Stream slots of each host (last heartbeat).", labels=by)
+        busy = GaugeMetricFamily("playcast_fleet_host_slots_busy", "Slots of each host running a session.", labels=by)
+        warm = GaugeMetricFamily("playcast_fleet_host_slots_warm", "Idle warm slots of each host (application "
+                                 "launched, no session).", labels=by)
+        paused = GaugeMetricFamily("playcast_fleet_host_slots_warm_paused", "Idle warm slots of each host whose game "
+                                   "is paused until claimed.", labels=by)
+        age = GaugeMetricFamily("playcast_fleet_host_heartbeat_age_seconds", "Seconds since each host was last "
+                                "heard from.", labels=by)
+        status = GaugeMetricFamily("playcast_fleet_host_status", "1 for each host's status (ONLINE, DRAINING or "
+                                   "OFFLINE), 0 for the others.", labels=[*by, "status"])
+        for h in snap.hosts:
+            where = [h.host_id, h.location]
+            slots.add_metric(where, h.slots)
+            busy.add_metric(where, h.busy)
+            warm.add_metric(where, h.warm)
+            paused.add_metric(where, h.paused)
+            age.add_metric(where, max(0.0, snap.now - h.heartbeat_at))
+            for name in (ONLINE, DRAINING, OFFLINE):
+                status.add_metric([*where, name], 1 if h.status == name else 0)
+        yield from (slots, busy, warm, paused, age, status)
+        at = ["location"]
+        wanted = GaugeMetricFamily("playcast_location_slots_wanted", "Host slots wanted but not there: in use + "
+                                   "waiting + refused in the capacity window + warm wanted - online slots, at "
+                                   "least 0 (the autoscaling signal).", labels=at)
+        needed = GaugeMetricFamily("playcast_location_slots_needed", "Host slots asked of the location in all: in "
+                                   "use + waiting + refused in the capacity window + warm wanted.", labels=at)
+        online = GaugeMetricFamily("playcast_location_slots_online", "Slots of the ONLINE hosts heard from in time.",
+                                   labels=at)
+        in_use = GaugeMetricFamily("playcast_location_slots_in_use", "Sessions placed or being placed on those "
+                                   "hosts.", labels=at)
+        waiting = GaugeMetricFamily("playcast_location_sessions_waiting", "Sessions waiting for a host where none "
+                                    "is online.", labels=at)
+        refused = GaugeMetricFamily("playcast_location_sessions_refused_recent", "Sessions refused for want of a "
+                                    "slot within PLAYCAST_CAPACITY_WINDOW_S.", labels=at)
+        warm_wanted = GaugeMetricFamily("playcast_location_slots_warm_wanted", "Idle slots the stream groups keep "
+                                        "beyond their sessions (AlwaysOnCapacity, TargetIdleCapacity).", labels=at)
+        for d in snap.demands:
+            wanted.add_metric([d.location], d.wanted)
+            needed.add_metric([d.location], d.needed)
+            online.add_metric([d.location], d.slots)
+            in_use.add_metric([d.location], d.in_use)
+            waiting.add_metric([d.location], d.waiting)
+            refused.add_metric([d.location], d.refused)
+            warm_wanted.add_metric([d.location], d.warm_wanted)
+        yield from (wanted, needed, online, in_use, waiting, refused, warm_wanted)
+
+    def _placements(self) -> Iterator[Metric]:
+        """What this replica's placements did (counters: sum them over replicas)."""
+        plane = self._plane()
+        if plane is None:
+            return
+        stats = plane.placement_stats
+        placed = CounterMetricFamily("playcast_placements", "Sessions placed on a host by this replica.",
+                                     labels=["location", "warm"])
+        for (location, was_warm), n in sorted(stats.placed.items()):
+            placed.add_metric([location, "true" if was_warm else "false"], n)
+        yield placed
+        failed = CounterMetricFamily("playcast_placement_failures", "Placements by this replica that failed, by "
+                                     "reason (no_capacity, no_host, host_error, timeout, group_maximum, internal).",
+                                     labels=["location", "reason"])
+        locations = {loc for loc, _ in stats.failed} | {loc for loc, _ in stats.placed}
+        for location in sorted(locations):
+            for reason in REASONS:
+                failed.add_metric([location, reason], stats.failed.get((location, reason), 0))
+        yield failed
+        seconds = HistogramMetricFamily("playcast_placement_duration_seconds", "From StartStreamSession's "
+                                        "placement to ACTIVE (result warm or cold) or to the failure (failed).",
+                                        labels=["location", "result"])
+        for (location, result), h in sorted(stats.durations.items()):
+            seconds.add_metric([location, result], h.buckets(), h.total_s)
+        yield seconds
 
     def _host(self) -> Iterator[Metric]:
         pool = self.host_pool

@@ -38,6 +38,7 @@ class HostView:
     slots: int
     busy: int
     warm: int
+    paused: int
     warm_launches: tuple[str, ...]
     status: str
     replica_id: str | None
@@ -51,7 +52,8 @@ class HostView:
 
 
 def _view(row: HostRow) -> HostView:
-    return HostView(row.id, row.location, row.slots, row.busy, row.warm, tuple(row.warm_launches or ()),
+    return HostView(row.id, row.location, row.slots, row.busy, row.warm, row.paused or 0,
+                    tuple(row.warm_launches or ()),
                     row.status, row.replica_id, row.heartbeat_at, dict(row.sessions or {}), row.version, row.encoder)
 
 
@@ -95,7 +97,7 @@ class FleetDirectory:
                 row.key_sha256 = hashlib.sha256(h.host_key.encode()).hexdigest()
             row.version, row.encoder, row.public_address = h.version, h.encoder, h.public_address
             row.media_url, row.media_key = h.media_url, h.media_key
-            row.busy, row.warm, row.warm_launches = len(h.sessions), 0, []
+            row.busy, row.warm, row.paused, row.warm_launches = len(h.sessions), 0, 0, []
             row.sessions = {sid: {"session_id": sid, "viewers": 0} for sid in h.sessions}
             row.joined_at = row.joined_at or now
             row.heartbeat_at = now
@@ -107,7 +109,7 @@ class FleetDirectory:
         async with self.db.session() as s:
             await s.execute(update(HostRow).where(HostRow.id == conn.host_id,
                                                   HostRow.replica_id == self.replica_id).values(
-                slots=conn.slots, busy=min(conn.busy, conn.slots), warm=conn.warm,
+                slots=conn.slots, busy=min(conn.busy, conn.slots), warm=conn.warm, paused=conn.paused,
                 warm_launches=list(hb.warm_launches) if hb is not None else [],
                 sessions={sid: codec.state_to_wire(st) for sid, st in conn.sessions.items()},
                 heartbeat_at=self.clock()))

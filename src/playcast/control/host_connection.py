@@ -75,6 +75,10 @@ class HostConnection:
         return self.heartbeat.slots if self.heartbeat is not None else self.hello.slots
 
     @property
+    def paused(self) -> int:
+        return self.heartbeat.paused if self.heartbeat is not None else 0
+
+    @property
     def busy(self) -> int:
         hb = self.heartbeat
         return max(hb.busy if hb is not None else 0, len(self.sessions)) + self.pending_placements

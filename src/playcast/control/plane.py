@@ -18,6 +18,7 @@ from playcast.control.fleet import Fleet
 from playcast.control.fleet_directory import FleetDirectory
 from playcast.control.fleet_peers import FleetPeers
 from playcast.control.host_pool import HostPool
+from playcast.control.placement_stats import PlacementStats
 
 from ..config import Settings
 from ..store import queries
@@ -54,6 +55,7 @@ class ControlPlane:
         self.tags = Tags(self)
         self.broadcasts = Broadcasts(self)
         self.host_tokens = HostTokens(db)
+        self.placement_stats = PlacementStats(db)
         # hosts joined through the host protocol are kept in the database, so placement reserves slots there
         self.fleet_directory = FleetDirectory(db, host_pool.replica_id) if isinstance(host_pool, Fleet) else None
         self._replica_beat: asyncio.Task[None] | None = None

@@ -31,6 +31,7 @@ from .fleet_directory import pick_host
 from .fleet_peers import REPLICA_STALE_S
 from .ids import STREAM_GROUP, new_stream_session_id
 from .pages import list_page
+from .placement_stats import GROUP_MAXIMUM, HOST_ERROR, INTERNAL, NO_CAPACITY, NO_HOST, TIMEOUT, Refusal
 from .signal import BadSignal, parse_offer
 from .stream_groups import USABLE, max_sessions
 from .watch import ChangeWatch
@@ -286,18 +287,33 @@ class StreamSessions:
     async def _place(self, session_id: str) -> None:
         """Place one session. Whatever happens in here (an error anywhere, a cancellation), the session leaves
         ACTIVATING and keeps neither a host slot nor a capacity reservation it did not get to use."""
+        started = time.monotonic()
         try:
-            await self._try_place(session_id)
+            await self._try_place(session_id, started)
         except asyncio.CancelledError:
             message = self._cancel_messages.pop(session_id, "placement cancelled")
             await self._placement_failed(session_id, "internalError", message)
             raise
         except Exception as exc:  # noqa: BLE001 - any failure ends the session in ERROR
             log.exception("session %s: placement crashed", session_id)
+            await self._count_failure(session_id, INTERNAL, started)
             await self._placement_failed(session_id, "internalError",
                                          f"placement failed: {type(exc).__name__}: {str(exc)[:200]}")
 
-    async def _try_place(self, session_id: str) -> None:
+    async def _count_failure(self, session_id: str, reason: str, started: float, location: str | None = None,
+                             message: str = "") -> None:
+        """Count a failed placement for operators, in `location` or else the session's first wanted one. Never
+        raises: what happens to the session must not depend on a figure."""
+        try:
+            if location is None:
+                row = await self.row(session_id)
+                location = (row.location or next(iter(row.requested_locations or ()), None)) if row else None
+            await self.plane.placement_stats.failed_at(Refusal(reason, location or "", message),
+                                                       time.monotonic() - started)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("session %s: placement failure not counted: %r", session_id, exc)
+
+    async def _try_place(self, session_id: str, started: float) -> None:
         row = await self.row(session_id)
         if row is None or row.status != ACTIVATING:
             return
@@ -320,7 +336,7 @@ class StreamSessions:
         launch = self.plane.applications.launch_spec(app, row.launch_args, row.launch_env)
         deadline = time.monotonic() + float(self.plane.settings.placement_timeout_s)
         group_id = row.stream_group_id
-        reserved = await self._reserve(row, deadline, launch)
+        reserved = await self._reserve(row, deadline, launch, started)
         if reserved is None:
             return
         locations, host_id = reserved
@@ -331,13 +347,17 @@ class StreamSessions:
             try:
                 result = await asyncio.wait_for(self.plane.host_pool.place(placement, remaining),
                                                 remaining + PLACEMENT_GRACE_S)
-            except PlacementError as exc:
+            except PlacementError as exc:  # a host's placementTimeout: no slot of its came free in time
+                await self._count_failure(session_id, NO_CAPACITY if exc.reason == "placementTimeout" else HOST_ERROR,
+                                          started, locations[0] if len(locations) == 1 else None, str(exc))
                 await self._placement_failed(session_id, exc.reason, str(exc))
                 return
             except TimeoutError:
+                await self._count_failure(session_id, TIMEOUT, started, locations[0] if len(locations) == 1 else None)
                 await self._placement_failed(session_id, "placementTimeout",
                                              "no host slot within the placement timeout")
                 return
+            self.plane.placement_stats.placed_at(result.location, result.warm, time.monotonic() - started)
             now = time.time()
             ok = await self._cas(session_id, (ACTIVATING,), status=ACTIVE, status_reason=None,
                                  location=result.location, host_id=result.host_id, slot_id=result.slot_id,
@@ -353,8 +373,8 @@ class StreamSessions:
             await self._cleanup_host(session_id)
             self._capacity.notify(group_id)
 
-    async def _reserve(self, row: StreamSessionRow, deadline: float,
-                       launch: LaunchSpec) -> tuple[list[str], str | None] | None:
+    async def _reserve(self, row: StreamSessionRow, deadline: float, launch: LaunchSpec,
+                       started: float) -> tuple[list[str], str | None] | None:
         """Wait for room under the group's capacity (and, with hosts in the database, for a host slot), then
         reserve it: (the locations to try, the host whose slot is reserved or None). None when the session ended
         meanwhile or the timeout passed (then it is ERROR)."""
@@ -368,7 +388,8 @@ class StreamSessions:
                 if reserved is not None:
                     return reserved
             else:
-                why = "the stream group has no free capacity (MaximumCapacity reached)"
+                why = Refusal(GROUP_MAXIMUM, next(iter(row.requested_locations or ()), row.location or ""),
+                              "the stream group has no free capacity (MaximumCapacity reached)")
                 lock = self._group_locks.setdefault(group_id, asyncio.Lock())
                 async with lock:
                     locations = await self._candidates(row)
@@ -378,8 +399,9 @@ class StreamSessions:
                     return locations, None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                await self._cas(row.id, (ACTIVATING,), status=ERROR, status_reason="placementTimeout",
-                                status_message=why)
+                if await self._cas(row.id, (ACTIVATING,), status=ERROR, status_reason="placementTimeout",
+                                   status_message=why.message):
+                    await self._count_failure(row.id, why.reason, started, why.location, why.message)
                 return None
             await self._capacity.wait(event, min(remaining, 1.0))
             current = await self.row(row.id)
@@ -387,30 +409,33 @@ class StreamSessions:
                 return None
 
     async def _reserve_in_database(self, row: StreamSessionRow,
-                                   launch: LaunchSpec) -> tuple[tuple[list[str], str] | None, str]:
+                                   launch: LaunchSpec) -> tuple[tuple[list[str], str] | None, Refusal]:
         """One transaction: the group's capacity per location (its row locked), then a host slot (host rows
         locked), written on the session's own row (location, host) so every replica's next placement counts it.
-        Returns (([location], host id), "") or (None, why not yet)."""
+        Returns (([location], host id), a Refusal of nothing) or (None, why not yet)."""
         postgres = self.plane.db.engine.dialect.name == "postgresql"
         async with self.plane.db.session() as s, s.begin():
             query = select(StreamGroupRow).where(StreamGroupRow.id == row.stream_group_id)
             group = (await s.execute(query.with_for_update() if postgres else query)).scalar_one_or_none()
+            first = next(iter(row.requested_locations or ()), None)
             if group is None:
-                return None, "the stream group is gone"
+                return None, Refusal(INTERNAL, first or "", "the stream group is gone")
             candidates = await self._room_in(s, group, row)
             if not candidates:
-                return None, "the stream group has no free capacity (MaximumCapacity reached)"
+                wanted = first or next((loc["LocationName"] for loc in group.locations), "")
+                return None, Refusal(GROUP_MAXIMUM, wanted,
+                                     "the stream group has no free capacity (MaximumCapacity reached)")
             picked = await pick_host(s, candidates, launch_key(launch), now=time.time(),
                                      lost_after_s=float(self.plane.settings.host_lost_after_s), lock=postgres)
             if picked is None:
-                return None, f"no host is online in {', '.join(candidates)}"
+                return None, Refusal(NO_HOST, candidates[0], f"no host is online in {', '.join(candidates)}")
             location, host_id = picked
             done = await s.execute(update(StreamSessionRow).where(
                 StreamSessionRow.id == row.id, StreamSessionRow.status == ACTIVATING).values(
                 location=location, host_id=host_id, updated_at=time.time()))
             if done.rowcount != 1:
-                return None, "the session ended"
-        return ([location], host_id), ""
+                return None, Refusal(INTERNAL, location, "the session ended")
+        return ([location], host_id), Refusal("", location, "")
 
     async def _room_in(self, s: Any, group: StreamGroupRow, row: StreamSessionRow) -> list[str]:
         """The session's locations in preference order where the group is under its MaximumCapacity (sessions
@@ -689,6 +714,7 @@ class StreamSessions:
                                status_message="not placed within the placement timeout"):
             return
         log.warning("session %s: still ACTIVATING past the placement timeout; ended", session_id)
+        await self._count_failure(session_id, TIMEOUT, time.monotonic() - self.placement_limit_s)
         await self._drop_placement(session_id)
 
     # -- restart --------------------------------------------------------------------------------------

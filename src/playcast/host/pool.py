@@ -180,6 +180,10 @@ class LocalHostPool:
                             tuple(self.egress_status(session_id)), slot.runtime.video_stats(),
                             tuple(_stage_state(b, st) for b, st in slot.runtime.stages.items()))
 
+    def paused_warm(self) -> int:
+        """Idle warm slots whose game is paused now (they cost almost nothing until claimed)."""
+        return sum(1 for s in self.slots if s.idle_warm and s.runtime is not None and s.runtime.paused)
+
     def warm_launches(self) -> list[LaunchSpec]:
         """The launch of every idle warm slot (a placement with an equal launch takes one without a cold start)."""
         return [s.runtime.spec for s in self.slots if s.idle_warm and s.runtime is not None]

@@ -89,6 +89,7 @@ class Heartbeat:
     warm: int  # slots with an application launched and no session
     warm_launches: tuple[str, ...] = ()  # launch keys (types.launch_key) of the idle warm slots
     sessions: tuple[SessionState, ...] = ()
+    paused: int = 0  # of the warm slots, those whose game is paused (SIGSTOP) until a session claims it
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""Tables of the fleet: host tokens (only a hash of each secret is kept), hosts as last heard from, replicas.
+"""Tables of the fleet: host tokens (only a hash of each secret is kept), hosts as last heard from, replicas, and
+placements refused for want of a host slot (the capacity signal's recent refusals).
 
-Models only; control/host_tokens.py and control/fleet_directory.py read and write them."""
+Models only; control/host_tokens.py, control/fleet_directory.py and control/placement_stats.py read and write them."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ class HostRow(Base):
     slots: Mapped[int] = mapped_column(Integer, default=0)
     busy: Mapped[int] = mapped_column(Integer, default=0)
     warm: Mapped[int] = mapped_column(Integer, default=0)
+    paused: Mapped[int] = mapped_column(Integer, default=0)  # of the warm slots, those whose game is paused
     warm_launches: Mapped[list[str]] = mapped_column(JSON, default=list)  # launch keys of its idle warm slots
     sessions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # session id -> state (codec wire form)
     status: Mapped[str] = mapped_column(String(16))  # ONLINE | DRAINING | OFFLINE
@@ -59,3 +61,17 @@ class ReplicaRow(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     started_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
+
+
+class PlacementRefusalRow(Base):
+    """A session refused because no host slot was to be had in `location` (no host there, or every slot busy):
+    recent ones are demand the fleet did not meet, read by every replica for the capacity signal."""
+
+    __tablename__ = "placement_refusals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    location: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(32))  # no_capacity | no_host
+    at: Mapped[float] = mapped_column(Float)  # unix time
+
+    __table_args__ = (Index("ix_placement_refusals_at", "at"),)
