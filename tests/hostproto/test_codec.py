@@ -26,8 +26,11 @@ from playcast.hostproto.messages import (
     Welcome,
 )
 from playcast.hostproto.types import (
+    ContentRef,
     EgressStatus,
+    FileBundle,
     LaunchSpec,
+    launch_key,
     Placement,
     PlacementResult,
     SessionEvent,
@@ -35,7 +38,11 @@ from playcast.hostproto.types import (
     VideoStats,
 )
 
-SPEC = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"B": "2", "A": "1"})
+DIGEST = "ab" * 32
+CONTENT = ContentRef(DIGEST, 1234, f"/v1/content/{DIGEST}")
+SPEC = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"B": "2", "A": "1"}, CONTENT)
+S3_SPEC = LaunchSpec.make("a-2", "/srv/apps/a-2", "run", content=ContentRef(DIGEST, 5, "s3://my-bucket/c/x.tar.gz"))
+BARE_SPEC = LaunchSpec.make("a-3", "/opt/game", "run")  # content already on the host's disk
 PLACEMENT = Placement("s-1", "sg-1", ("here", "there"), SPEC, '{"type": "offer", "sdp": "v=0\\r\\n"}')
 STATE = SessionState("s-1", 3, {"b-1": {"status": "RECORDING", "message": None, "segments": 4}},
                      (EgressStatus("e-1", "https://x/whip", "api", "retrying", 2, "unreachable", None, 12.5),),
@@ -45,7 +52,8 @@ ARGS: dict[str, dict[str, Any]] = {
     "place": {"placement": PLACEMENT, "timeout_s": 75.0},
     "connect": {"session_id": "s-1", "signal_request": "{}"},
     "terminate": {"session_id": "s-1", "reason": "idle"},
-    "set_warm_target": {"stream_group_id": "sg-1", "location": "here", "launches": [SPEC], "count": 2},
+    "set_warm_target": {"stream_group_id": "sg-1", "location": "here", "launches": [SPEC, S3_SPEC, BARE_SPEC],
+                        "count": 2},
     "send_app_message": {"session_id": "s-1", "payload": b"\x00\xffchat"},
     "add_viewer": {"session_id": "s-1", "offer_sdp": "v=0\r\n"},
     "remove_viewer": {"session_id": "s-1", "viewer_id": "v-1"},
@@ -53,11 +61,15 @@ ARGS: dict[str, dict[str, Any]] = {
     "stop_hls": {"session_id": "s-1", "broadcast_id": "b-1"},
     "start_egress": {"session_id": "s-1", "url": "https://x/whip", "token": None},
     "stop_egress": {"session_id": "s-1", "egress_id": "e-1"},
+    "collect_files": {"session_id": "s-1", "log_paths": ["logs/", "$HOME/game.log"], "export": True},
+    "read_file": {"session_id": "s-1", "name": "logs.zip", "offset": 524288},
 }
 RESULTS: dict[str, Any] = {
     "place": PlacementResult("h-1", "slot-0", "here", '{"type": "answer"}', True), "connect": '{"type": "answer"}',
     "terminate": None, "set_warm_target": None, "send_app_message": True, "add_viewer": ("v-1", "v=0\r\n"),
     "remove_viewer": False, "start_hls": None, "stop_hls": None, "start_egress": "e-1", "stop_egress": True,
+    "collect_files": [FileBundle("logs.zip", 10, "cd" * 32), FileBundle("export.zip", 0, "ef" * 32)],
+    "read_file": b"PK\x03\x04\x00\xff",
 }
 
 
@@ -115,6 +127,51 @@ def _frame(**doc: Any) -> str:
 def test_bad_host_frames_say_what_is_wrong(text: str, words: str) -> None:
     with pytest.raises(codec.ProtocolError, match=words.replace("[", r"\[").replace("(", r"\(")):
         codec.decode_host(text)
+
+
+def test_equal_launches_have_equal_keys_and_content_counts() -> None:
+    same = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"A": "1", "B": "2"},
+                           ContentRef(DIGEST, 1234, f"/v1/content/{DIGEST}"))
+    assert same == SPEC and launch_key(same) == launch_key(SPEC)
+    other = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"A": "1", "B": "2"},
+                            ContentRef("cd" * 32, 1234, f"/v1/content/{'cd' * 32}"))
+    assert launch_key(other) != launch_key(SPEC)  # new content: no warm slot of the old one matches
+    wired = codec.launch_from_wire(codec.Fields(json.loads(json.dumps(codec.launch_to_wire(SPEC))), "launch"))
+    assert wired == SPEC and launch_key(wired) == launch_key(SPEC)
+
+
+def _launch(content: Any) -> dict[str, Any]:
+    return {"application_id": "a", "source_dir": "/x", "executable": "y", "content": content}
+
+
+@pytest.mark.parametrize("content, words", [
+    ({"sha256": "AB" * 32, "size": 1, "url": "/v1/content/" + "AB" * 32}, "sha256 must be 64 lowercase hex"),
+    ({"sha256": "ab" * 31, "size": 1, "url": "/v1/content/" + "ab" * 31}, "sha256 must be 64 lowercase hex"),
+    ({"sha256": DIGEST, "size": -1, "url": f"/v1/content/{DIGEST}"}, "content.size is out of range"),
+    ({"sha256": DIGEST, "size": 1, "url": "/v1/content/" + "cd" * 32}, "url must be"),
+    ({"sha256": DIGEST, "size": 1, "url": "http://elsewhere/evil"}, "url must be"),
+    ({"sha256": DIGEST, "size": 1, "url": "file:///etc/passwd"}, "url must be"),
+    ({"sha256": DIGEST, "size": 1}, "content.url is required"),
+    ("not an object", "content has the wrong type"),
+])
+def test_bad_content_references_are_refused(content: Any, words: str) -> None:
+    with pytest.raises(codec.ProtocolError, match=words):
+        codec.launch_from_wire(codec.Fields(_launch(content), "launch"))
+
+
+def test_bad_file_requests_and_results_are_refused() -> None:
+    with pytest.raises(codec.ProtocolError, match="args.name must be one of"):
+        codec.args_from_wire("read_file", codec.Fields({"session_id": "s", "name": "../../etc/passwd",
+                                                        "offset": 0}, "args"))
+    with pytest.raises(codec.ProtocolError, match="at most 10 paths"):
+        codec.args_from_wire("collect_files", codec.Fields({"session_id": "s", "log_paths": ["l"] * 11,
+                                                            "export": False}, "args"))
+    with pytest.raises(codec.ProtocolError, match=r"result\[0\].name must be one of"):
+        codec.result_of("collect_files", [{"name": "x.zip", "size": 1, "sha256": DIGEST}])
+    with pytest.raises(codec.ProtocolError, match="larger than"):
+        codec.result_of("read_file", codec.result_to_wire("read_file", b"x" * (512 * 1024 + 1)))
+    with pytest.raises(codec.ProtocolError, match="not base64"):
+        codec.result_of("read_file", "!!")
 
 
 def test_bad_request_args_say_what_is_wrong() -> None:

@@ -18,7 +18,7 @@ from playcast.hostproto.types import LaunchSpec
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow
 from .errors import ConflictError, NotFoundError, ValidationError
-from .extract import Limits
+from playcast.archives.extract import Limits
 from .ids import APPLICATION, new_application_id
 from .ingest import (
     IngestError,

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from .extract import Limits, unpack
-from .members import UnsafeContent
+from playcast.archives.extract import Limits, unpack
+from playcast.archives.members import UnsafeContent
 
 log = logging.getLogger(__name__)
 
