@@ -26,6 +26,11 @@ def _env_paths(name: str) -> list[Path]:
     return paths
 
 
+def _env_names(name: str) -> list[str]:
+    """A comma-separated list of names (blanks skipped)."""
+    return [n.strip() for n in os.environ.get(name, "").split(",") if n.strip()]
+
+
 def is_loopback(host: str) -> bool:
     """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -70,6 +75,19 @@ class Settings:
     # what one application may unpack to (zip-bomb bounds)
     app_max_files: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_FILES", 200_000))
     app_max_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_BYTES", 50 << 30))
+    # application content: where the server keeps each application's archive (path, file:// or s3://bucket/prefix;
+    # default <data dir>/content), and the size a host's content cache may grow to before it evicts (LRU)
+    content_storage: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_CONTENT_STORAGE") or None)
+    content_cache_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_CONTENT_CACHE_BYTES", 100 << 30))
+    # S3 (ApplicationSourceUri, ApplicationLogOutputUri, ExportStreamSessionFiles, s3:// storage): the endpoint of
+    # an S3-compatible service (unset: AWS) and its region; credentials come from the standard AWS environment
+    s3_endpoint_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_S3_ENDPOINT_URL") or None)
+    s3_region: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_S3_REGION") or None)
+    # buckets ApplicationSourceUri may read (s3://bucket/...) and buckets logs and exports may be written to; "*"
+    # allows any bucket the credentials reach
+    app_source_buckets: list[str] = field(default_factory=lambda: _env_names("PLAYCAST_APP_SOURCE_BUCKETS"))
+    output_buckets: list[str] = field(default_factory=lambda: _env_names("PLAYCAST_OUTPUT_BUCKETS"))
+    export_max_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_EXPORT_MAX_BYTES", 1 << 30))
     # control plane timeouts
     idle_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_IDLE_TIMEOUT_S", 3600))
     placement_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_PLACEMENT_TIMEOUT_S", 75))
@@ -87,6 +105,15 @@ class Settings:
     def source_roots(self) -> list[Path]:
         """Every directory ApplicationSourceUri may point into: the configured roots, uploads and the demo."""
         return [*self.app_source_roots, self.uploads_dir, DEMO_APP_DIR]
+
+    @property
+    def content_storage_url(self) -> str:
+        return self.content_storage or str(self.data_dir / "content")
+
+    @property
+    def content_cache_dir(self) -> Path:
+        """A host's content cache (and its sessions' application trees)."""
+        return self.data_dir / "content-cache"
 
     @property
     def database(self) -> str:

@@ -4,11 +4,14 @@ Atomic writes (temp file + rename) so readers never see half an object; never le
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import tempfile
 import threading
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote
 
 from playcast.storage.base import (
@@ -79,6 +82,46 @@ class LocalStorage(Storage):
                 raise StorageError(f"cannot write {key} to {self.root}: {reason}") from exc
             if self._used is not None:
                 self._used += len(data) - old
+
+    def put_file(self, key: str, path: Path | str, content_type: str | None = None,
+                 cache_control: str | None = None) -> None:
+        """Copy a local file in, in chunks (never whole in memory), atomically."""
+        target = self._path(key)
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        with self._lock:
+            old = target.stat().st_size if target.is_file() else 0
+            if self.quota_bytes is not None and self._usage() - old + size > self.quota_bytes:
+                raise StorageFull(f"storage quota of {self.quota_bytes} bytes reached in {self.root}")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".put-")
+                try:
+                    with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                    os.replace(tmp, target)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)
+                    raise
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                if exc.errno in _FULL:
+                    raise StorageFull(f"no space left for {key} in {self.root}: {reason}") from exc
+                raise StorageError(f"cannot write {key} to {self.root}: {reason}") from exc
+            if self._used is not None:
+                self._used += size - old
+
+    def open_read(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(f"no object {key!r}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {key} from {self.root}: {exc.strerror or exc}") from exc
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
