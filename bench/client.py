@@ -39,6 +39,13 @@ NEW_CLIENT_JS = """async () => {
 }"""
 
 
+VIDEO_STATS_JS = """async () => { const r = await window.sdk.getVideoRTCStats(); let o = {};
+  r.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'video') o = {decoded: s.framesDecoded,
+    dropped: s.framesDropped || 0, bytes: s.bytesReceived, w: s.frameWidth, h: s.frameHeight}; });
+  o.presented = window.frameTimes.length; return o; }"""
+"""The player's video so far: frames decoded and dropped (getStats), bytes, size, frames presented (rVFC)."""
+
+
 @dataclass
 class Target:
     group_id: str
@@ -145,6 +152,22 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_state(pid: int) -> str:
+    """One letter from /proc/<pid>/stat (R running, S sleeping, T stopped, Z zombie); '-' once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "-"
+
+
+def environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.decode(errors="replace").partition("=")[::2] for item in raw.split(b"\0") if item)
 
 
 def cmdline(pid: int) -> str:

@@ -12,7 +12,16 @@ import argparse
 import os
 import time
 
-from client import cmdline, cpu_seconds, default_target, open_page, process_tree, start_session, terminate
+from client import (
+    VIDEO_STATS_JS,
+    cmdline,
+    cpu_seconds,
+    default_target,
+    open_page,
+    process_tree,
+    start_session,
+    terminate,
+)
 
 from tests.harness import chromium, playcast_up
 
@@ -32,16 +41,12 @@ def measure(size: str, seconds: float) -> dict[str, float]:
         server_pid = pc.process.pid
         tree = [p for p in process_tree(server_pid) if p != server_pid]
         chrome = [p for p in process_tree(1) if "chromium" in cmdline(p) and p not in tree]
-        stats_js = """async () => { const r = await window.sdk.getVideoRTCStats(); let o = {};
-            r.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'video') o = {decoded: s.framesDecoded,
-              dropped: s.framesDropped || 0, bytes: s.bytesReceived, w: s.frameWidth, h: s.frameHeight}; });
-            o.presented = window.frameTimes.length; return o; }"""
-        s0, t0 = page.evaluate(stats_js), time.monotonic()
+        s0, t0 = page.evaluate(VIDEO_STATS_JS), time.monotonic()
         c0 = {p: cpu_seconds(p) for p in tree}
         srv0 = cpu_seconds(server_pid)
         ch0 = sum(cpu_seconds(p) for p in chrome)
         time.sleep(seconds)
-        s1, t1 = page.evaluate(stats_js), time.monotonic()
+        s1, t1 = page.evaluate(VIDEO_STATS_JS), time.monotonic()
         session_cpu = sum(cpu_seconds(p) - c0[p] for p in tree)
         server_cpu = cpu_seconds(server_pid) - srv0
         chrome_cpu = sum(cpu_seconds(p) for p in chrome) - ch0

@@ -65,14 +65,15 @@ class Playcast:
 
 @contextmanager
 def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float = 120.0,
-                check_leaks: bool = True, data_dir: Path | None = None) -> Iterator[Playcast]:
+                check_leaks: bool = True, data_dir: Path | None = None,
+                port: int | None = None) -> Iterator[Playcast]:
     """Run `playcast up` on a free port with a temp data dir (or `data_dir`, kept afterwards, to restart on it) and
     a private TMPDIR; SIGTERM it afterwards.
 
     With `check_leaks`, once it has stopped, no process or session dir of this run may be left (AssertionError)."""
     from tests.leaks import assert_no_session_leftovers
 
-    port = free_port()
+    port = port if port is not None else free_port()  # a given port: a restart where clients already point
     keep_data = data_dir is not None
     data_dir = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="playcast-test-data-"))
     tmp = Path(tempfile.mkdtemp(prefix="playcast-test-tmp-"))

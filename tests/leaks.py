@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 WATCHED = ("Xvfb", "pulseaudio", "parec", "playcast.media.capture_proc", "playcast.media.viewer_proc",
-           "playcast.demo.game", "playcast-demo")
+           "playcast.demo.game", "playcast-demo", "playcast/host/keeper.py")
 
 
 def _cmdline(pid: str) -> str:

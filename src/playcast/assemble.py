@@ -60,7 +60,7 @@ class Assembly:
 HostTokenCheck = Callable[[str], Awaitable[str | None]]  # None: the token may join; else why not
 
 
-def make_fleet(embedded_token: str, host_tokens: HostTokenCheck) -> Fleet:
+def make_fleet(embedded_token: str, host_tokens: HostTokenCheck, *, lost_after_s: float) -> Fleet:
     """The control plane's Fleet: the embedded host joins with `embedded_token` (made at each start, never
     stored), every other host with a token minted through /v1/hosts/tokens."""
 
@@ -69,7 +69,7 @@ def make_fleet(embedded_token: str, host_tokens: HostTokenCheck) -> Fleet:
             return None
         return await host_tokens(hello.token)
 
-    return Fleet(authorize)
+    return Fleet(authorize, lost_after_s=lost_after_s)
 
 
 async def join_embedded(fleet: Fleet, pool: LocalHostPool, token: str, *,
@@ -106,7 +106,7 @@ async def assemble(settings: Settings) -> Assembly:
         return "the control plane is still starting" if plane is None else await plane.host_tokens.check(token)
 
     embedded_token = secrets.token_urlsafe(24)
-    fleet = make_fleet(embedded_token, host_tokens)
+    fleet = make_fleet(embedded_token, host_tokens, lost_after_s=settings.host_lost_after_s)
     tasks: list[asyncio.Task[None]] = []
     try:
         if settings.slots > 0:  # `playcast server` may run no host of its own

@@ -91,6 +91,10 @@ class Settings:
     # control plane timeouts
     idle_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_IDLE_TIMEOUT_S", 3600))
     placement_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_PLACEMENT_TIMEOUT_S", 75))
+    # the fleet: a host heard from for this long by neither a frame nor a reconnect is lost (its sessions end);
+    # after a restart, sessions wait this long for their hosts to dial back
+    host_lost_after_s: float = field(default_factory=lambda: float(os.environ.get("PLAYCAST_HOST_LOST_AFTER_S") or 8))
+    host_rejoin_s: float = field(default_factory=lambda: float(os.environ.get("PLAYCAST_HOST_REJOIN_S") or 30))
 
     @property
     def effective_location(self) -> str:

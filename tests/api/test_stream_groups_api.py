@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.api.support import FAST, aws_error, create_app, create_group
+from tests.harness import wait_until
 
 
 def test_create_get_list_update_delete(procserver: Any, gls: Any, app_dir: Path) -> None:
@@ -143,3 +144,19 @@ def test_waiter_fails_when_deleting(gls: Any) -> None:
         pass  # DELETING is a failure state, or the group is already gone
     else:
         raise AssertionError("the waiter must not succeed on a deleted group")
+
+
+def test_pause_warm_tag(procserver: Any, gls: Any, app_dir: Path) -> None:
+    app = create_app(gls, app_dir)
+    loc = [{"LocationName": "local", "AlwaysOnCapacity": 1}]
+    with aws_error("ValidationException", 400, "playcast:pause-warm"):
+        gls.create_stream_group(Description="g", StreamClass="gen4n_high", LocationConfigurations=loc,
+                                Tags={"playcast:pause-warm": "off"})
+    group = create_group(gls, app["Id"], LocationConfigurations=loc)
+    key = (group["Id"], "local")
+    assert procserver.pool.warm_pause[key] is True  # untagged: idle warm slots are paused
+    gls.tag_resource(ResourceArn=group["Arn"], Tags={"playcast:pause-warm": "false"})
+    wait_until(lambda: procserver.pool.warm_pause[key] is False, 10, "the host to get pause_idle=False")
+    with aws_error("ValidationException", 400, "'true' or 'false'"):
+        gls.tag_resource(ResourceArn=group["Arn"], Tags={"playcast:pause-warm": "1"})
+    assert gls.list_tags_for_resource(ResourceArn=group["Arn"])["Tags"] == {"playcast:pause-warm": "false"}

@@ -54,6 +54,7 @@ class ProcessHostPool:
         self.running: dict[str, Running] = {}
         self.handlers: list[SessionEventHandler] = []
         self.warm_targets: dict[tuple[str, str], tuple[list[LaunchSpec], int]] = {}
+        self.warm_pause: dict[tuple[str, str], bool] = {}
         self.terminated: list[tuple[str, str]] = []
         self.placements: list[Placement] = []
         self._freed = asyncio.Event()
@@ -73,12 +74,19 @@ class ProcessHostPool:
             return LocationCapacity(location, 1, 0, 0)
         return LocationCapacity(location, 0, 0, 0)
 
+    def hosts_online(self) -> set[str]:
+        return {"proc-host"}
+
+    def on_host_joined(self, handler: object) -> None:
+        """Never called: these processes do not come and go."""
+
     def running_sessions(self) -> set[str]:
         return set(self.running)
 
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
-                              count: int) -> None:
+                              count: int, pause_idle: bool = True) -> None:
         self.warm_targets[(stream_group_id, location)] = (list(launches), count)
+        self.warm_pause[(stream_group_id, location)] = pause_idle
 
     async def place(self, placement: Placement, timeout_s: float) -> PlacementResult:
         self.placements.append(placement)

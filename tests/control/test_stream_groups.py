@@ -13,6 +13,7 @@ from playcast.control.stream_groups import warm_count
 from playcast.store.db import open_database
 from tests.control.procpool import ProcessHostPool
 from tests.control.support import wait_until
+from tests.harness import await_until
 
 
 async def ready_app(plane: ControlPlane, app_dir: Path, name: str = "game") -> str:
@@ -197,3 +198,27 @@ async def test_tags(plane: ControlPlane, app_dir: Path) -> None:
         await plane.tags.tag(plane.arns.application("a-000000000"), {"a": "b"})
     with pytest.raises(NotFoundError):
         await plane.tags.list(plane.arns.stream_session("sg-000000000", "ABCDEFGHIJKLM"))
+
+
+async def test_pause_warm_tag_reaches_the_host(plane: ControlPlane, pool: ProcessHostPool, app_dir: Path) -> None:
+    app = await ready_app(plane, app_dir)
+    loc = [{"LocationName": "local", "AlwaysOnCapacity": 1}]
+    with pytest.raises(ValidationError, match="playcast:pause-warm"):
+        await plane.stream_groups.create({"Description": "g", "StreamClass": "gen4n_high", "LocationConfigurations": loc,
+                                          "Tags": {"playcast:pause-warm": "no"}})
+    g = await plane.stream_groups.create({"Description": "g", "StreamClass": "gen4n_high",
+                                          "DefaultApplicationIdentifier": app, "LocationConfigurations": loc,
+                                          "Tags": {"playcast:pause-warm": "false", "team": "qa"}})
+    await active(plane, g["Id"])
+    key = (g["Id"], "local")
+    assert pool.warm_targets[key][1] == 1 and pool.warm_pause[key] is False
+
+    await plane.tags.untag(g["Arn"], ["playcast:pause-warm"])
+    await await_until(lambda: pool.warm_pause[key] is True, 10, "the pause setting back on")
+    await plane.tags.tag(g["Arn"], {"playcast:pause-warm": " FALSE "})
+    await await_until(lambda: pool.warm_pause[key] is False, 10, "the pause setting off again")
+    with pytest.raises(ValidationError, match="'true' or 'false'"):
+        await plane.tags.tag(g["Arn"], {"playcast:pause-warm": "sometimes"})
+    assert (await plane.tags.list(g["Arn"]))["Tags"] == {"playcast:pause-warm": " FALSE ", "team": "qa"}
+    await plane.tags.tag(plane.arns.application(app), {"playcast:pause-warm": "whatever"})  # no meaning there
+    assert pool.warm_pause[key] is False and pool.warm_targets[key][1] == 1

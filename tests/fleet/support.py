@@ -6,6 +6,7 @@ No fixtures here (see conftest.py); everything made is removed by the context ma
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from tests.harness import REPO
 
 PREFIX = "pct"  # every bridge, veth and namespace of these tests starts with it (a sweeper finds leftovers)
+_serial = itertools.count(1)  # one per machines() in this process, so names never repeat within a run
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -43,7 +45,9 @@ class Machines:
     tag: str
     subnet: int
     bridge: str
+    short: str = ""  # a prefix short enough for interface names (15 characters at most)
     namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
 
     @property
     def server_ip(self) -> str:
@@ -52,11 +56,12 @@ class Machines:
     def add(self) -> tuple[str, str]:
         """A new namespace on the bridge: (its name, its address)."""
         n = len(self.namespaces) + 1
-        ns, veth = f"{self.tag}-h{n}", f"{self.tag[:8]}v{n}"
+        ns, veth = f"{self.tag}-h{n}", f"{self.short}v{n}"
         address = f"10.{self.subnet}.0.{10 + n}"
         _ip("netns", "add", ns)
         self.namespaces.append(ns)
         _ip("link", "add", veth, "type", "veth", "peer", "name", f"{veth}p")
+        self.links.append(veth)
         _ip("link", "set", veth, "master", self.bridge)
         _ip("link", "set", veth, "up")
         _ip("link", "set", f"{veth}p", "netns", ns)
@@ -70,19 +75,32 @@ class Machines:
 def machines() -> Iterator[Machines]:
     """A bridge with the test's address, for host namespaces made with `add()`; all removed afterwards."""
     sweep()
-    tag = f"{PREFIX}-{os.getpid()}-{threading.get_ident() % 1000}"
-    subnet = 100 + os.getpid() % 100
-    bridge = f"pcb{os.getpid() % 100000}"
+    serial = next(_serial)
+    tag = f"{PREFIX}-{os.getpid()}-{serial}"
+    subnet = 100 + (os.getpid() + serial) % 100
+    bridge = f"pcb{os.getpid() % 100000}x{serial % 100}"
     _ip("link", "add", bridge, "type", "bridge")
-    m = Machines(tag, subnet, bridge)
+    m = Machines(tag, subnet, bridge, short=f"p{os.getpid() % 100000}x{serial % 100}")
     try:
         _ip("addr", "add", f"{m.server_ip}/24", "dev", bridge)
         _ip("link", "set", bridge, "up")
         yield m
     finally:
         for ns in m.namespaces:
+            _kill_everything_in(ns)
             _ip("netns", "del", ns, check=False)
+        for veth in m.links:  # deleting our end removes the pair, even while a process holds the namespace open
+            _ip("link", "del", veth, check=False)
         _ip("link", "del", bridge, check=False)
+
+
+def _kill_everything_in(ns: str) -> None:
+    """SIGKILL whatever still runs in `ns` (a failed test's host and its children), so the namespace really goes."""
+    for pid in _ip("netns", "pids", ns, check=False).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
 
 
 @dataclass

@@ -66,7 +66,7 @@ def test_a_remote_host_joins_streams_and_drains() -> None:
             frames, sid = asyncio.run(_play_on(gls, group, app_id, REMOTE))
             assert frames >= 10
             got = gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid)
-            assert got["Location"] == REMOTE and got["Status"] in ("ACTIVE", "CONNECTED")
+            assert got["Location"] == REMOTE and got["Status"] in ("ACTIVE", "CONNECTED", "PENDING_CLIENT_RECONNECTION")  # the player has hung up
             assert wait_until(lambda: _hosts(admin)[host_id]["busy"] == 1, 10, "the host busy")
 
             # drain: no new sessions there; it leaves once its last one has ended

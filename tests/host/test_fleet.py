@@ -59,6 +59,16 @@ class World:
         self.agents[host_id] = asyncio.ensure_future(agent.serve(host_end))
         return agent
 
+    async def rejoin(self, host_id: str, agent: HostAgent) -> None:
+        """The host's link drops (its processes live on) and it dials again on a new channel."""
+        await self.channels[host_id].close()
+        with contextlib.suppress(Exception):
+            await self.agents[host_id]
+        host_end, server_end = MemoryChannel.pair()
+        self.channels[host_id] = host_end
+        asyncio.ensure_future(self.fleet.serve(server_end))
+        self.agents[host_id] = asyncio.ensure_future(agent.serve(host_end))
+
     async def kill_host(self, host_id: str) -> None:
         """The host's link is cut (its channel closes) and its machine stops its sessions."""
         await self.channels[host_id].close()
@@ -74,7 +84,7 @@ async def world() -> AsyncIterator[World]:
         async def authorize(hello: Hello) -> str | None:
             return None if hello.token == TOKEN else "wrong host token"
 
-        w = World(Fleet(authorize, heartbeat_s=0.2), scope)
+        w = World(Fleet(authorize, heartbeat_s=0.2, lost_after_s=1.5), scope)
 
         async def record(e: SessionEvent) -> None:
             w.events.append(e)
@@ -210,3 +220,55 @@ async def test_no_host_in_the_locations_is_a_placement_error(world: World, tmp_p
     await world.fleet.wait_for_host("h-1", 10)
     with pytest.raises(PlacementError, match="no host is connected in loc-z"):
         await world.fleet.place(_placement("s-1", _app(tmp_path), "loc-z"), 5)
+
+
+async def test_a_host_that_comes_back_in_time_keeps_its_sessions(world: World, tmp_path: Path) -> None:
+    agent = await world.add_host("h-1", "loc-a")
+    await world.fleet.wait_for_host("h-1", 10)
+    joined: list[tuple[str, set[str]]] = []
+
+    async def on_joined(host_id: str, sessions: set[str]) -> None:
+        joined.append((host_id, sessions))
+
+    world.fleet.on_host_joined(on_joined)
+    await world.fleet.place(_placement("s-1", _app(tmp_path), "loc-a"), 20)
+    await world.rejoin("h-1", agent)
+    await await_until(lambda: joined, 10, "the host rejoined")
+    assert joined == [("h-1", {"s-1"})]  # it says what it still runs
+    await asyncio.sleep(world.fleet.lost_after_s + 1)  # past the window a lost host would have had
+    assert not any(e.kind == SessionEventKind.ENDED for e in world.events)
+    assert world.fleet.running_sessions() == {"s-1"}
+    assert await world.fleet.send_app_message("s-1", b"still there") is True  # routed to the new channel
+
+
+async def test_a_silent_host_is_cut_off_and_lost(world: World, tmp_path: Path) -> None:
+    host_end, server_end = MemoryChannel.pair()
+    serving = asyncio.ensure_future(world.fleet.serve(server_end))
+    await host_end.send(codec.encode(Hello("h-quiet", TOKEN, "loc-a", 1, "test", "libx264", sessions=("s-9",))))
+    assert isinstance(codec.decode_server(await host_end.recv()), Welcome)
+    t0 = asyncio.get_running_loop().time()
+    ended = await await_until(lambda: next((e for e in world.events if e.session_id == "s-9"), None), 10,
+                              "the silent host's session ENDED")
+    took = asyncio.get_running_loop().time() - t0
+    assert ended.kind == SessionEventKind.ENDED and "h-quiet" in str(ended.detail["message"])
+    assert world.fleet.lost_after_s <= took < 3 * world.fleet.lost_after_s + 1, took
+    await asyncio.wait_for(serving, 10)
+    assert "h-quiet" not in world.fleet.hosts
+
+
+async def test_the_pause_setting_reaches_the_hosts_warm_slots(world: World) -> None:
+    demo = LaunchSpec.make("a-demo", str(Path(__file__).resolve().parents[2] / "src" / "playcast" / "demo" / "app"),
+                           "playcast-demo")
+    await world.add_host("h-1", "loc-a")
+    await world.fleet.wait_for_host("h-1", 10)
+    pool = world.pools["h-1"]
+
+    def warm_runtime():  # type: ignore[no-untyped-def]
+        return next((s.runtime for s in pool.slots if s.idle_warm), None)
+
+    await world.fleet.set_warm_target("sg-1", "loc-a", [demo], 1)  # pausing is the default
+    runtime = await await_until(lambda: (r := warm_runtime()) is not None and r.paused and r, 60,
+                                "the host's warm slot to be paused")
+    await world.fleet.set_warm_target("sg-1", "loc-a", [demo], 1, pause_idle=False)
+    await await_until(lambda: not runtime.paused and runtime.app_running, 20, "the slot to run again")
+    assert warm_runtime() is runtime  # the same launch, resumed, not replaced

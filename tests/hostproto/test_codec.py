@@ -39,11 +39,11 @@ from playcast.hostproto.types import (
 )
 
 DIGEST = "ab" * 32
-CONTENT = ContentRef(DIGEST, 1234, f"/v1/content/{DIGEST}")
+CONTENT = ContentRef(DIGEST, 1234, f"/v1/hosts/content/{DIGEST}")
 SPEC = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"B": "2", "A": "1"}, CONTENT)
 S3_SPEC = LaunchSpec.make("a-2", "/srv/apps/a-2", "run", content=ContentRef(DIGEST, 5, "s3://my-bucket/c/x.tar.gz"))
 BARE_SPEC = LaunchSpec.make("a-3", "/opt/game", "run")  # content already on the host's disk
-PLACEMENT = Placement("s-1", "sg-1", ("here", "there"), SPEC, '{"type": "offer", "sdp": "v=0\\r\\n"}')
+PLACEMENT = Placement("s-1", "sg-1", ("here", "there"), SPEC, '{"type": "offer", "sdp": "v=0\\r\\n"}', "h-2")
 STATE = SessionState("s-1", 3, {"b-1": {"status": "RECORDING", "message": None, "segments": 4}},
                      (EgressStatus("e-1", "https://x/whip", "api", "retrying", 2, "unreachable", None, 12.5),),
                      VideoStats("libx264", 10, 1, 2, 3, 0))
@@ -53,7 +53,7 @@ ARGS: dict[str, dict[str, Any]] = {
     "connect": {"session_id": "s-1", "signal_request": "{}"},
     "terminate": {"session_id": "s-1", "reason": "idle"},
     "set_warm_target": {"stream_group_id": "sg-1", "location": "here", "launches": [SPEC, S3_SPEC, BARE_SPEC],
-                        "count": 2},
+                        "count": 2, "pause_idle": False},
     "send_app_message": {"session_id": "s-1", "payload": b"\x00\xffchat"},
     "add_viewer": {"session_id": "s-1", "offer_sdp": "v=0\r\n"},
     "remove_viewer": {"session_id": "s-1", "viewer_id": "v-1"},
@@ -131,10 +131,10 @@ def test_bad_host_frames_say_what_is_wrong(text: str, words: str) -> None:
 
 def test_equal_launches_have_equal_keys_and_content_counts() -> None:
     same = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"A": "1", "B": "2"},
-                           ContentRef(DIGEST, 1234, f"/v1/content/{DIGEST}"))
+                           ContentRef(DIGEST, 1234, f"/v1/hosts/content/{DIGEST}"))
     assert same == SPEC and launch_key(same) == launch_key(SPEC)
     other = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"A": "1", "B": "2"},
-                            ContentRef("cd" * 32, 1234, f"/v1/content/{'cd' * 32}"))
+                            ContentRef("cd" * 32, 1234, f"/v1/hosts/content/{'cd' * 32}"))
     assert launch_key(other) != launch_key(SPEC)  # new content: no warm slot of the old one matches
     wired = codec.launch_from_wire(codec.Fields(json.loads(json.dumps(codec.launch_to_wire(SPEC))), "launch"))
     assert wired == SPEC and launch_key(wired) == launch_key(SPEC)
@@ -145,10 +145,10 @@ def _launch(content: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("content, words", [
-    ({"sha256": "AB" * 32, "size": 1, "url": "/v1/content/" + "AB" * 32}, "sha256 must be 64 lowercase hex"),
-    ({"sha256": "ab" * 31, "size": 1, "url": "/v1/content/" + "ab" * 31}, "sha256 must be 64 lowercase hex"),
-    ({"sha256": DIGEST, "size": -1, "url": f"/v1/content/{DIGEST}"}, "content.size is out of range"),
-    ({"sha256": DIGEST, "size": 1, "url": "/v1/content/" + "cd" * 32}, "url must be"),
+    ({"sha256": "AB" * 32, "size": 1, "url": "/v1/hosts/content/" + "AB" * 32}, "sha256 must be 64 lowercase hex"),
+    ({"sha256": "ab" * 31, "size": 1, "url": "/v1/hosts/content/" + "ab" * 31}, "sha256 must be 64 lowercase hex"),
+    ({"sha256": DIGEST, "size": -1, "url": f"/v1/hosts/content/{DIGEST}"}, "content.size is out of range"),
+    ({"sha256": DIGEST, "size": 1, "url": "/v1/hosts/content/" + "cd" * 32}, "url must be"),
     ({"sha256": DIGEST, "size": 1, "url": "http://elsewhere/evil"}, "url must be"),
     ({"sha256": DIGEST, "size": 1, "url": "file:///etc/passwd"}, "url must be"),
     ({"sha256": DIGEST, "size": 1}, "content.url is required"),

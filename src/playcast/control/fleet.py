@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from playcast.control.host_connection import HostConnection, HostGone
 from playcast.hostproto import codec
@@ -38,7 +39,10 @@ log = logging.getLogger(__name__)
 HELLO_TIMEOUT_S = 10.0
 REQUEST_TIMEOUT_S = 30.0
 PLACEMENT_GRACE_S = 10.0  # beyond the placement's own timeout, for the host's answer to travel
+LOST_AFTER_S = 8.0  # a host heard from neither by frame nor by reconnect for this long is lost
+WATCH_EVERY_S = 0.5
 Authorize = Callable[[Hello], Awaitable[str | None]]  # None: may join; else the reason it may not
+HostJoinedHandler = Callable[[str, set[str]], Awaitable[None]]  # (host id, the sessions it says it runs)
 
 
 ONLINE, DRAINING, OFFLINE = "ONLINE", "DRAINING", "OFFLINE"
@@ -60,6 +64,23 @@ class HostRecord:
     joined_at: float = 0.0
 
 
+class FleetListener(Protocol):
+    """Told of every change to the fleet's hosts (control/fleet_directory.py keeps them in the database)."""
+
+    async def joined(self, conn: HostConnection, status: str) -> None: ...
+
+    async def heard(self, conn: HostConnection) -> None: ...
+
+    async def set_status(self, host_id: str, status: str) -> None: ...
+
+    async def left(self, host_id: str) -> None: ...
+
+    async def forget(self, host_id: str) -> None: ...
+
+
+HEARD_WRITE_S = 0.2  # figures of one host are passed on at most this often (the last ones always are)
+
+
 @dataclass
 class StartTimes:
     """Placement-to-answer timings as the control plane saw them, warm and cold (seconds; read by metrics)."""
@@ -71,20 +92,27 @@ class StartTimes:
 class Fleet:
     """Hosts by id. `serve(channel)` runs one host's connection until it closes; the rest is the HostPool."""
 
-    def __init__(self, authorize: Authorize, *, heartbeat_s: float = 2.0,
+    def __init__(self, authorize: Authorize, *, heartbeat_s: float = 2.0, lost_after_s: float = LOST_AFTER_S,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.authorize = authorize
         self.heartbeat_s = heartbeat_s
+        self.lost_after_s = lost_after_s
         self.clock = clock
         self.hosts: dict[str, HostConnection] = {}
         self.start_times = StartTimes()
         self._session_host: dict[str, str] = {}
-        self._targets: dict[tuple[str, str], tuple[list[LaunchSpec], int]] = {}
+        self._targets: dict[tuple[str, str], tuple[list[LaunchSpec], int, bool]] = {}  # + pause_idle
         self._handlers: list[SessionEventHandler] = []
         self._joined = asyncio.Condition()
         self._closed = False
         self.records: dict[str, HostRecord] = {}
         self._draining: set[str] = set()
+        self._away: dict[str, HostConnection] = {}  # connection closed, not lost yet: it may come back in time
+        self._joined_handlers: list[HostJoinedHandler] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self.replica_id = "r-" + uuid.uuid4().hex[:12]  # this process, as other replicas address it
+        self._listener: FleetListener | None = None
+        self._heard_pending: dict[str, asyncio.Task[None]] = {}
 
     # ------------------------------------------------------------------ hosts joining and leaving
     async def serve(self, channel: Channel) -> None:
@@ -107,7 +135,9 @@ class Fleet:
                 await channel.send(codec.encode(Refused(reason)))
             await channel.close()
             return
-        conn = HostConnection(hello, channel, self._emit, self.clock)
+        conn = HostConnection(hello, channel, self._emit, self.clock, on_heard=self._heard)
+        if self._away.pop(hello.host_id, None) is not None:
+            log.info("host %s is back in time: its sessions carry on", hello.host_id)
         previous = self.hosts.get(hello.host_id)
         if previous is not None:  # the same host again on a new channel: the old one is dead
             log.info("host %s reconnected; closing its previous channel", hello.host_id)
@@ -124,10 +154,17 @@ class Fleet:
                                                  hello.encoder, DRAINING if hello.host_id in self._draining else ONLINE,
                                                  joined_at=time.time(), last_heartbeat_at=time.time())
         log.info("host %s joined (location %s, %d slots)", hello.host_id, hello.location, hello.slots)
+        await self._tell("joined", conn, self.records[hello.host_id].status)
         reading = asyncio.ensure_future(conn.run())  # replies arrive through it: start it before asking anything
+        self._ensure_watchdog()
         async with self._joined:
             self._joined.notify_all()
         try:
+            for handler in list(self._joined_handlers):
+                try:
+                    await handler(hello.host_id, set(hello.sessions))
+                except Exception:
+                    log.exception("host-joined handler failed for %s", hello.host_id)
             await self._spread_warm(hello.location)
             await reading
         finally:
@@ -140,7 +177,12 @@ class Fleet:
                 record = self.records.get(hello.host_id)
                 if record is not None:
                     record.status = OFFLINE
-                await self._lost(conn)
+                await self._tell("left", hello.host_id)
+                if self._closed or hello.host_id not in self.records:  # stopping, or removed by an operator
+                    await self._lost(conn)
+                else:  # it may reconnect: lost only once nothing was heard of it for lost_after_s
+                    self._away[hello.host_id] = conn
+                    await self._spread_warm(conn.location)
 
     async def _refusal(self, hello: Hello) -> str | None:
         if hello.protocol != PROTOCOL_VERSION:
@@ -162,6 +204,70 @@ class Fleet:
                                           {"message": f"its host {conn.host_id} was lost"}))
         await self._spread_warm(conn.location)
 
+    async def attach(self, listener: FleetListener | None) -> None:
+        """From now on tell `listener` of every change (and, at once, of the hosts joined already); None stops."""
+        self._listener = listener
+        if listener is not None:
+            for conn in list(self.hosts.values()):
+                await self._tell("joined", conn, self.records[conn.host_id].status)
+                await self._tell("heard", conn)
+
+    async def _tell(self, what: str, *args: Any) -> None:
+        listener = self._listener
+        if listener is None:
+            return
+        try:
+            await getattr(listener, what)(*args)
+        except Exception:
+            log.exception("fleet listener failed on %s", what)
+
+    def _heard(self, conn: HostConnection) -> None:
+        """A host's figures changed: pass them on soon (coalesced; a write already waiting takes the newest)."""
+        if self._listener is None or conn.host_id in self._heard_pending:
+            return
+
+        async def later() -> None:
+            try:
+                await asyncio.sleep(HEARD_WRITE_S)
+                if self.hosts.get(conn.host_id) is conn:
+                    await self._tell("heard", conn)
+            finally:
+                self._heard_pending.pop(conn.host_id, None)
+
+        self._heard_pending[conn.host_id] = asyncio.ensure_future(later())
+
+    def _ensure_watchdog(self) -> None:
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        """Every WATCH_EVERY_S: a connected host silent for lost_after_s is cut off; a host away (its connection
+        closed) that long is lost, and its sessions with it."""
+        while not self._closed:
+            await asyncio.sleep(WATCH_EVERY_S)
+            try:
+                await self.check_hosts()
+            except Exception:
+                log.exception("host watchdog failed")
+
+    async def check_hosts(self) -> None:
+        now = self.clock()
+        for conn in list(self.hosts.values()):
+            if now - conn.last_seen > self.lost_after_s:
+                log.warning("host %s: nothing heard for %.1f s; cutting it off", conn.host_id, now - conn.last_seen)
+                await conn.close()
+        for host_id, conn in list(self._away.items()):
+            if now - conn.last_seen > self.lost_after_s and self._away.get(host_id) is conn:
+                del self._away[host_id]
+                await self._lost(conn)
+
+    def on_host_joined(self, handler: HostJoinedHandler) -> None:
+        """`handler(host_id, sessions)` after each (re)join, with the sessions the host says it runs."""
+        self._joined_handlers.append(handler)
+
+    def hosts_online(self) -> set[str]:
+        return set(self.hosts)
+
     def host_records(self) -> list[HostRecord]:
         """Every host that joined, online or not, with its figures from the last heartbeat."""
         for host_id, conn in self.hosts.items():
@@ -180,6 +286,7 @@ class Fleet:
         self._draining.add(host_id)
         if record.status == ONLINE:
             record.status = DRAINING
+            await self._tell("set_status", host_id, DRAINING)
         await self._spread_warm(record.location)
         await self._leave_if_drained(host_id)
         return record
@@ -191,6 +298,7 @@ class Fleet:
         conn = self.hosts.get(host_id)
         del self.records[host_id]
         self._draining.discard(host_id)
+        await self._tell("forget", host_id)
         if conn is not None:
             await conn.refuse("removed from the fleet by an operator")
 
@@ -220,6 +328,8 @@ class Fleet:
     async def close(self) -> None:
         """Disconnect every host (the control plane is stopping: their sessions are not reported ENDED)."""
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         for conn in list(self.hosts.values()):
             await conn.close()
 
@@ -254,7 +364,9 @@ class Fleet:
         return LocationCapacity(location, total, busy + idle, idle)
 
     def running_sessions(self) -> set[str]:
-        return set(self._session_host) | {sid for c in self.hosts.values() for sid in c.sessions}
+        """Sessions on joined hosts, and on hosts away for less than lost_after_s (they may come back)."""
+        conns = [*self.hosts.values(), *self._away.values()]
+        return set(self._session_host) | {sid for c in conns for sid in c.sessions}
 
     def viewer_count(self, session_id: str) -> int:
         state = self._state(session_id)
@@ -302,7 +414,12 @@ class Fleet:
         return fallback
 
     async def place(self, placement: Placement, timeout_s: float) -> PlacementResult:
-        conn = self._choose(placement)
+        if placement.host_id is not None:  # the control plane reserved a slot there
+            conn = self.hosts.get(placement.host_id)
+            if conn is None:
+                raise PlacementError("internalError", f"host {placement.host_id} is not connected to this replica")
+        else:
+            conn = self._choose(placement)
         if conn is None:
             where = ", ".join(placement.locations) if placement.locations else "any location"
             raise PlacementError("placementTimeout", f"no host is connected in {where}")
@@ -380,11 +497,11 @@ class Fleet:
 
     # ------------------------------------------------------------------ warm capacity
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
-                              count: int) -> None:
+                              count: int, pause_idle: bool = True) -> None:
         if count <= 0 or not launches:
             self._targets.pop((stream_group_id, location), None)
         else:
-            self._targets[(stream_group_id, location)] = (list(launches), count)
+            self._targets[(stream_group_id, location)] = (list(launches), count, pause_idle)
         await self._spread_warm(location, only_group=stream_group_id)
 
     async def _spread_warm(self, location: str, only_group: str | None = None) -> None:
@@ -397,7 +514,7 @@ class Fleet:
         if only_group is not None:
             groups = {only_group}
         for group in sorted(groups):
-            launches, count = self._targets.get((group, location), ([], 0))
+            launches, count, pause_idle = self._targets.get((group, location), ([], 0, True))
             share = {c.host_id: 0 for c in hosts}
             for i in range(count if hosts else 0):
                 share[hosts[i % len(hosts)].host_id] += 1
@@ -406,6 +523,7 @@ class Fleet:
                 try:
                     await conn.request("set_warm_target", {"stream_group_id": group, "location": location,
                                                            "launches": launches if share[conn.host_id] else [],
-                                                           "count": share[conn.host_id]}, REQUEST_TIMEOUT_S)
+                                                           "count": share[conn.host_id],
+                                                           "pause_idle": pause_idle}, REQUEST_TIMEOUT_S)
                 except (HostGone, RuntimeError, TimeoutError) as exc:
                     log.warning("host %s: warm target for group %s not set: %s", conn.host_id, group, exc)

@@ -44,7 +44,8 @@ class HostConnection:
     """A joined host. `run()` reads its frames until the channel closes; `request()` asks it something."""
 
     def __init__(self, hello: Hello, channel: Channel, on_event: Callable[[SessionEvent], Awaitable[None]],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 on_heard: Callable[[HostConnection], None] | None = None) -> None:
         self.hello = hello
         self.channel = channel
         self.clock = clock
@@ -54,6 +55,7 @@ class HostConnection:
         self.pending_placements = 0  # placements sent and not answered (heartbeats do not show them yet)
         self.closed = False
         self._on_event = on_event
+        self._on_heard = on_heard  # its figures changed (a heartbeat, a reply about a session)
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._send_lock = asyncio.Lock()
@@ -155,11 +157,15 @@ class HostConnection:
                 self.sessions[msg.session.session_id] = msg.session
             if future is not None and not future.done():
                 future.set_result(msg)
+            if self._on_heard is not None:
+                self._on_heard(self)
         elif isinstance(msg, Heartbeat):
             if self.heartbeat is not None and msg.seq <= self.heartbeat.seq:
                 return  # out of order: an older picture than the one we have
             self.heartbeat = msg
             self.sessions = {s.session_id: s for s in msg.sessions}
+            if self._on_heard is not None:
+                self._on_heard(self)
         elif isinstance(msg, Event):
             await self._on_event(msg.event)
         else:

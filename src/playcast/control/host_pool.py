@@ -5,6 +5,7 @@ A Protocol only: no I/O here (control/hosts.py implements it over hostproto chan
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from playcast.hostproto.types import (
@@ -15,6 +16,8 @@ from playcast.hostproto.types import (
     PlacementResult,
     SessionEventHandler,
 )
+
+HostJoinedHandler = Callable[[str, set[str]], Awaitable[None]]
 
 
 class HostPool(Protocol):
@@ -32,8 +35,11 @@ class HostPool(Protocol):
         `reason` is what the client's serverDisconnect callback receives ("terminated" | "idle")."""
 
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
-                              count: int) -> None:
-        """Keep `count` idle slots in `location` pre-launched for this group (spread over its launch specs)."""
+                              count: int, pause_idle: bool = True) -> None:
+        """Keep `count` idle slots in `location` pre-launched for this group (spread over its launch specs).
+
+        With `pause_idle`, an idle slot's game is paused (SIGSTOP) once it has drawn its first frame and resumed
+        when a session claims the slot; False keeps idle games running (stream-group tag playcast:pause-warm)."""
 
     async def send_app_message(self, session_id: str, payload: bytes) -> bool:
         """Deliver `payload` to the session's game as an application message from client id 0 (the platform,
@@ -69,6 +75,13 @@ class HostPool(Protocol):
     def capacity(self, location: str) -> LocationCapacity: ...
 
     def locations(self) -> list[str]: ...
+
+    def hosts_online(self) -> set[str]:
+        """Ids of the hosts joined now."""
+
+    def on_host_joined(self, handler: HostJoinedHandler) -> None:
+        """`handler(host_id, sessions)` each time a host joins or comes back, with the sessions it says it runs
+        (the control plane keeps those it still has and has the host stop the others)."""
 
     def running_sessions(self) -> set[str]:
         """Ids of sessions some connected host reports as running (used to reconcile after a restart)."""

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from playcast.control.fleet import Fleet
+from playcast.control.fleet_directory import FleetDirectory
 from playcast.control.host_pool import HostPool
 
 from ..config import Settings
@@ -23,6 +25,7 @@ from .ids import ArnFactory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+REPLICA_HEARTBEAT_S = 2.0
 
 
 class ControlPlane:
@@ -49,17 +52,35 @@ class ControlPlane:
         self.tags = Tags(self)
         self.broadcasts = Broadcasts(self)
         self.host_tokens = HostTokens(db)
+        # hosts joined through the host protocol are kept in the database, so placement reserves slots there
+        self.fleet_directory = FleetDirectory(db, host_pool.replica_id) if isinstance(host_pool, Fleet) else None
+        self._replica_beat: asyncio.Task[None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Subscribe to host events, reconcile state left by a previous run, start timers."""
         self.host_pool.on_event(self.sessions.on_event)
+        self.host_pool.on_host_joined(self.sessions.host_joined)
+        if self.fleet_directory is not None:
+            assert isinstance(self.host_pool, Fleet)
+            await self.fleet_directory.replica_alive()
+            await self.host_pool.attach(self.fleet_directory)
+            self._replica_beat = self.spawn(self._beat_replica(), "replica-heartbeat")
         await self.applications.resume_pending()
         await self.sessions.reconcile()
         await self.stream_groups.resume()
         self.sessions.start_timers()
         await self.broadcasts.start()
+
+    async def _beat_replica(self) -> None:
+        assert self.fleet_directory is not None
+        while not self._stopping:
+            await asyncio.sleep(REPLICA_HEARTBEAT_S)
+            try:
+                await self.fleet_directory.replica_alive()
+            except Exception:  # noqa: BLE001 - the database may be back next time
+                log.warning("replica heartbeat failed", exc_info=True)
 
     @property
     def stopping(self) -> bool:
@@ -78,6 +99,15 @@ class ControlPlane:
         """Cancel placements, stop timers and wait (briefly) for background work to finish."""
         self.begin_stop()
         await self.sessions.stop_timers()
+        if self._replica_beat is not None:
+            self._replica_beat.cancel()
+        if self.fleet_directory is not None:
+            assert isinstance(self.host_pool, Fleet)
+            await self.host_pool.attach(None)
+            try:
+                await self.fleet_directory.replica_gone()
+            except Exception:  # noqa: BLE001 - stopping anyway; the rows go stale by themselves
+                log.warning("could not mark this replica's hosts offline", exc_info=True)
         tasks = [t for t in self._tasks if not t.done()]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=10)

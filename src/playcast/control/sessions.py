@@ -14,11 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, func, or_, select, update
 
-from playcast.hostproto.types import Placement, PlacementError, SessionEvent, SessionEventKind, SignalError
+from playcast.hostproto.types import (
+    LaunchSpec,
+    Placement,
+    PlacementError,
+    SessionEvent,
+    SessionEventKind,
+    SignalError,
+    launch_key,
+)
 
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
 from .errors import ConflictError, InternalError, NotFoundError, ValidationError
+from .fleet_directory import pick_host
 from .ids import STREAM_GROUP, new_stream_session_id
 from .pages import list_page
 from .signal import BadSignal, parse_offer
@@ -62,6 +71,7 @@ class StreamSessions:
         self._capacity = ChangeWatch()  # key: stream group id; notified when one of its sessions ends
         self._reserved: dict[tuple[str, str], int] = {}  # (group, location) -> placements in flight
         self._group_locks: dict[str, asyncio.Lock] = {}
+        self._reserve_lock = asyncio.Lock()
         self._placing: dict[str, asyncio.Task[None]] = {}  # session id -> its placement task (on this replica)
         self._cancel_messages: dict[str, str] = {}  # session id -> why its placement task was cancelled
         self._timer: asyncio.Task[None] | None = None
@@ -308,12 +318,13 @@ class StreamSessions:
         launch = self.plane.applications.launch_spec(app, row.launch_args, row.launch_env)
         deadline = time.monotonic() + float(self.plane.settings.placement_timeout_s)
         group_id = row.stream_group_id
-        locations = await self._reserve(row, deadline)
-        if not locations:
+        reserved = await self._reserve(row, deadline, launch)
+        if reserved is None:
             return
+        locations, host_id = reserved
         try:  # the reservation is held until the session counts in its location itself (or has failed)
             placement = Placement(session_id=session_id, stream_group_id=group_id, locations=tuple(locations),
-                                  launch=launch, signal_request=offer)
+                                  launch=launch, signal_request=offer, host_id=host_id)
             remaining = max(1.0, deadline - time.monotonic())
             try:
                 result = await asyncio.wait_for(self.plane.host_pool.place(placement, remaining),
@@ -331,34 +342,90 @@ class StreamSessions:
                                  warm=result.warm, signal_response=result.signal_response or "",
                                  application_started_at=now, deadline_at=now + row.connection_timeout_s)
         finally:
-            self._unreserve(group_id, locations)
+            if host_id is None:
+                self._unreserve(group_id, locations)
+            else:  # the row's own location and host were the reservation: its status now counts (or frees) it
+                self._capacity.notify(group_id)
         if not ok:  # ended while we were placing (app exited, timer, group deleted): stop what we started
             log.info("session %s ended during placement; cleaning up its slot", session_id)
             await self._cleanup_host(session_id)
             self._capacity.notify(group_id)
 
-    async def _reserve(self, row: StreamSessionRow, deadline: float) -> list[str]:
-        """Wait for room under the group's capacity, then reserve it in every candidate location (release with
-        `_unreserve`). Returns [] when the session ended meanwhile or the timeout passed (then it is ERROR)."""
+    async def _reserve(self, row: StreamSessionRow, deadline: float,
+                       launch: LaunchSpec) -> tuple[list[str], str | None] | None:
+        """Wait for room under the group's capacity (and, with hosts in the database, for a host slot), then
+        reserve it: (the locations to try, the host whose slot is reserved or None). None when the session ended
+        meanwhile or the timeout passed (then it is ERROR)."""
         group_id = row.stream_group_id
-        lock = self._group_locks.setdefault(group_id, asyncio.Lock())
+        directory = self.plane.fleet_directory
         while True:
             event = self._capacity.arm(group_id)
-            async with lock:
-                locations = await self._candidates(row)
-                for loc in locations:  # no await from here until the caller's try/finally holds them
-                    self._reserved[(group_id, loc)] = self._reserved.get((group_id, loc), 0) + 1
-            if locations:
-                return locations
+            if directory is not None:
+                async with self._reserve_lock:  # one placement transaction at a time here (SQLite has no row locks)
+                    reserved, why = await self._reserve_in_database(row, launch)
+                if reserved is not None:
+                    return reserved
+            else:
+                why = "the stream group has no free capacity (MaximumCapacity reached)"
+                lock = self._group_locks.setdefault(group_id, asyncio.Lock())
+                async with lock:
+                    locations = await self._candidates(row)
+                    for loc in locations:  # no await from here until the caller's try/finally holds them
+                        self._reserved[(group_id, loc)] = self._reserved.get((group_id, loc), 0) + 1
+                if locations:
+                    return locations, None
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 await self._cas(row.id, (ACTIVATING,), status=ERROR, status_reason="placementTimeout",
-                                status_message="the stream group has no free capacity (MaximumCapacity reached)")
-                return []
+                                status_message=why)
+                return None
             await self._capacity.wait(event, min(remaining, 1.0))
             current = await self.row(row.id)
             if current is None or current.status != ACTIVATING:
-                return []
+                return None
+
+    async def _reserve_in_database(self, row: StreamSessionRow,
+                                   launch: LaunchSpec) -> tuple[tuple[list[str], str] | None, str]:
+        """One transaction: the group's capacity per location (its row locked), then a host slot (host rows
+        locked), written on the session's own row (location, host) so every replica's next placement counts it.
+        Returns (([location], host id), "") or (None, why not yet)."""
+        postgres = self.plane.db.engine.dialect.name == "postgresql"
+        async with self.plane.db.session() as s, s.begin():
+            query = select(StreamGroupRow).where(StreamGroupRow.id == row.stream_group_id)
+            group = (await s.execute(query.with_for_update() if postgres else query)).scalar_one_or_none()
+            if group is None:
+                return None, "the stream group is gone"
+            candidates = await self._room_in(s, group, row)
+            if not candidates:
+                return None, "the stream group has no free capacity (MaximumCapacity reached)"
+            picked = await pick_host(s, candidates, launch_key(launch), now=time.time(),
+                                     lost_after_s=float(self.plane.settings.host_lost_after_s), lock=postgres)
+            if picked is None:
+                return None, f"no host is online in {', '.join(candidates)}"
+            location, host_id = picked
+            done = await s.execute(update(StreamSessionRow).where(
+                StreamSessionRow.id == row.id, StreamSessionRow.status == ACTIVATING).values(
+                location=location, host_id=host_id, updated_at=time.time()))
+            if done.rowcount != 1:
+                return None, "the session ended"
+        return ([location], host_id), ""
+
+    async def _room_in(self, s: Any, group: StreamGroupRow, row: StreamSessionRow) -> list[str]:
+        """The session's locations in preference order where the group is under its MaximumCapacity (sessions
+        placed or being placed count; this one does not)."""
+        configs = {loc["LocationName"]: loc for loc in group.locations}
+        counts = dict((await s.execute(
+            select(StreamSessionRow.location, func.count()).where(
+                StreamSessionRow.stream_group_id == group.id, StreamSessionRow.status.in_(RUNNING),
+                StreamSessionRow.location.is_not(None), StreamSessionRow.id != row.id)
+            .group_by(StreamSessionRow.location))).all())
+        out = []
+        for name in row.requested_locations or list(configs):
+            cfg = configs.get(name)
+            limit = max_sessions(cfg) if cfg is not None else 0
+            if cfg is not None and (limit is None or counts.get(name, 0) < limit):
+                out.append(name)
+        return out
 
     def _unreserve(self, group_id: str, locations: list[str]) -> None:
         for loc in locations:
@@ -600,16 +667,19 @@ class StreamSessions:
     # -- restart --------------------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """After a restart: sessions whose processes no host reports are over; half-done steps are settled."""
+        """After a restart: half-done steps are settled; sessions on hosts joined now that do not report them are
+        over; sessions on hosts not joined (yet) wait up to `host_rejoin_s` for their host to come back."""
         try:
             running = set(self.plane.host_pool.running_sessions())
+            online = set(self.plane.host_pool.hosts_online())
         except Exception:  # noqa: BLE001
-            log.exception("HostPool.running_sessions failed; treating all sessions as gone")
-            running = set()
+            log.exception("HostPool state unreadable; treating all sessions as gone")
+            running, online = set(), set()
         async with self.plane.db.session() as s:
             rows = (await s.execute(select(StreamSessionRow).where(
                 StreamSessionRow.status.in_(RUNNING)))).scalars().all()
         now = time.time()
+        waiting: list[str] = []
         for row in rows:
             alive = row.id in running
             if row.status == ACTIVATING:
@@ -621,9 +691,47 @@ class StreamSessions:
                 if alive:
                     await self._cleanup_host(row.id)
                 await self._cas(row.id, (TERMINATING,), status=TERMINATED, streaming_ended_at=now)
-            elif not alive:
+            elif alive:
+                if row.status == RECONNECTING:
+                    await self._cas(row.id, (RECONNECTING,), status=PENDING,
+                                    deadline_at=now + row.connection_timeout_s)
+            elif row.host_id is not None and row.host_id not in online:
+                waiting.append(row.id)  # its host may still be there, about to dial this replica
+            else:
                 await self._cas(row.id, (row.status,), status=TERMINATED, status_reason="internalError",
                                 status_message="the session's processes are gone after a restart",
                                 streaming_ended_at=now, deadline_at=None)
-            elif row.status == RECONNECTING:
-                await self._cas(row.id, (RECONNECTING,), status=PENDING, deadline_at=now + row.connection_timeout_s)
+        if waiting:
+            log.info("%d session(s) wait for their hosts to come back", len(waiting))
+            self.plane.spawn(self._end_unclaimed(waiting), "sessions-await-hosts")
+
+    async def _end_unclaimed(self, session_ids: list[str]) -> None:
+        """Sessions whose host did not come back within `host_rejoin_s` of this start are over."""
+        await asyncio.sleep(float(self.plane.settings.host_rejoin_s))
+        running = set(self.plane.host_pool.running_sessions())
+        for session_id in session_ids:
+            if session_id in running:
+                continue
+            row = await self.row(session_id)
+            if row is not None and row.status in PLACED:
+                await self._end(session_id, (row.status,), "internalError",
+                                message=f"its host {row.host_id} did not come back after the server restarted")
+
+    async def host_joined(self, host_id: str, reported: set[str]) -> None:
+        """A host (re)joined saying it runs `reported`: those the control plane still has placed there carry on;
+        those it has not are stopped on the host; those it has there and the host lost are over."""
+        async with self.plane.db.session() as s:
+            mine = {row.id: row for row in (await s.execute(select(StreamSessionRow).where(
+                StreamSessionRow.host_id == host_id, StreamSessionRow.status.in_(PLACED)))).scalars().all()}
+        for session_id in sorted(reported - set(mine)):
+            log.warning("host %s runs session %s, which is over here: stopping it", host_id, session_id)
+            try:
+                await self.plane.host_pool.terminate(session_id)
+            except Exception:  # noqa: BLE001
+                log.exception("session %s: stopping it on host %s failed", session_id, host_id)
+        now = time.time()
+        for session_id, row in mine.items():
+            if session_id not in reported:
+                await self._cas(session_id, (row.status,), status=TERMINATED, status_reason="internalError",
+                                status_message=f"its host {host_id} came back without it",
+                                streaming_ended_at=now, deadline_at=None)

@@ -32,6 +32,19 @@ USABLE = (ACTIVE, ACTIVE_WITH_ERRORS, UPDATING_LOCATIONS)
 EXPIRY_S = 365 * 24 * 3600
 ACTIVATION_WAIT_S = 2.0
 CAPACITY_KEYS = ("AlwaysOnCapacity", "OnDemandCapacity", "TargetIdleCapacity", "MaximumCapacity")
+PAUSE_WARM_TAG = "playcast:pause-warm"  # stream-group tag: "false" keeps idle warm games running (default "true")
+
+
+def check_group_tags(tags: dict[str, str]) -> None:
+    """Refuse values playcast cannot read in its own tags on a stream group."""
+    value = tags.get(PAUSE_WARM_TAG)
+    if value is not None and value.strip().lower() not in ("true", "false"):
+        raise ValidationError(f"Tag {PAUSE_WARM_TAG} must be 'true' or 'false', not {value!r}")
+
+
+def pause_warm(tags: dict[str, str]) -> bool:
+    """Whether the group's idle warm slots are paused once their game has drawn (tag absent: yes)."""
+    return tags.get(PAUSE_WARM_TAG, "true").strip().lower() != "false"
 
 
 def warm_count(loc: dict[str, Any], total_slots: int) -> int:
@@ -179,6 +192,7 @@ class StreamGroups:
 
     async def create(self, params: dict[str, Any]) -> dict[str, Any]:
         configs = self._location_configs(list(params.get("LocationConfigurations") or []))
+        check_group_tags(params.get("Tags") or {})
         if not any(c["LocationName"] == self.plane.primary_location for c in configs):
             configs.insert(0, {"LocationName": self.plane.primary_location, "Status": ACTIVATING})
         else:  # primary first
@@ -339,6 +353,10 @@ class StreamGroups:
 
     # -- warm capacity --------------------------------------------------------------------------------
 
+    def tags_changed(self, group_id: str) -> None:
+        """Its tags were changed (TagResource / UntagResource): push the warm targets again (playcast:pause-warm)."""
+        self._spawn_refresh(group_id)
+
     def _spawn_refresh(self, group_id: str) -> None:
         task = self.plane.spawn(self.refresh(group_id), f"refresh-{group_id}")
         self._refreshing[group_id] = task
@@ -349,8 +367,9 @@ class StreamGroups:
 
         task.add_done_callback(_forget)
 
-    async def _set_warm(self, group_id: str, location: str, launches: list[Any], count: int) -> None:
-        await self.plane.host_pool.set_warm_target(group_id, location, launches, count)
+    async def _set_warm(self, group_id: str, location: str, launches: list[Any], count: int,
+                        pause_idle: bool = True) -> None:
+        await self.plane.host_pool.set_warm_target(group_id, location, launches, count, pause_idle)
 
     async def refresh(self, group_id: str) -> None:
         """Push warm targets for every location of the group, then mark the group and its locations ACTIVE."""
@@ -363,11 +382,12 @@ class StreamGroups:
                 apps = [a for a in await self.associated_apps(s, group_id) if a.status == "READY"]
                 launches = [self.plane.applications.launch_spec(a) for a in apps]
                 locations = [dict(loc) for loc in row.locations]
+                pause_idle = pause_warm(await queries.get_tags(s, row.arn))
             failed = False
             for loc in locations:
                 count = warm_count(loc, self.plane.total_slots(loc["LocationName"])) if launches else 0
                 try:
-                    await self._set_warm(group_id, loc["LocationName"], launches, count)
+                    await self._set_warm(group_id, loc["LocationName"], launches, count, pause_idle)
                     loc["Status"] = ACTIVE
                 except Exception:  # noqa: BLE001 - reported as location ERROR
                     log.exception("stream group %s: set_warm_target failed in %s", group_id, loc["LocationName"])

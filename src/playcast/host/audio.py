@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import secrets
 import shutil
-import signal
 import socket
 import tempfile
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from pathlib import Path
+
+from playcast.procgroup import ChildSetup, child_setup
 
 logger = logging.getLogger(__name__)
 
@@ -40,23 +40,17 @@ CHUNK_SAMPLES = SAMPLE_RATE * CHUNK_MS // 1000  # 960
 CHUNK_BYTES = CHUNK_SAMPLES * CHANNELS * SAMPLE_WIDTH  # 3840
 
 _MAX_UNIX_PATH = 100  # sun_path is 108 bytes; keep a margin
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGKILL if the host process dies, so no daemon outlives us."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class AudioSink:
     """One session's PulseAudio daemon (null sink "playcast") and its capture.
 
     Use: ``await sink.start()``; pass ``sink.env()`` to the game; read ``sink.chunks()`` or
-    ``async for chunk in sink`` (any number of readers); ``await sink.stop()``."""
+    ``async for chunk in sink`` (any number of readers); ``await sink.stop()``. `setup`: the preexec_fn of the
+    daemon, parec and pactl (default: child_setup(), so no daemon outlives the host)."""
 
     def __init__(self, session_dir: Path | str, *, sink_name: str = "playcast",
-                 start_timeout: float = 5.0) -> None:
+                 start_timeout: float = 5.0, setup: ChildSetup | None = None) -> None:
         self.session_dir = Path(session_dir)
         self.sink_name = sink_name
         self.start_timeout = start_timeout
@@ -73,11 +67,17 @@ class AudioSink:
         self._subscribers: set[asyncio.Queue[bytes | None]] = set()
         self.subscriber_backlog = 10  # chunks (200 ms)
         self._tool_env: dict[str, str] = {}
+        self._setup = setup or child_setup()
 
     # ---------------------------------------------------------------- public
     @property
     def socket_path(self) -> Path | None:
         return self._socket
+
+    @property
+    def socket_dir(self) -> Path | None:
+        """The short dir holding the daemon's socket when the session dir's path is too long for one (else None)."""
+        return self._socket_dir
 
     def pids(self) -> list[int]:
         """Process ids this sink runs (daemon, parec) while they are alive."""
@@ -102,6 +102,14 @@ class AudioSink:
             return False
         self.available = True
         return True
+
+    async def suspend(self, suspended: bool) -> bool:
+        """Suspend (or resume) the null sink: while suspended its clock stops, so the daemon, parec and the chunk
+        pump all sleep (nothing is captured, not even silence). Resuming restarts the clock at once. True when
+        the daemon did it; False without audio or when pactl failed (the sink then keeps its state)."""
+        if not self.available:
+            return False
+        return await self._pactl("suspend-sink", self.sink_name, "1" if suspended else "0") is not None
 
     async def stop(self) -> None:
         """Kill parec and the daemon, remove every file this sink created. Idempotent."""
@@ -180,7 +188,7 @@ class AudioSink:
         self._daemon = await asyncio.create_subprocess_exec(
             *args, env=daemon_env, cwd=str(self._dir), stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_die_with_parent)
+            preexec_fn=self._setup)
         self._log_tasks.append(asyncio.create_task(self._pump_log(self._daemon, "pulseaudio")))
         await self._wait_socket(self._daemon, sock)
         self._tool_env = {**os.environ, **self._client_env()}
@@ -190,7 +198,7 @@ class AudioSink:
             parec_bin, "--raw", "--format=s16le", f"--rate={SAMPLE_RATE}", f"--channels={CHANNELS}",
             "--latency-msec=10", "-d", f"{self.sink_name}.monitor", "--client-name=playcast-capture",
             env=self._tool_env, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent)
+            stderr=asyncio.subprocess.PIPE, preexec_fn=self._setup)
         self._log_tasks.append(asyncio.create_task(self._pump_log(self._parec, "parec")))
         self._capture = asyncio.create_task(self._pump_capture(self._parec))
         await self._restart_sink_clock()
@@ -208,7 +216,7 @@ class AudioSink:
         """Run pactl against this daemon; stdout, or None when it failed."""
         proc = await asyncio.create_subprocess_exec(
             "pactl", *args, env=self._tool_env, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, preexec_fn=self._setup)
         out, _ = await proc.communicate()
         return out if proc.returncode == 0 else None
 

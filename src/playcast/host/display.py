@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from playcast.procgroup import stop_group
+from playcast.procgroup import ChildSetup, child_setup, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +33,10 @@ class VirtualDisplay:
         return f":{self.number}"
 
     @classmethod
-    async def start(cls, width: int, height: int, *, depth: int = 24, timeout_s: float = 10.0) -> VirtualDisplay:
-        """Start Xvfb on a display number it picks itself (-displayfd: no races between sessions)."""
+    async def start(cls, width: int, height: int, *, depth: int = 24, timeout_s: float = 10.0,
+                    setup: ChildSetup | None = None) -> VirtualDisplay:
+        """Start Xvfb on a display number it picks itself (-displayfd: no races between sessions). `setup`: its
+        preexec_fn (default: child_setup())."""
         read_fd, write_fd = os.pipe()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -43,7 +45,7 @@ class VirtualDisplay:
                 "+extension", "XTEST", "+extension", "MIT-SHM",
                 pass_fds=(write_fd,), stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=setup or child_setup(),
             )
         except FileNotFoundError as exc:
             os.close(read_fd)

@@ -1,7 +1,10 @@
 """LocalHostPool: the slots of one host machine (what the host agent runs; `playcast up` embeds one).
 
 Keeps N slots; each slot is empty, warm (app launched, no session) or busy. Places sessions on a matching warm
-slot first, launches cold otherwise, relaunches warm capacity fresh after each session. No HTTP, no database."""
+slot first, launches cold otherwise, relaunches warm capacity fresh after each session. An idle warm slot is paused
+once its game has drawn (unless its group's target says not to) and resumed when claimed. Nothing it starts outlives
+the process that owns it, and `start()` cleans up what a dead predecessor on the same `state_dir` left
+(host/containment.py). No HTTP, no database."""
 
 from __future__ import annotations
 
@@ -11,8 +14,10 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from playcast.host.app import LaunchError
+from playcast.host.containment import HostContainment
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
 from playcast.hostproto.messages import SessionState
 from playcast.hostproto.types import (
@@ -61,6 +66,7 @@ class Slot:
 class WarmTarget:
     launches: list[LaunchSpec]
     count: int
+    pause_idle: bool = True  # SIGSTOP idle warm games once they have drawn (off for games that cannot bear it)
 
 
 @dataclass
@@ -76,7 +82,9 @@ class LocalHostPool:
     the control plane directly); `playcast up` and `playcast host` serve it through host/agent.py instead."""
 
     def __init__(self, location: str, slots: int, options: RuntimeOptions, host_id: str = "host-local",
-                 hls_registry: HlsRegistry | None = None, recordings: Storage | None = None) -> None:
+                 hls_registry: HlsRegistry | None = None, recordings: Storage | None = None,
+                 state_dir: Path | None = None) -> None:
+        """`state_dir`: the host's data dir, where each session is recorded until it ends (see start())."""
         self.location = location
         self.recordings = recordings
         self.hls_registry = hls_registry if hls_registry is not None else HlsRegistry()
@@ -90,9 +98,13 @@ class LocalHostPool:
         self._background: set[asyncio.Task[object]] = set()
         self._closed = False
         self.start_times = StartTimes()
+        self.containment = HostContainment(state_dir)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        """Clean up after a dead host process on the same state dir (its processes, session dirs, X locks), probe
+        for session cgroups, then keep warm capacity."""
+        await asyncio.to_thread(self.containment.start)
         self._replenish_task = asyncio.ensure_future(self._replenish_loop())
 
     async def close(self) -> None:
@@ -136,6 +148,12 @@ class LocalHostPool:
     def running_sessions(self) -> set[str]:
         return {s.session_id for s in self.slots if s.session_id is not None}
 
+    def hosts_online(self) -> set[str]:
+        return {self.host_id}  # in this process: joined for as long as it exists
+
+    def on_host_joined(self, handler: object) -> None:
+        """Never called: this pool does not come and go (the Fleet calls its handlers for agents that join)."""
+
     def session_state(self, session_id: str) -> SessionState | None:
         """What the control plane reads of a running session without asking (viewers, recordings, egress, video);
         None when it does not run here."""
@@ -151,14 +169,17 @@ class LocalHostPool:
         return [s.runtime.spec for s in self.slots if s.idle_warm and s.runtime is not None]
 
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
-                              count: int) -> None:
+                              count: int, pause_idle: bool = True) -> None:
         if location != self.location:
             return
         key = (stream_group_id, location)
         if count <= 0 or not launches:
             self._targets.pop(key, None)
         else:
-            self._targets[key] = WarmTarget(list(launches), count)
+            self._targets[key] = WarmTarget(list(launches), count, pause_idle)
+            for slot in self.slots:  # the group's idle slots follow a changed pause setting at once
+                if slot.idle_warm and slot.warm_group == stream_group_id and slot.runtime is not None:
+                    slot.runtime.set_idle_pause(pause_idle)
         await self._kick()
 
     async def place(self, placement: Placement, timeout_s: float) -> PlacementResult:
@@ -169,7 +190,7 @@ class LocalHostPool:
         slot, warm = await self._claim(placement, deadline)
         try:
             if not warm:
-                slot.runtime = await SessionRuntime.launch(placement.launch, self.options)
+                slot.runtime = await SessionRuntime.launch(placement.launch, self.options, self.containment)
             runtime = slot.runtime
             assert runtime is not None
             runtime.on_event = lambda kind, detail: self._runtime_event(slot, kind, detail)
@@ -296,6 +317,7 @@ class LocalHostPool:
                     if slot.idle_warm and slot.runtime is not None and slot.runtime.spec == placement.launch \
                             and slot.runtime.app_running:
                         slot.session_id = placement.session_id
+                        slot.runtime.set_idle_pause(False)  # SIGCONT now: the game runs again before the offer
                         return slot, True
                 for slot in self.slots:
                     if slot.free:
@@ -406,9 +428,13 @@ class LocalHostPool:
                 slot.warm_group = key[0]
                 self._spawn(self._launch_warm(slot, key[1]))
 
+    def _pause_idle(self, stream_group_id: str | None) -> bool:
+        target = self._targets.get((stream_group_id, self.location)) if stream_group_id is not None else None
+        return target.pause_idle if target is not None else True
+
     async def _launch_warm(self, slot: Slot, spec: LaunchSpec) -> None:
         try:
-            runtime = await SessionRuntime.launch(spec, self.options)
+            runtime = await SessionRuntime.launch(spec, self.options, self.containment, watch_first_frame=True)
         except Exception as exc:
             log.warning("warm launch failed: %s", exc, extra={"app": spec.application_id}, exc_info=True)
             slot.launching = None
@@ -421,4 +447,5 @@ class LocalHostPool:
         slot.launching = None
         slot.runtime = runtime
         runtime.on_event = lambda kind, detail: self._runtime_event(slot, kind, detail)
+        runtime.set_idle_pause(self._pause_idle(slot.warm_group))
         await self._kick()

@@ -1,8 +1,8 @@
 """One launched application and everything around it: temp dir, Xvfb, audio sink, message bridge, game,
 capture+encode worker, packet fan-out, and at most one client peer at a time.
 
-Used warm (launched before any session) or cold. Reports what happens through a callback; knows nothing of
-the control plane's statuses or of HTTP."""
+Used warm (launched before any session; paused once its game has drawn, see set_idle_pause) or cold. Reports
+what happens through a callback; knows nothing of the control plane's statuses or of HTTP."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from pathlib import Path
 from playcast.host.app import AppProcess
 from playcast.host.appmessages import AppMessageBridge
 from playcast.host.audio import AudioSink
+from playcast.host.containment import HostContainment, SessionContainment
 from playcast.host.display import VirtualDisplay
 from playcast.host.egress import WhipEgresses
+from playcast.host.first_frame import FirstFrameWatch
 from playcast.host.input import protocol as input_protocol
 from playcast.host.input.injector import InputInjector
 from playcast.host.viewer_workers import ViewerWorkers, WorkerLimits
@@ -38,6 +40,7 @@ from playcast.storage import Storage, StorageError
 log = logging.getLogger(__name__)
 
 INPUT_EVENT_INTERVAL_S = 1.0  # report input activity to the control plane at most this often
+PAUSE_SETTLE_S = 0.5  # an idle warm game runs this long after its first frame before it is paused
 
 
 @dataclass(frozen=True)
@@ -67,10 +70,12 @@ RuntimeEventHandler = Callable[[str, dict[str, object]], None]
 class SessionRuntime:
     """Owns every process and file of one slot's launch. Build with `await SessionRuntime.launch(...)`."""
 
-    def __init__(self, spec: LaunchSpec, options: RuntimeOptions, workdir: Path) -> None:
+    def __init__(self, spec: LaunchSpec, options: RuntimeOptions, workdir: Path,
+                 containment: SessionContainment) -> None:
         self.spec = spec
         self.options = options
         self.workdir = workdir
+        self.containment = containment
         self.display: VirtualDisplay | None = None
         self.audio: AudioSink | None = None
         self.bridge: AppMessageBridge | None = None
@@ -89,18 +94,33 @@ class SessionRuntime:
         self.on_event: RuntimeEventHandler = lambda kind, detail: None
         self._last_input_report = 0.0
         self._exit_watch: asyncio.Task[None] | None = None
+        self.first_frame: FirstFrameWatch | None = None  # warm launches: tells when the game has drawn
+        self._paused = False  # the game's process group is SIGSTOPped (idle warm slot)
+        self._pauser: asyncio.Task[None] | None = None
+        self._audio_suspended = False
+        self._audio_task: asyncio.Task[None] | None = None
         self._closing = False
         self._closed = asyncio.Event()
 
     # ------------------------------------------------------------------ launch / shutdown
     @classmethod
-    async def launch(cls, spec: LaunchSpec, options: RuntimeOptions) -> SessionRuntime:
-        """Start display, audio, bridge, app and an idle encoder. Cleans up everything if any step fails."""
+    async def launch(cls, spec: LaunchSpec, options: RuntimeOptions, containment: HostContainment | None = None, *,
+                     watch_first_frame: bool = False) -> SessionRuntime:
+        """Start display, audio, bridge, app and an idle encoder. Cleans up everything if any step fails.
+
+        `containment`: the host process's (records, cgroups; see host/containment.py). Without one, its processes
+        still die with this process (PDEATHSIG, the game's keeper) but nothing is recorded. With `watch_first_frame`
+        (warm launches), `first_frame` tells when the game has drawn its first frame."""
         workdir = Path(tempfile.mkdtemp(prefix="playcast-session-", dir=options.temp_root))
-        self = cls(spec, options, workdir)
+        try:
+            share = (containment or HostContainment()).session(workdir)
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        self = cls(spec, options, workdir, share)
         t0 = time.monotonic()
         try:
-            await self._start_all()
+            await self._start_all(watch_first_frame)
         except BaseException:
             await self.shutdown()
             raise
@@ -109,11 +129,23 @@ class SessionRuntime:
                                             "seconds": round(time.monotonic() - t0, 3)})
         return self
 
-    async def _start_all(self) -> None:
+    async def _start_all(self, watch_first_frame: bool) -> None:
         o = self.options
-        self.display = await VirtualDisplay.start(o.width, o.height)
-        self.audio = AudioSink(self.workdir)
+        c = self.containment
+        self.display = await VirtualDisplay.start(o.width, o.height, setup=c.setup)
+        c.track("xvfb", self.display.process.pid)
+        c.track_display(self.display.number)
+        if watch_first_frame:  # before the game starts, so its first map and drawing are seen
+            try:
+                self.first_frame = await FirstFrameWatch.open(self.display.name)
+            except Exception as exc:  # noqa: BLE001 - the slot then stays unpaused, nothing worse
+                log.warning("cannot watch for the first frame; this warm slot will not be paused: %s", exc)
+        self.audio = AudioSink(self.workdir, setup=c.setup)
         await self.audio.start()
+        for role, pid in zip(("pulseaudio", "parec"), self.audio.pids(), strict=False):
+            c.track(role, pid)
+        if self.audio.socket_dir is not None:
+            c.track_path(self.audio.socket_dir)
         self.bridge = AppMessageBridge(self._from_app)
         port = await self.bridge.start(o.app_message_port)
         self.bridge.client_connected(PLATFORM_CLIENT_ID)  # playcast itself: chat, reactions, game -> channel
@@ -133,23 +165,28 @@ class SessionRuntime:
         env.update(dict(self.spec.env))
         # Start the encoder worker while the game boots: both take a few hundred ms.
         encoder_task = asyncio.ensure_future(EncoderProcess.start(
-            self.display.name, o.width, o.height, o.fps, o.bitrate_kbps, o.encoder))
+            self.display.name, o.width, o.height, o.fps, o.bitrate_kbps, o.encoder, setup=c.setup))
         try:
             self.app = await AppProcess.start(self.spec.source_dir, self.spec.executable, self.spec.args, env,
-                                              home=self.workdir / "home")
+                                              home=self.workdir / "home", setup=c.keeper_setup,
+                                              remove_on_host_loss=self.workdir, x_display=self.display.number)
+            c.track("keeper", self.app.keeper_pid)
+            c.track("game", self.app.pid)
         except BaseException:
             encoder = await _settle(encoder_task)
             if encoder is not None:
                 await encoder.stop()
             raise
         self.encoder = await encoder_task
+        c.track("capture", self.encoder.process.pid)
         self.fanout = PacketFanout(self.encoder.read, self.encoder.request_keyframe)
         self.fanout.on_first_sink = self.encoder.start_capture
         self.fanout.on_no_sinks = self.encoder.pause_capture
         self.fanout.start()
         self.opus = OpusFanout(self.audio if self.audio.available else None)
         self.viewer_workers = ViewerWorkers(self.fanout, self.opus, WorkerLimits(
-            o.viewers_per_worker, o.max_viewer_workers, o.viewer_worker_idle_s))
+            o.viewers_per_worker, o.max_viewer_workers, o.viewer_worker_idle_s), setup=c.setup,
+            on_started=lambda pid: c.track("viewer worker", pid))
         self.injector = InputInjector(self.display.name, o.width, o.height, send_control=self._send_control)
         self._exit_watch = asyncio.ensure_future(self._watch_app())
 
@@ -171,6 +208,11 @@ class SessionRuntime:
             return
         self._closing = True
         try:
+            self._stop_idle_pause()  # a stopped game would hold its SIGTERM until continued
+            if self.first_frame is not None:
+                self.first_frame.close()
+            if self._audio_task is not None:  # its sink running again first: a game quitting may drain audio
+                await asyncio.wait([self._audio_task], timeout=5)
             peer, self.peer = self.peer, None
             if peer is not None:
                 peer.send_control(input_protocol.encode_server_disconnect(reason))
@@ -203,7 +245,67 @@ class SessionRuntime:
                 await self.display.stop()
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
-            self._closed.set()
+            try:
+                await asyncio.to_thread(self.containment.close)
+            finally:
+                self._closed.set()
+
+    # ------------------------------------------------------------------ idle pause (warm slots)
+    @property
+    def paused(self) -> bool:
+        """The game's process group is stopped and the audio sink suspended (an idle warm slot)."""
+        return self._paused
+
+    def set_idle_pause(self, enabled: bool, settle_s: float = PAUSE_SETTLE_S) -> None:
+        """Enabled: once the game has drawn its first frame and run `settle_s` more, SIGSTOP its process group and
+        suspend the audio sink, so the slot's processes burn no CPU (Xvfb keeps the last picture; the idle capture
+        worker is already asleep). Disabled: SIGCONT and resume the sink at once, so a claimed slot's first
+        captured frame is its picture. A launch without a first-frame watch is never paused."""
+        if not enabled:
+            self._stop_idle_pause()
+        elif self._pauser is None and not self._paused and not self._closing and self.first_frame is not None:
+            self._pauser = asyncio.ensure_future(self._pause_when_drawn(self.first_frame, settle_s))
+
+    async def _pause_when_drawn(self, watch: FirstFrameWatch, settle_s: float) -> None:
+        await watch.drawn.wait()
+        assert watch.drawn_at is not None
+        await asyncio.sleep(max(0.0, watch.drawn_at + settle_s - asyncio.get_running_loop().time()))
+        self._pauser = None
+        if self._closing or self.peer is not None or self.app is None or not self.app.running:
+            return
+        self.app.pause()
+        self._paused = True
+        self._sync_audio()
+        log.info("idle warm slot paused", extra={"app": self.spec.application_id,
+                                                 "display": self.display and self.display.name})
+
+    def _stop_idle_pause(self) -> None:
+        if self._pauser is not None:
+            self._pauser.cancel()
+            self._pauser = None
+        if not self._paused:
+            return
+        self._paused = False
+        if self.app is not None:
+            self.app.resume()
+        self._sync_audio()
+        log.info("warm slot resumed", extra={"app": self.spec.application_id,
+                                             "display": self.display and self.display.name})
+
+    def _sync_audio(self) -> None:
+        """Bring the audio sink's suspension in line with `paused` (one pactl at a time, the latest wish wins)."""
+        if self.audio is None or not self.audio.available:
+            return
+        if self._audio_task is None or self._audio_task.done():
+            self._audio_task = asyncio.ensure_future(self._apply_audio_pause(self.audio))
+
+    async def _apply_audio_pause(self, audio: AudioSink) -> None:
+        while self._audio_suspended != self._paused:
+            want = self._paused
+            if not await audio.suspend(want):
+                log.warning("could not %s the audio sink", "suspend" if want else "resume")
+                return
+            self._audio_suspended = want
 
     def video_stats(self) -> VideoStats | None:
         """A snapshot of the encode and its fan-out; None until the encoder runs."""

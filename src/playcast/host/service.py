@@ -44,7 +44,7 @@ def make_pool(settings: Settings, host_id: str) -> LocalHostPool:
     recordings = open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
     return LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
         width=settings.width, height=settings.height, fps=settings.fps, bitrate_kbps=settings.bitrate_kbps,
-        encoder=settings.encoder), host_id=host_id, recordings=recordings)
+        encoder=settings.encoder), host_id=host_id, recordings=recordings, state_dir=settings.data_dir)
 
 
 async def run_host(settings: Settings, stop: asyncio.Event) -> None:

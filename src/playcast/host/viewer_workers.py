@@ -38,7 +38,7 @@ from playcast.media.viewer_proc import (
     record,
     split,
 )
-from playcast.procgroup import signal_group, stop_group
+from playcast.procgroup import ChildSetup, child_setup, signal_group, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,12 @@ class ViewerWorker:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "playcast.media.viewer_proc",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, limit=1024 * 1024)
+            start_new_session=True, limit=1024 * 1024, preexec_fn=self._owner.setup)
         assert self.process.stdin is not None
         self.process.stdin.transport.set_write_buffer_limits(high=PIPE_HIGH_WATER)  # type: ignore[attr-defined]
         self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._log_stderr())]
         log.info("viewer worker started", extra={"worker": self.number, "pid": self.process.pid})
+        self._owner.on_started(self.process.pid)
 
     # ------------------------------------------------------------------ viewers
     async def add(self, viewer_id: str, offer_json: str) -> str:
@@ -306,10 +307,12 @@ class ViewerWorker:
 
 
 class ViewerWorkers:
-    """Every viewer worker of one session. `add`/`remove` viewers; `close()` at session end."""
+    """Every viewer worker of one session. `add`/`remove` viewers; `close()` at session end. `setup`: each worker's
+    preexec_fn (default: child_setup()); `on_started(pid)` hears of each worker process."""
 
     def __init__(self, fanout: PacketFanout, opus: OpusFanout | None, limits: WorkerLimits,
-                 on_gone: Callable[[str, str], None] | None = None) -> None:
+                 on_gone: Callable[[str, str], None] | None = None, setup: ChildSetup | None = None,
+                 on_started: Callable[[int], None] | None = None) -> None:
         self.fanout = fanout
         self.opus = opus
         self.limits = limits
@@ -322,6 +325,8 @@ class ViewerWorkers:
         self._closed = False
         self._keep_ready = False
         self.on_gone = on_gone or (lambda viewer_id, why: None)
+        self.setup = setup or child_setup()
+        self.on_started = on_started or (lambda pid: None)
 
     @property
     def viewers(self) -> dict[str, int]:

@@ -161,14 +161,15 @@ def bundle_from_wire(f: Fields) -> FileBundle:
 
 def placement_to_wire(p: Placement) -> dict[str, Any]:
     return {"session_id": p.session_id, "stream_group_id": p.stream_group_id, "locations": list(p.locations),
-            "launch": launch_to_wire(p.launch), "signal_request": p.signal_request}
+            "launch": launch_to_wire(p.launch), "signal_request": p.signal_request, "host_id": p.host_id}
 
 
 def placement_from_wire(f: Fields) -> Placement:
     launch = f.obj("launch")
     assert launch is not None
     return Placement(f.str("session_id", max_len=128), f.str("stream_group_id", max_len=128), f.strs("locations"),
-                     launch_from_wire(launch), f.str("signal_request", optional=True, max_len=MAX_FRAME_BYTES))
+                     launch_from_wire(launch), f.str("signal_request", optional=True, max_len=MAX_FRAME_BYTES),
+                     f.str("host_id", optional=True, max_len=128))
 
 
 def result_from_wire(f: Fields) -> PlacementResult:
@@ -256,7 +257,8 @@ def args_from_wire(op: str, f: Fields) -> dict[str, Any]:
         return {**sid, "reason": f.str("reason", max_len=64)}
     if op == "set_warm_target":
         return {"stream_group_id": f.str("stream_group_id", max_len=128), "location": f.str("location"),
-                "launches": list(f.each("launches", launch_from_wire)), "count": f.int("count", hi=100000)}
+                "launches": list(f.each("launches", launch_from_wire)), "count": f.int("count", hi=100000),
+                "pause_idle": f.bool("pause_idle")}
     if op == "send_app_message":
         return {**sid, "payload": _b64(f.str("payload", max_len=MAX_FRAME_BYTES))}
     if op == "add_viewer":

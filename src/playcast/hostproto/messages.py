@@ -16,7 +16,8 @@ PROTOCOL_VERSION = 1
 #   place            {placement: Placement, timeout_s: float}                     -> PlacementResult
 #   connect          {session_id, signal_request}                                 -> answer JSON (str)
 #   terminate        {session_id, reason}                                         -> None
-#   set_warm_target  {stream_group_id, location, launches: [LaunchSpec], count}   -> None
+#   set_warm_target  {stream_group_id, location, launches: [LaunchSpec], count,
+#                     pause_idle: bool}                                          -> None
 #   send_app_message {session_id, payload: bytes}                                 -> bool
 #   add_viewer       {session_id, offer_sdp}                                      -> [viewer_id, answer_sdp]
 #   remove_viewer    {session_id, viewer_id}                                      -> bool

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 
-CONTENT_PATH = "/v1/content/"  # GET <server>/v1/content/<sha256>: an application's archive, for a host's token
+CONTENT_PATH = "/v1/hosts/content/"  # GET <server>/v1/hosts/content/<sha256>: an application's archive, for a host's token
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class ContentRef:
 
     sha256: str  # 64 lowercase hex digits: the archive's digest
     size: int  # the archive's size in bytes
-    url: str  # "/v1/content/<sha256>" on the control plane the host joined, or "s3://bucket/key"
+    url: str  # "/v1/hosts/content/<sha256>" on the control plane the host joined, or "s3://bucket/key"
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class Placement:
     locations: tuple[str, ...]  # ordered preference; empty = any
     launch: LaunchSpec
     signal_request: str | None  # JSON RTCSessionDescription offer, or None for NO_CLIENT_CONNECTION
+    host_id: str | None = None  # the host the control plane reserved a slot on (None: the pool picks)
 
 
 @dataclass(frozen=True)

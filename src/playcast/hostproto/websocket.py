@@ -56,6 +56,6 @@ async def dial(server_url: str, token: str, *, open_timeout_s: float = 10.0) -> 
     """Open the host channel to the control plane at `server_url`. Raises OSError/TimeoutError/InvalidStatus
     (websockets) when it cannot be reached or refuses the upgrade."""
     ws = await connect(connect_url(server_url), additional_headers={"Authorization": f"Bearer {token}"},
-                       max_size=MAX_FRAME_BYTES + 1024, open_timeout=open_timeout_s, ping_interval=10,
-                       ping_timeout=10)
+                       max_size=MAX_FRAME_BYTES + 1024, open_timeout=open_timeout_s, ping_interval=2,
+                       ping_timeout=5)  # a dead control plane is noticed in seconds, well inside its lost-host window
     return WebSocketChannel(ws)

@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 
 from playcast.media.capture_proc import FLAG_HELLO, FLAG_KEY, HEADER
-from playcast.procgroup import stop_group
+from playcast.procgroup import ChildSetup, child_setup, stop_group
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,16 @@ class EncoderProcess:
 
     @classmethod
     async def start(cls, display: str, width: int, height: int, fps: int, bitrate_kbps: int,
-                    preference: str = "auto", timeout_s: float = 20.0) -> EncoderProcess:
+                    preference: str = "auto", timeout_s: float = 20.0,
+                    setup: ChildSetup | None = None) -> EncoderProcess:
+        """Start the worker; `setup` is its preexec_fn (default: child_setup())."""
         env = dict(os.environ, DISPLAY=display)
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "playcast.media.capture_proc", "--display", display,
             "--width", str(width), "--height", str(height), "--fps", str(fps),
             "--bitrate-kbps", str(bitrate_kbps), "--encoder", preference,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env=env, start_new_session=True, limit=8 * 1024 * 1024,
+            env=env, start_new_session=True, limit=8 * 1024 * 1024, preexec_fn=setup or child_setup(),
         )
         assert proc.stdout is not None
         try:

@@ -13,8 +13,10 @@ from Xlib.ext import xtest
 
 from playcast.host.input.keycodes import key_code, key_keysym
 from playcast.host.input.protocol import WHEEL_NOTCH, MouseButton
+from playcast.host.xsocket import prefer_abstract_sockets
 
 log = logging.getLogger(__name__)
+prefer_abstract_sockets()  # this namespace's Xvfb, never another's behind a shared /tmp
 
 # DOM MouseEvent.button -> X core button number.
 X_BUTTONS: dict[MouseButton, int] = {
