@@ -76,9 +76,8 @@ class Settings:
     app_max_files: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_FILES", 200_000))
     app_max_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_BYTES", 50 << 30))
     # application content: where the server keeps each application's archive (path, file:// or s3://bucket/prefix;
-    # default <data dir>/content), and the size a host's content cache may grow to before it evicts (LRU)
+    # default <data dir>/archives); hosts fetch them from the server into <data dir>/content/<sha256>/
     content_storage: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_CONTENT_STORAGE") or None)
-    content_cache_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_CONTENT_CACHE_BYTES", 100 << 30))
     # S3 (ApplicationSourceUri, ApplicationLogOutputUri, ExportStreamSessionFiles, s3:// storage): the endpoint of
     # an S3-compatible service (unset: AWS) and its region; credentials come from the standard AWS environment
     s3_endpoint_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_S3_ENDPOINT_URL") or None)
@@ -112,12 +111,12 @@ class Settings:
 
     @property
     def content_storage_url(self) -> str:
-        return self.content_storage or str(self.data_dir / "content")
+        return self.content_storage or str(self.data_dir / "archives")
 
     @property
     def content_cache_dir(self) -> Path:
-        """A host's content cache (and its sessions' application trees)."""
-        return self.data_dir / "content-cache"
+        """A host's content cache: one unpacked tree per archive digest."""
+        return self.data_dir / "content"
 
     @property
     def database(self) -> str:

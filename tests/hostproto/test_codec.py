@@ -30,12 +30,12 @@ from playcast.hostproto.types import (
     EgressStatus,
     FileBundle,
     LaunchSpec,
-    launch_key,
     Placement,
     PlacementResult,
     SessionEvent,
     SessionEventKind,
     VideoStats,
+    launch_key,
 )
 
 DIGEST = "ab" * 32

@@ -71,8 +71,9 @@ class SessionRuntime:
     """Owns every process and file of one slot's launch. Build with `await SessionRuntime.launch(...)`."""
 
     def __init__(self, spec: LaunchSpec, options: RuntimeOptions, workdir: Path,
-                 containment: SessionContainment) -> None:
+                 containment: SessionContainment, content_dir: str | None = None) -> None:
         self.spec = spec
+        self.content_dir = content_dir or spec.source_dir  # the application's tree on this host
         self.options = options
         self.workdir = workdir
         self.containment = containment
@@ -105,19 +106,20 @@ class SessionRuntime:
     # ------------------------------------------------------------------ launch / shutdown
     @classmethod
     async def launch(cls, spec: LaunchSpec, options: RuntimeOptions, containment: HostContainment | None = None, *,
-                     watch_first_frame: bool = False) -> SessionRuntime:
+                     watch_first_frame: bool = False, content_dir: str | None = None) -> SessionRuntime:
         """Start display, audio, bridge, app and an idle encoder. Cleans up everything if any step fails.
 
         `containment`: the host process's (records, cgroups; see host/containment.py). Without one, its processes
         still die with this process (PDEATHSIG, the game's keeper) but nothing is recorded. With `watch_first_frame`
-        (warm launches), `first_frame` tells when the game has drawn its first frame."""
+        (warm launches), `first_frame` tells when the game has drawn its first frame. `content_dir`: where the
+        application's tree is on this host (default: the spec's source_dir)."""
         workdir = Path(tempfile.mkdtemp(prefix="playcast-session-", dir=options.temp_root))
         try:
             share = (containment or HostContainment()).session(workdir)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        self = cls(spec, options, workdir, share)
+        self = cls(spec, options, workdir, share, content_dir)
         t0 = time.monotonic()
         try:
             await self._start_all(watch_first_frame)
@@ -167,7 +169,7 @@ class SessionRuntime:
         encoder_task = asyncio.ensure_future(EncoderProcess.start(
             self.display.name, o.width, o.height, o.fps, o.bitrate_kbps, o.encoder, setup=c.setup))
         try:
-            self.app = await AppProcess.start(self.spec.source_dir, self.spec.executable, self.spec.args, env,
+            self.app = await AppProcess.start(self.content_dir, self.spec.executable, self.spec.args, env,
                                               home=self.workdir / "home", setup=c.keeper_setup,
                                               remove_on_host_loss=self.workdir, x_display=self.display.number)
             c.track("keeper", self.app.keeper_pid)

@@ -11,8 +11,10 @@ import secrets
 from pathlib import Path
 
 from playcast import __version__
+from playcast.archives.extract import Limits
 from playcast.config import Settings
 from playcast.host.agent import HostAgent, HostIdentity
+from playcast.host.content import ContentCache
 from playcast.host.pool import LocalHostPool
 from playcast.host.remote import keep_joined
 from playcast.host.runtime import RuntimeOptions
@@ -40,11 +42,13 @@ def host_id_of(data_dir: Path) -> str:
     return value
 
 
-def make_pool(settings: Settings, host_id: str) -> LocalHostPool:
+def make_pool(settings: Settings, host_id: str, content: ContentCache | None = None) -> LocalHostPool:
+    """`content`: a remote host's cache of applications' archives (the embedded host launches the server's tree)."""
     recordings = open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
     return LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
         width=settings.width, height=settings.height, fps=settings.fps, bitrate_kbps=settings.bitrate_kbps,
-        encoder=settings.encoder), host_id=host_id, recordings=recordings, state_dir=settings.data_dir)
+        encoder=settings.encoder), host_id=host_id, recordings=recordings, state_dir=settings.data_dir,
+        content=content)
 
 
 async def run_host(settings: Settings, stop: asyncio.Event) -> None:
@@ -54,7 +58,9 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
         raise ValueError("a host needs --server URL and --token (or PLAYCAST_SERVER_URL / PLAYCAST_HOST_TOKEN)")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     host_id = host_id_of(settings.data_dir)
-    pool = make_pool(settings, host_id)
+    content = ContentCache(settings.content_cache_dir, settings.server_url, settings.host_token,
+                           Limits(settings.app_max_files, settings.app_max_bytes))
+    pool = make_pool(settings, host_id, content)
     await pool.start()
     try:
         encoder = await asyncio.to_thread(choose_encoder, settings.encoder, codec_usable)

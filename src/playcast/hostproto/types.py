@@ -11,7 +11,6 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-
 CONTENT_PATH = "/v1/hosts/content/"  # GET <server>/v1/hosts/content/<sha256>: an application's archive, for a host's token
 
 

@@ -1,0 +1,32 @@
+"""application content archives and session file exports
+
+Revision 0005 (after 0003; 0004 is another branch's, re-chained at merge), written 2026-12-02 13:18:26;
+never edit it once released."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0005'
+down_revision: str | None = '0003'
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table('applications', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('content_sha256', sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column('content_size', sa.BigInteger(), nullable=True))
+
+    with op.batch_alter_table('stream_sessions', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('export_files', sa.JSON(), nullable=True))
+
+def downgrade() -> None:
+    with op.batch_alter_table('stream_sessions', schema=None) as batch_op:
+        batch_op.drop_column('export_files')
+
+    with op.batch_alter_table('applications', schema=None) as batch_op:
+        batch_op.drop_column('content_size')
+        batch_op.drop_column('content_sha256')
+
