@@ -21,6 +21,7 @@ from av.video.frame import PictureType
 from playcast.control.broadcasts import ViewerAccess
 from playcast.media.encoder import EncodedPacket
 from playcast.media.encoding import X264, EncoderSettings, make_context
+from tests.s3_support import MotoServer
 
 
 class SyntheticEncoder:
@@ -219,52 +220,6 @@ def parse_playlist(text: str) -> dict:
             out["segments"].append((line, pending_duration))
             pending_duration = None
     return out
-
-
-class MotoServer:
-    """A real S3-compatible server (moto's) on a free loopback port, for storage tests."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = None
-
-    def start(self) -> MotoServer:
-        import os
-        import shutil
-        import subprocess
-        import sys
-        import time
-        from pathlib import Path
-
-        exe = Path(sys.executable).parent / "moto_server"
-        cmd = [str(exe)] if exe.exists() else [shutil.which("moto_server") or "moto_server"]
-        self.proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited: {self.proc.stderr.read().decode()[-500:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not listen in 30 s") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        import subprocess
-
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
 
 
 def s3_storage(moto: MotoServer, bucket: str, **kw):  # type: ignore[no-untyped-def]

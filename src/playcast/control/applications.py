@@ -16,11 +16,11 @@ from sqlalchemy import delete, select
 from playcast.archives.extract import Limits
 from playcast.archives.members import UnsafeContent
 from playcast.hostproto.types import LaunchSpec
-from playcast.storage import StorageError, open_storage
+from playcast.storage import Storage, StorageError, open_storage
 
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow
-from .content import ContentArchives, content_ref
+from .content import ContentArchives, content_ref, scratch_path
 from .errors import ConflictError, NotFoundError, ValidationError
 from .ids import APPLICATION, new_application_id
 from .ingest import (
@@ -54,7 +54,7 @@ class Applications:
         self.apps_dir = Path(settings.data_dir).resolve() / "apps"
         self.archives = ContentArchives(
             open_storage(settings.content_storage_url, s3_endpoint_url=settings.s3_endpoint_url,
-                         s3_region=settings.s3_region), self.apps_dir / ".packing")
+                         s3_region=settings.s3_region))
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -133,10 +133,11 @@ class Applications:
                                   "runs Linux applications only (use Type UBUNTU)")
         try:
             check_executable_path(params["ExecutablePath"])
-            source = resolve_source(params["ApplicationSourceUri"], self.plane.settings.source_roots)
-            if source.kind == "dir" and self.apps_dir.is_relative_to(source.path):
+            source = resolve_source(params["ApplicationSourceUri"], self.plane.settings.source_roots,
+                                    self.plane.settings.app_source_buckets)
+            if source.kind == "dir" and source.path is not None and self.apps_dir.is_relative_to(source.path):
                 raise SourceError("ApplicationSourceUri must not contain the server's own data directory")
-            if source.kind == "dir":  # cheap to check now, so the caller gets a clear error at once
+            if source.kind == "dir" and source.path is not None:  # cheap now: the caller gets a clear error at once
                 await asyncio.to_thread(verify_executable, source.path, params["ExecutablePath"])
         except SourceError as exc:
             raise ValidationError(str(exc)) from exc
@@ -178,6 +179,10 @@ class Applications:
             await s.commit()
             return True
 
+    def _open_s3(self, uri: str) -> Storage:
+        settings = self.plane.settings
+        return open_storage(uri, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region)
+
     async def _set_ready(self, app_id: str, sha256: str, size: int) -> bool:
         async with self.plane.db.session() as s:
             row = await s.get(ApplicationRow, app_id)
@@ -208,12 +213,12 @@ class Applications:
         try:
             settings = self.plane.settings
             await asyncio.to_thread(ingest, source, dest, executable,
-                                    Limits(settings.app_max_files, settings.app_max_bytes))
+                                    Limits(settings.app_max_files, settings.app_max_bytes), self._open_s3)
             packed = await asyncio.to_thread(self.archives.store, dest)
         except (IngestError, SourceError, UnsafeContent, StorageError) as exc:
             log.warning("application %s: ingest failed: %s", app_id, exc)
             await asyncio.to_thread(shutil.rmtree, dest, True)
-            await self._set_status(app_id, ERROR, "internalError", str(exc))
+            await self._set_status(app_id, ERROR, getattr(exc, "reason", "internalError"), str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - any failure must end in ERROR, never a stuck PROCESSING
             log.exception("application %s: ingest crashed", app_id)
@@ -243,7 +248,8 @@ class Applications:
                                  f"delete-{row.id}")
                 continue
             try:
-                source = resolve_source(row.source_uri, self.plane.settings.source_roots)
+                source = resolve_source(row.source_uri, self.plane.settings.source_roots,
+                                        self.plane.settings.app_source_buckets)
             except SourceError as exc:
                 await self._set_status(row.id, ERROR, "internalError", str(exc))
                 continue
@@ -295,6 +301,7 @@ class Applications:
     async def _finish_delete(self, app_id: str, arn: str, content: Path, sha256: str | None) -> None:
         await asyncio.to_thread(shutil.rmtree, content, True)
         await asyncio.to_thread(shutil.rmtree, content.with_name(content.name + ".partial"), True)
+        await asyncio.to_thread(scratch_path(content).unlink, True)
         async with self.plane.db.session() as s:
             await s.execute(delete(ApplicationRow).where(ApplicationRow.id == app_id))
             await queries.drop_tags(s, [arn])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,21 +29,27 @@ def content_ref(sha256: str, size: int) -> ContentRef:
     return ContentRef(sha256, size, CONTENT_PATH + sha256)
 
 
-class ContentArchives:
-    """The archives in `storage`; `scratch_dir` holds an archive while it is being packed."""
+def scratch_path(tree: Path) -> Path:
+    """Where `tree`'s archive is written while it is packed: beside it (removed with it)."""
+    return tree.with_name(tree.name + ".pack" + ARCHIVE_SUFFIX)
 
-    def __init__(self, storage: Storage, scratch_dir: Path) -> None:
+
+class ContentArchives:
+    """The archives in `storage`."""
+
+    def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self.scratch_dir = scratch_dir
 
     def store(self, tree: Path) -> PackedArchive:
         """Pack `tree` and keep the archive (equal trees give one archive); the scratch file never stays.
         Raises UnsafeContent/OSError (the tree) or StorageError (the storage)."""
-        self.scratch_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=self.scratch_dir, prefix="pack-") as scratch:
-            path = Path(scratch) / ("content" + ARCHIVE_SUFFIX)
+        path = scratch_path(tree)
+        path.unlink(missing_ok=True)  # a crashed predecessor's
+        try:
             packed = pack_tree(tree, path)
             self.storage.put_file(archive_key(packed.sha256), path, content_type="application/gzip")
+        finally:
+            path.unlink(missing_ok=True)
         return packed
 
     def open(self, sha256: str) -> BinaryIO:
