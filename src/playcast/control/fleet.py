@@ -21,6 +21,7 @@ from playcast.hostproto.channel import Channel, ChannelClosed
 from playcast.hostproto.messages import PROTOCOL_VERSION, Hello, Refused, Welcome
 from playcast.hostproto.types import (
     EgressStatus,
+    FileBundle,
     LaunchSpec,
     LocationCapacity,
     Placement,
@@ -494,6 +495,12 @@ class Fleet:
             return await self._ask(session_id, "stop_egress", {"egress_id": egress_id}, LookupError)
         except LookupError:
             return False
+
+    async def collect_files(self, session_id: str, log_paths: list[str], export: bool) -> list[FileBundle]:
+        return await self._ask(session_id, "collect_files", {"log_paths": log_paths, "export": export}, LookupError)
+
+    async def read_file(self, session_id: str, name: str, offset: int) -> bytes:
+        return await self._ask(session_id, "read_file", {"name": name, "offset": offset}, LookupError)
 
     # ------------------------------------------------------------------ warm capacity
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],

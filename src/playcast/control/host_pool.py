@@ -10,6 +10,7 @@ from typing import Protocol
 
 from playcast.hostproto.types import (
     EgressStatus,
+    FileBundle,
     LaunchSpec,
     LocationCapacity,
     Placement,
@@ -71,6 +72,13 @@ class HostPool(Protocol):
     async def stop_egress(self, session_id: str, egress_id: str) -> bool: ...
 
     def egress_status(self, session_id: str) -> list[EgressStatus]: ...
+
+    async def collect_files(self, session_id: str, log_paths: list[str], export: bool) -> list[FileBundle]:
+        """Zip a running session's ApplicationLogPaths (with `export`, its game's output too) on its host; read
+        each bundle back with read_file. LookupError if the session is not running."""
+
+    async def read_file(self, session_id: str, name: str, offset: int) -> bytes:
+        """Up to FILE_CHUNK_BYTES of a bundle collect_files made, from `offset` (empty at its end)."""
 
     def capacity(self, location: str) -> LocationCapacity: ...
 

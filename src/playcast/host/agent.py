@@ -148,6 +148,7 @@ class HostAgent:
             "set_warm_target": pool.set_warm_target, "send_app_message": pool.send_app_message,
             "add_viewer": pool.add_viewer, "remove_viewer": pool.remove_viewer, "start_hls": pool.start_hls,
             "stop_hls": pool.stop_hls, "start_egress": pool.start_egress, "stop_egress": pool.stop_egress,
+            "collect_files": pool.collect_files, "read_file": pool.read_file,
         }
         return await calls[op](**args)
 

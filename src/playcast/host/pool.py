@@ -23,6 +23,7 @@ from playcast.host.runtime import RuntimeOptions, SessionRuntime
 from playcast.hostproto.messages import SessionState
 from playcast.hostproto.types import (
     EgressStatus,
+    FileBundle,
     LaunchSpec,
     LocationCapacity,
     Placement,
@@ -297,6 +298,19 @@ class LocalHostPool:
         if slot is None or slot.runtime is None or slot.runtime.egress is None:
             return False
         return await slot.runtime.egress.stop(egress_id)
+
+    async def collect_files(self, session_id: str, log_paths: list[str], export: bool) -> list[FileBundle]:
+        """Zip the session's ApplicationLogPaths (and, for an export, the game's output); read it with read_file."""
+        return [await self._runtime_of(session_id).collect_files(log_paths, export)]
+
+    async def read_file(self, session_id: str, name: str, offset: int) -> bytes:
+        return await self._runtime_of(session_id).read_file(name, offset)
+
+    def _runtime_of(self, session_id: str) -> SessionRuntime:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            raise LookupError(f"session {session_id} is not running on this host")
+        return slot.runtime
 
     def egress_status(self, session_id: str) -> list[EgressStatus]:
         slot = self._slot_of(session_id)

@@ -26,8 +26,9 @@ from playcast.host.egress import WhipEgresses
 from playcast.host.first_frame import FirstFrameWatch
 from playcast.host.input import protocol as input_protocol
 from playcast.host.input.injector import InputInjector
+from playcast.host.session_files import SessionPlaces, make_bundle, read_chunk
 from playcast.host.viewer_workers import ViewerWorkers, WorkerLimits
-from playcast.hostproto.types import PLATFORM_CLIENT_ID, LaunchSpec, VideoStats
+from playcast.hostproto.types import FILE_CHUNK_BYTES, PLATFORM_CLIENT_ID, FileBundle, LaunchSpec, VideoStats
 from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout, PacketSink
 from playcast.media.hls.packager import HlsPackager
@@ -380,6 +381,16 @@ class SessionRuntime:
         return await self.viewer_workers.remove(viewer_id)
 
     # ------------------------------------------------------------------ WHIP egress
+    async def collect_files(self, log_paths: list[str], export: bool) -> FileBundle:
+        """Zip this session's ApplicationLogPaths (and, for an export, the game's output) into its directory."""
+        if self.app is None:
+            raise LookupError("the application was never started")
+        places = SessionPlaces(self.workdir / "home", Path(self.content_dir), self.app.log_path)
+        return await asyncio.to_thread(make_bundle, places, log_paths, export, self.workdir / "bundles")
+
+    async def read_file(self, name: str, offset: int) -> bytes:
+        return await asyncio.to_thread(read_chunk, self.workdir / "bundles", name, offset, FILE_CHUNK_BYTES)
+
     def whip_egress(self) -> WhipEgresses:
         """This session's WHIP egresses (the shared encode's packets + shared Opus; no second encode)."""
         if self.egress is None:

@@ -26,8 +26,8 @@ PROTOCOL_VERSION = 1
 #   start_egress     {session_id, url, token: str | None}                         -> egress id (str)
 #   stop_egress      {session_id, egress_id}                                      -> bool
 #   collect_files    {session_id, log_paths: [str], export: bool}                 -> [FileBundle]
-#                    (stops the game first: the session is about to end; zips its ApplicationLogPaths and, with
-#                    export, what it created or changed; the bundles live until the session is terminated)
+#                    (the game keeps running; zips its ApplicationLogPaths and, with export, the game's output;
+#                    a bundle lives until the session ends)
 #   read_file        {session_id, name, offset}                                   -> bytes (at most FILE_CHUNK_BYTES)
 OPERATIONS = ("place", "connect", "terminate", "set_warm_target", "send_app_message", "add_viewer",
               "remove_viewer", "start_hls", "stop_hls", "start_egress", "stop_egress", "collect_files",

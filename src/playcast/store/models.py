@@ -102,8 +102,12 @@ class StreamSessionRow(Base):
     application_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     streaming_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     streaming_ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    # the last ExportStreamSessionFiles: {"Status", "StatusReason", "OutputUri"} (GetStreamSession's ExportFilesMetadata)
-    export_files: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # the last ExportStreamSessionFiles (GetStreamSession's ExportFilesMetadata): PENDING|SUCCEEDED|FAILED, why, where
+    export_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    export_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    export_uri: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # where ApplicationLogPaths were written when the session ended (GetStreamSession's LogFileLocationUri)
+    log_uri: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
     __table_args__ = (
         Index("ix_stream_sessions_group", "stream_group_id", "created_at", "id"),

@@ -20,11 +20,17 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('content_size', sa.BigInteger(), nullable=True))
 
     with op.batch_alter_table('stream_sessions', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('export_files', sa.JSON(), nullable=True))
+        batch_op.add_column(sa.Column('export_status', sa.String(length=16), nullable=True))
+        batch_op.add_column(sa.Column('export_reason', sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column('export_uri', sa.String(length=1024), nullable=True))
+        batch_op.add_column(sa.Column('log_uri', sa.String(length=1024), nullable=True))
 
 def downgrade() -> None:
     with op.batch_alter_table('stream_sessions', schema=None) as batch_op:
-        batch_op.drop_column('export_files')
+        batch_op.drop_column('log_uri')
+        batch_op.drop_column('export_uri')
+        batch_op.drop_column('export_reason')
+        batch_op.drop_column('export_status')
 
     with op.batch_alter_table('applications', schema=None) as batch_op:
         batch_op.drop_column('content_size')
