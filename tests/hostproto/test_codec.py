@@ -35,6 +35,7 @@ from playcast.hostproto.types import (
     SessionEvent,
     SessionEventKind,
     VideoStats,
+    for_remote_host,
     launch_key,
 )
 
@@ -138,6 +139,15 @@ def test_equal_launches_have_equal_keys_and_content_counts() -> None:
     assert launch_key(other) != launch_key(SPEC)  # new content: no warm slot of the old one matches
     wired = codec.launch_from_wire(codec.Fields(json.loads(json.dumps(codec.launch_to_wire(SPEC))), "launch"))
     assert wired == SPEC and launch_key(wired) == launch_key(SPEC)
+
+
+def test_a_remote_host_gets_no_server_path_and_the_same_key() -> None:
+    remote = for_remote_host(SPEC)
+    assert remote.source_dir == "" and remote.content == SPEC.content
+    assert launch_key(remote) == launch_key(SPEC)  # its warm slots match the control plane's placements
+    assert for_remote_host(BARE_SPEC) == BARE_SPEC  # no content: its path is the host's own
+    wired = codec.launch_from_wire(codec.Fields(json.loads(json.dumps(codec.launch_to_wire(remote))), "launch"))
+    assert wired == remote
 
 
 def _launch(content: Any) -> dict[str, Any]:

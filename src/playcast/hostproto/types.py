@@ -9,7 +9,7 @@ import enum
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 CONTENT_PATH = "/v1/hosts/content/"  # GET <server>/v1/hosts/content/<sha256>: an application's archive, for a host's token
 
@@ -28,8 +28,8 @@ class LaunchSpec:
     """What to start in a slot. Two sessions can share a warm slot only if their LaunchSpecs are equal."""
 
     application_id: str
-    source_dir: str  # the control plane's unpacked copy: used as is only by a host on the same disk (or, for a
-    #                  spec without `content`, the content's path on the host)
+    source_dir: str  # the control plane's unpacked copy, sent only to a host on the same disk ("" to others when
+    #                  there is `content`); for a spec without `content`, the content's path on the host
     executable: str  # ExecutablePath, relative to the content's root
     args: tuple[str, ...] = ()  # AdditionalLaunchArgs
     env: tuple[tuple[str, str], ...] = ()  # AdditionalEnvironmentVariables, sorted by key
@@ -149,10 +149,16 @@ BUNDLE_NAMES = (LOGS_BUNDLE, EXPORT_BUNDLE)
 FILE_CHUNK_BYTES = 512 * 1024  # one read_file answer (base64 in a frame of at most 1 MiB)
 
 
+def for_remote_host(spec: LaunchSpec) -> LaunchSpec:
+    """The spec as a host on another machine gets it: with content, no path on the control plane's disk."""
+    return replace(spec, source_dir="") if spec.content is not None else spec
+
+
 def launch_key(spec: LaunchSpec) -> str:
     """A short stable name of a LaunchSpec: hosts report their idle warm slots by it, the control plane matches
-    placements against it (equal specs, equal keys)."""
-    parts: list[object] = [spec.application_id, spec.source_dir, spec.executable, list(spec.args),
+    placements against it (equal specs, equal keys; a spec and its for_remote_host() have one key)."""
+    source_dir = "" if spec.content is not None else spec.source_dir
+    parts: list[object] = [spec.application_id, source_dir, spec.executable, list(spec.args),
                            [list(kv) for kv in spec.env]]
     if spec.content is not None:
         parts.append([spec.content.sha256, spec.content.size, spec.content.url])
