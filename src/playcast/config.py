@@ -86,7 +86,6 @@ class Settings:
     # allows any bucket the credentials reach
     app_source_buckets: list[str] = field(default_factory=lambda: _env_names("PLAYCAST_APP_SOURCE_BUCKETS"))
     output_buckets: list[str] = field(default_factory=lambda: _env_names("PLAYCAST_OUTPUT_BUCKETS"))
-    export_max_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_EXPORT_MAX_BYTES", 1 << 30))
     # control plane timeouts
     idle_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_IDLE_TIMEOUT_S", 3600))
     placement_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_PLACEMENT_TIMEOUT_S", 75))
