@@ -19,6 +19,7 @@ from tests.api.support import (
     create_group,
     make_settings,
     procpool_server,
+    start_active_session,
     wire_json,
 )
 from tests.s3_support import MotoServer
@@ -80,11 +81,7 @@ def test_an_s3_prefix_becomes_the_application_and_launches(s3_world: tuple[Any, 
         assert tf.extractfile("game.sh").read() == GAME  # type: ignore[union-attr]
 
     group = create_group(gls, app["Id"])
-    s = gls.start_stream_session(Identifier=group["Id"], ApplicationIdentifier=app["Id"], Protocol="WebRTC",
-                                 SignalRequest="NO_CLIENT_CONNECTION")
-    sid = s["Arn"].rsplit("/", 1)[-1]
-    gls.get_waiter("stream_session_active").wait(Identifier=group["Id"], StreamSessionIdentifier=sid,
-                                                 WaiterConfig=FAST)
+    sid = start_active_session(gls, group["Id"], app["Id"])  # the executable runs
     gls.terminate_stream_session(Identifier=group["Id"], StreamSessionIdentifier=sid)
 
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from tests.api.support import (
-    FAST,
     AssembledServer,
     aws_error,
     create_app,
     create_group,
     make_settings,
+    start_active_session,
     start_assembled,
 )
 from tests.control.support import make_app_dir
@@ -65,11 +65,7 @@ def _session(srv: AssembledServer, tmp: Path) -> tuple[Any, str, str]:
     app = create_app(gls, make_app_dir(tmp, GAME), ApplicationLogPaths=LOG_PATHS,
                      ApplicationLogOutputUri="s3://logs/playcast/")
     group = create_group(gls, app["Id"])
-    s = gls.start_stream_session(Identifier=group["Id"], ApplicationIdentifier=app["Id"], Protocol="WebRTC",
-                                 SignalRequest="NO_CLIENT_CONNECTION")
-    sid = s["Arn"].rsplit("/", 1)[-1]
-    gls.get_waiter("stream_session_active").wait(Identifier=group["Id"], StreamSessionIdentifier=sid,
-                                                 WaiterConfig=FAST)
+    sid = start_active_session(gls, group["Id"], app["Id"])
     tree = srv.settings.data_dir / "apps" / app["Id"]  # the embedded host runs the server's tree
     wait_until(lambda: (tree / "app-logs" / "run.txt").exists(), 30, "the game wrote its logs")
     return gls, group["Id"], sid
