@@ -66,9 +66,9 @@ class Playcast:
 @contextmanager
 def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float = 120.0,
                 check_leaks: bool = True, data_dir: Path | None = None,
-                port: int | None = None) -> Iterator[Playcast]:
-    """Run `playcast up` on a free port with a temp data dir (or `data_dir`, kept afterwards, to restart on it) and
-    a private TMPDIR; SIGTERM it afterwards.
+                port: int | None = None, command: str = "up") -> Iterator[Playcast]:
+    """Run `playcast up` (or `playcast server` with command="server") on a free port with a temp data dir (or
+    `data_dir`, kept afterwards, to restart on it) and a private TMPDIR; SIGTERM it afterwards.
 
     With `check_leaks`, once it has stopped, no process or session dir of this run may be left (AssertionError)."""
     from tests.leaks import assert_no_session_leftovers
@@ -77,7 +77,8 @@ def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float 
     keep_data = data_dir is not None
     data_dir = data_dir if data_dir is not None else Path(tempfile.mkdtemp(prefix="playcast-test-data-"))
     tmp = Path(tempfile.mkdtemp(prefix="playcast-test-tmp-"))
-    cmd = [str(REPO / ".venv" / "bin" / "playcast"), "up", "--port", str(port), "--data-dir", str(data_dir), *args]
+    cmd = [str(REPO / ".venv" / "bin" / "playcast"), command, "--port", str(port), "--data-dir", str(data_dir),
+           *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "TMPDIR": str(tmp), **(env or {})}, cwd=REPO)
     output: list[str] = []
@@ -97,9 +98,9 @@ def playcast_up(*args: str, env: dict[str, str] | None = None, timeout_s: float 
     try:
         while not ready:
             if proc.poll() is not None:
-                raise RuntimeError("playcast up exited early:\n" + "".join(output)[-4000:])
+                raise RuntimeError(f"playcast {command} exited early:\n" + "".join(output)[-4000:])
             if time.monotonic() > deadline:
-                raise RuntimeError("playcast up did not become ready:\n" + "".join(output)[-4000:])
+                raise RuntimeError(f"playcast {command} did not become ready:\n" + "".join(output)[-4000:])
             time.sleep(0.1)
         creds = json.loads((data_dir / "credentials.json").read_text())
         yield Playcast(proc, port, data_dir, ready[0], creds, output, tmp)

@@ -95,9 +95,19 @@ async def test_an_answer_before_the_body_closes_a_chunked_request_and_drains_a_d
     assert chunked.status == 401 and chunked.sent_before_answer == 0 and "connection: close" in chunked.head.lower()
     assert chunked.sent < (32 << 20)
     # a declared body (under the guard's limit) is read to its end and dropped; the connection serves on
-    first, second = await asyncio.to_thread(_refused_then_served, port, GLOBAL // 2)
+    first, second = await asyncio.to_thread(_refused_then_served, port, "/deaf", GLOBAL // 2, b"who are you?")
     assert first.startswith(b"HTTP/1.1 401") and b"connection: close" not in first.lower()
     assert second.startswith(b"HTTP/1.1 200")
+
+
+async def test_a_declared_body_over_the_limits_is_refused_then_drained_not_reset(port: int) -> None:
+    """A client that sends all of a (moderately) oversized declared body before reading gets the answer whole:
+    the server reads the body and drops it instead of closing on a client still sending (whose kernel would then
+    reset the connection and could destroy the answer: botocore saw a 413 with an empty message)."""
+    for path, words in (("/greedy", b"larger than 200000 bytes\n"), ("/limited", b"larger than 1000 bytes")):
+        first, second = await asyncio.to_thread(_refused_then_served, port, path, 3 * GLOBAL, words)
+        assert first.startswith(b"HTTP/1.1 413") and b"connection: close" not in first.lower(), (path, first)
+        assert second.startswith(b"HTTP/1.1 200"), (path, second)
 
 
 def _read_until(sock: socket.socket, end: bytes) -> bytes:
@@ -109,11 +119,11 @@ def _read_until(sock: socket.socket, end: bytes) -> bytes:
     return got
 
 
-def _refused_then_served(port: int, size: int) -> tuple[bytes, bytes]:
-    """On one connection: POST /deaf declaring `size` bytes (its answer read before the body goes), the body,
-    then POST /limited; both answers."""
+def _refused_then_served(port: int, path: str, size: int, words: bytes) -> tuple[bytes, bytes]:
+    """On one connection: POST `path` declaring `size` bytes (its answer, ending in `words`, read before the body
+    goes), the body, then POST /limited; both answers."""
     with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
-        sock.sendall(f"POST /deaf HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
-        first = _read_until(sock, b"who are you?")
+        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode())
+        first = _read_until(sock, words)
         sock.sendall(b"x" * size + b"POST /limited HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc")
         return first, _read_until(sock, b"\r\n\r\n3")

@@ -31,6 +31,8 @@ from playcast.hostproto.channel import MemoryChannel
 from playcast.hostproto.messages import Hello
 from playcast.media.encoding import choose_encoder, codec_usable
 from playcast.server import build_app
+from playcast.store.db import open_database
+from playcast.store.queries import get_or_create_secret
 from playcast.web.routes import vendor_routes, web_routes
 
 EMBEDDED_HOST_ID = "host-local"
@@ -85,12 +87,23 @@ async def join_embedded(fleet: Fleet, pool: LocalHostPool, token: str, *,
     return tasks
 
 
+async def _kept_admin_token(settings: Settings, first: str) -> str:
+    """The admin token the database keeps (this data dir's `first` when the database has none yet)."""
+    db = await open_database(settings.database)
+    try:
+        return await get_or_create_secret(db.sessionmaker, "admin-token", first)
+    finally:
+        await db.close()
+
+
 async def assemble(settings: Settings) -> Assembly:
     """Load or make the data dir's credentials (and write credentials.json), start the embedded host with
     `settings.slots` slots (none when 0) joined to the Fleet, and build the app with every route, the endpoint
     remote hosts dial included. `settings.port` must be final: URLs use it."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     creds = load_or_create(settings)
+    if settings.admin_token is None:  # one admin token for every replica of this database
+        creds.admin_token = await _kept_admin_token(settings, creds.admin_token)
     settings.access_key_id = creds.aws_access_key_id
     settings.secret_access_key = creds.aws_secret_access_key
     creds_path = creds.write(settings.data_dir)

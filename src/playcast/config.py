@@ -54,6 +54,8 @@ class Settings:
     access_key_id: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_ACCESS_KEY_ID") or None)
     secret_access_key: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_SECRET_ACCESS_KEY") or None)
     database_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_DATABASE_URL") or None)
+    # Redis shared by replicas: events between them, and requests for a host routed to the replica holding it
+    redis_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_REDIS_URL") or None)
     # host side
     slots: int = field(default_factory=lambda: _env_int("PLAYCAST_SLOTS", 2))
     location: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_LOCATION") or None)
@@ -70,6 +72,8 @@ class Settings:
     # GET /metrics needs `Authorization: Bearer <token>` when set; unset, it is open on loopback, and beyond loopback
     # `playcast up`/`server` set it from credentials.json (generated there once)
     metrics_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_METRICS_TOKEN") or None)
+    # the admin bearer token; unset: generated once and kept in the database (every replica reads the same one)
+    admin_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_ADMIN_TOKEN") or None)
     # where ApplicationSourceUri may point, besides uploads_dir and the demo (CLI: --app-source-root)
     app_source_roots: list[Path] = field(default_factory=lambda: _env_paths("PLAYCAST_APP_SOURCE_ROOTS"))
     # what one application may unpack to (zip-bomb bounds)

@@ -59,7 +59,7 @@ def load_or_create(settings: Settings) -> Credentials:
     secret = settings.secret_access_key or (
         previous.get("aws_secret_access_key") if previous.get("aws_access_key_id") == key_id else None
     ) or secrets.token_urlsafe(30)[:40]
-    admin = previous.get("admin_token") or secrets.token_urlsafe(32)
+    admin = settings.admin_token or previous.get("admin_token") or secrets.token_urlsafe(32)
     events_key = os.environ.get("PLAYCAST_EVENTS_API_KEY") or previous.get("events_api_key") or (
         "da2-" + "".join(secrets.choice(_EVENTS_KEY_ALPHABET) for _ in range(26)))
     metrics = settings.metrics_token or previous.get("metrics_token") or (

@@ -8,6 +8,10 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_REQUEST_BODY_BYTES = 2 << 20  # the server-wide ceiling; every route's own limit is lower
+# A refused body whose Content-Length is at most this is read and dropped by the server after the answer (the
+# connection stays open); closing on a client still sending makes the kernel reset the connection, and the reset
+# can destroy the answer before the client reads it. Longer or chunked bodies close the connection.
+MAX_DRAINED_BODY_BYTES = 16 << 20
 
 
 class BodyTooLarge(Exception):
@@ -47,12 +51,15 @@ class BodyLimitMiddleware:
     A route that asks for a body whose Content-Length says more gets nothing (BodyTooLarge is raised into it)
     and the client a 413 from this guard; so does one whose body grows past `limit` as it is read (whatever the
     route then sends is dropped). Routes that check the caller or their own limit first answer in their own words,
-    before anything is read. A response that starts before such a body (or a chunked one) was read closes the
-    connection after it; a shorter declared body is drained by the server."""
+    before anything is read. A response that starts before a chunked body, or one declared longer than
+    `drain_limit`, was read closes the connection after it; a shorter declared body (also one over `limit`) is
+    read to its end and dropped by the server after the answer, so that the client reads the answer whole."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_REQUEST_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_REQUEST_BODY_BYTES,
+                 drain_limit: int = MAX_DRAINED_BODY_BYTES) -> None:
         self.app = app
         self.limit = limit
+        self.drain_limit = max(drain_limit, limit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +67,8 @@ class BodyLimitMiddleware:
             return
         declared = declared_length(scope["headers"])
         too_long = declared is not None and declared > self.limit
-        open_ended = too_long or any(n.lower() == b"transfer-encoding" for n, _ in scope["headers"])
+        open_ended = (declared is not None and declared > self.drain_limit) or any(
+            n.lower() == b"transfer-encoding" for n, _ in scope["headers"])
         body_read = not open_ended and not declared  # nothing to read
         received = 0
         exceeded = started = False
@@ -95,11 +103,11 @@ class BodyLimitMiddleware:
             if not exceeded:
                 raise
         if exceeded and not started:
-            await self._refuse(send)
+            await self._refuse(send, close=open_ended)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, *, close: bool) -> None:
         body = f"request body is larger than {self.limit} bytes\n".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
-                                (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+                    "headers": headers + ([(b"connection", b"close")] if close else [])})
         await send({"type": "http.response.body", "body": body})

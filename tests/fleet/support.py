@@ -169,3 +169,20 @@ def playcast_host(m: Machines, server_url: str, token: str, *, location: str, sl
                 proc.wait(10)
         if check_leaks:
             assert_no_session_leftovers(set(), scope=str(tmp), wait_s=10)
+
+
+def game_pids(host: HostProcess) -> set[int]:
+    """Pids of the demo game processes of this host (they carry its TMPDIR)."""
+    out = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            env = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"playcast.demo.game" in cmd or b"playcast-demo" in cmd:
+            if str(host.tmp).encode() in env:
+                out.add(int(proc.name))
+    return out

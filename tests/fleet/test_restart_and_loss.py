@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fleet.support import HostProcess, Machines, machines, playcast_host
+from tests.fleet.support import HostProcess, Machines, game_pids, machines, playcast_host
 from tests.harness import Playcast, playcast_up, wait_until
 from tests.peers import PlayerPeer
 
@@ -96,8 +96,8 @@ async def test_the_control_plane_restarts_without_dropping_the_game() -> None:
         sid = await _connected(pc.boto3(), group, app_id, peer)
         before = await asyncio.to_thread(pc.boto3().get_stream_session, Identifier=group,
                                          StreamSessionIdentifier=sid)
-        game_pids = _game_pids(host)
-        assert game_pids
+        pids_before = game_pids(host)
+        assert pids_before
         killed_at = time.monotonic()
         pc.process.send_signal(signal.SIGKILL)  # every replica (the only one) dies at once
         await asyncio.to_thread(pc.process.wait, 10)
@@ -115,7 +115,7 @@ async def test_the_control_plane_restarts_without_dropping_the_game() -> None:
                                         StreamSessionIdentifier=sid)
         assert after["Status"] == "CONNECTED", after
         assert after["Location"] == before["Location"] == REMOTE
-        assert _game_pids(host) == game_pids  # the same game process
+        assert game_pids(host) == pids_before  # the same game process
         gap = _largest_gap(peer.frames, killed_at - 1)
         assert gap < 1.0, f"the video stopped for {gap:.2f} s across the restart"
         print(f"control plane recovery: restart -> host re-registered {recovered_at - restarted_at:.2f} s "
@@ -125,30 +125,13 @@ async def test_the_control_plane_restarts_without_dropping_the_game() -> None:
                                 StreamSessionIdentifier=sid)
         await _until(lambda: again.boto3().get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                      lambda g: g["Status"] == "TERMINATED", 30)
-        await _until(lambda: _game_pids(host), lambda pids: not pids, 15)
+        await _until(lambda: game_pids(host), lambda pids: not pids, 15)
     finally:
         await peer.close()
         await asyncio.to_thread(stack.close)
         import shutil
 
         shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _game_pids(host: HostProcess) -> set[int]:
-    """Pids of the demo game processes of this host (they carry its TMPDIR)."""
-    out = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmd = (proc / "cmdline").read_bytes()
-            env = (proc / "environ").read_bytes()
-        except OSError:
-            continue
-        if b"playcast.demo.game" in cmd or b"playcast-demo" in cmd:
-            if str(host.tmp).encode() in env:
-                out.add(int(proc.name))
-    return out
 
 
 async def test_a_killed_host_is_lost_within_10_s() -> None:
@@ -180,7 +163,7 @@ async def test_a_host_cut_off_is_lost_and_stops_the_session_when_it_comes_back()
         m, pc, host = await asyncio.to_thread(stack.enter_context, _fleet())
         group, app_id = await asyncio.to_thread(_group, pc)
         sid = await _connected(pc.boto3(), group, app_id, peer)
-        assert _game_pids(host)
+        assert game_pids(host)
         nft = ["ip", "netns", "exec", host.namespace, "nft"]
         subprocess.run([*nft, "add table inet cut; add chain inet cut out { type filter hook output priority 0; "
                         "policy drop; }; add chain inet cut in { type filter hook input priority 0; policy drop; }"],
@@ -195,7 +178,7 @@ async def test_a_host_cut_off_is_lost_and_stops_the_session_when_it_comes_back()
         # it dials back, says it runs the session, and is told to stop it: the game goes
         await _until(lambda: _admin(pc).get("/v1/hosts").json()["items"],
                      lambda items: items and items[0]["status"] == "ONLINE", 40)
-        await _until(lambda: _game_pids(host), lambda pids: not pids, 20)
+        await _until(lambda: game_pids(host), lambda pids: not pids, 20)
     finally:
         await peer.close()
         await asyncio.to_thread(stack.close)

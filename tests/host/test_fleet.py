@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ class World:
     agents: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     channels: dict[str, MemoryChannel] = field(default_factory=dict)
     events: list[SessionEvent] = field(default_factory=list)
+    ahead: float = 0.0  # the fleet's clock runs this far ahead of the real one (a test moves time on)
 
     async def add_host(self, host_id: str, location: str, slots: int = 1, token: str = TOKEN) -> HostAgent:
         pool = LocalHostPool(location, slots, RuntimeOptions(width=160, height=120, fps=10, bitrate_kbps=200,
@@ -84,7 +86,8 @@ async def world() -> AsyncIterator[World]:
         async def authorize(hello: Hello) -> str | None:
             return None if hello.token == TOKEN else "wrong host token"
 
-        w = World(Fleet(authorize, heartbeat_s=0.2, lost_after_s=1.5), scope)
+        w = World(Fleet(authorize, heartbeat_s=0.2, lost_after_s=1.5, clock=lambda: time.monotonic() + w.ahead),
+                  scope)
 
         async def record(e: SessionEvent) -> None:
             w.events.append(e)
@@ -235,8 +238,13 @@ async def test_a_host_that_comes_back_in_time_keeps_its_sessions(world: World, t
     await world.rejoin("h-1", agent)
     await await_until(lambda: joined, 10, "the host rejoined")
     assert joined == [("h-1", {"s-1"})]  # it says what it still runs
-    await asyncio.sleep(world.fleet.lost_after_s + 1)  # past the window a lost host would have had
+    conn = world.fleet.hosts["h-1"]
+    for _ in range(4):  # past the window a lost host would have had, in steps a heartbeating host bridges
+        world.ahead += (world.fleet.lost_after_s + 1) / 4
+        await await_until(lambda: conn.last_seen >= world.fleet.clock() - 0.1, 10, "a heartbeat after the step")
+        await world.fleet.check_hosts()
     assert not any(e.kind == SessionEventKind.ENDED for e in world.events)
+    assert world.fleet.hosts.get("h-1") is conn  # not cut off
     assert world.fleet.running_sessions() == {"s-1"}
     assert await world.fleet.send_app_message("s-1", b"still there") is True  # routed to the new channel
 

@@ -152,7 +152,7 @@ class HostsApi:
     async def list_hosts(self, request: Request) -> Response:
         if (refused := self._refused(request)) is not None:
             return refused
-        return JSONResponse({"items": [_host_doc(r) for r in self._fleet(request).host_records()]})
+        return JSONResponse({"items": [_host_doc(r) for r in await self._fleet(request).all_host_records()]})
 
     async def drain(self, request: Request) -> Response:
         if (refused := self._refused(request)) is not None:

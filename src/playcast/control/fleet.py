@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from playcast.control.fleet_peers import FleetPeers
 from playcast.control.host_connection import HostConnection, HostGone
 from playcast.hostproto import codec
 from playcast.hostproto.channel import Channel, ChannelClosed
@@ -115,6 +116,54 @@ class Fleet:
         self.replica_id = "r-" + uuid.uuid4().hex[:12]  # this process, as other replicas address it
         self._listener: FleetListener | None = None
         self._heard_pending: dict[str, asyncio.Task[None]] = {}
+        self.peers: FleetPeers | None = None  # the other replicas (None: this replica is the only one)
+
+    async def join_peers(self, peers: FleetPeers | None) -> None:
+        """From now on, requests for hosts held by other replicas go to them, theirs for ours are served here,
+        and the reads count the hosts they hold; None: alone again."""
+        if self.peers is not None:
+            await self.peers.close()
+        self.peers = peers
+        if peers is not None:
+            await peers.start(self)
+
+    async def serve_forwarded(self, host_id: str, op: str, args: dict[str, Any], timeout_s: float) -> Any:
+        """Another replica's request for a host held here."""
+        conn = self.hosts.get(host_id)
+        if conn is None:
+            raise LookupError(f"host {host_id} is not connected to replica {self.replica_id}")
+        if op == "place":
+            placement: Placement = args["placement"]
+            if placement.host_id != host_id:
+                raise PlacementError("internalError", "a forwarded placement names another host")
+            return await self._place_on(conn, placement, args["timeout_s"])
+        if op == "set_warm_target":
+            raise LookupError("warm targets are told, not forwarded")
+        session_id = args.get("session_id")
+        if session_id is not None:
+            self._session_host.setdefault(session_id, host_id)
+        try:
+            return await conn.request(op, args, timeout_s)
+        except HostGone:
+            raise LookupError(f"host {host_id} went away") from None
+
+    async def peers_changed(self, locations: set[str]) -> None:
+        for location in sorted(locations):
+            await self._spread_warm(location)
+
+    async def apply_target(self, stream_group_id: str, location: str, launches: list[Any], count: int,
+                           pause_idle: bool) -> None:
+        await self._set_target(stream_group_id, location, launches, count, pause_idle)
+
+    async def admin_here(self, action: str, host_id: str) -> None:
+        if action == "recheck":
+            await self._recheck_here()
+        elif host_id not in self.hosts:
+            raise LookupError(f"host {host_id} is not connected to replica {self.replica_id}")
+        elif action == "drain":
+            await self.drain(host_id)
+        elif action == "remove":
+            await self.remove(host_id)
 
     # ------------------------------------------------------------------ hosts joining and leaving
     async def serve(self, channel: Channel, *, shares_disk: bool = False) -> None:
@@ -264,14 +313,44 @@ class Fleet:
         for host_id, conn in list(self._away.items()):
             if now - conn.last_seen > self.lost_after_s and self._away.get(host_id) is conn:
                 del self._away[host_id]
+                if await self._held_elsewhere(host_id):
+                    log.info("host %s dialled another replica: its sessions carry on there", host_id)
+                    continue
                 await self._lost(conn)
+
+    async def _held_elsewhere(self, host_id: str) -> bool:
+        if self.peers is None:
+            return False
+        try:
+            return await self.peers.replica_of(host_id) is not None
+        except Exception:  # noqa: BLE001 - the database is unreachable: do not end sessions on a guess
+            log.warning("host %s: cannot tell whether another replica holds it; keeping it away", host_id)
+            return True
 
     def on_host_joined(self, handler: HostJoinedHandler) -> None:
         """`handler(host_id, sessions)` after each (re)join, with the sessions the host says it runs."""
         self._joined_handlers.append(handler)
 
     def hosts_online(self) -> set[str]:
-        return set(self.hosts)
+        """Hosts joined to this replica, and to the others (as of the peers' last snapshot)."""
+        return set(self.hosts) | ({v.host_id for v in self.peers.hosts()} if self.peers is not None else set())
+
+    async def all_host_records(self) -> list[HostRecord]:
+        """Every host any replica knows (from the database when there are other replicas; OFFLINE once its
+        heartbeat is older than lost_after_s), this replica's own as it hears them now."""
+        local = {r.host_id: r for r in self.host_records()}
+        if self.peers is None:
+            return list(local.values())
+        now = time.time()
+        out = dict(local)
+        for v in await self.peers.directory.hosts():
+            if v.host_id in local:
+                continue
+            fresh = v.fresh(now, self.lost_after_s) and v.replica_id in (self.peers.others() | {None})
+            out[v.host_id] = HostRecord(v.host_id, v.location, v.slots, v.version, v.encoder,
+                                        v.status if fresh else OFFLINE, v.busy if fresh else 0,
+                                        v.warm if fresh else 0, v.heartbeat_at)
+        return sorted(out.values(), key=lambda r: (r.location, r.host_id))
 
     def host_records(self) -> list[HostRecord]:
         """Every host that joined, online or not, with its figures from the last heartbeat."""
@@ -284,8 +363,15 @@ class Fleet:
 
     async def drain(self, host_id: str) -> HostRecord:
         """No new sessions or warm slots on this host; it is told to leave once its last session has ended.
-        Raises LookupError for a host the fleet does not know."""
+        A host another replica holds is drained there. Raises LookupError for a host the fleet does not know."""
         record = self.records.get(host_id)
+        if record is None and self.peers is not None:
+            await self.peers.admin(host_id, "drain")
+            found = next((r for r in await self.all_host_records() if r.host_id == host_id), None)
+            if found is None:
+                raise LookupError(f"host {host_id} not found")
+            found.status = DRAINING
+            return found
         if record is None:
             raise LookupError(f"host {host_id} not found")
         self._draining.add(host_id)
@@ -297,7 +383,17 @@ class Fleet:
         return record
 
     async def remove(self, host_id: str) -> None:
-        """Forget the host; if it is connected, it is told to leave now (its sessions end). Raises LookupError."""
+        """Forget the host; if it is connected, it is told to leave now (its sessions end); one another replica
+        holds is removed there, one nobody holds is forgotten. Raises LookupError."""
+        if host_id not in self.records and self.peers is not None:
+            try:
+                await self.peers.admin(host_id, "remove")
+                return
+            except LookupError:
+                if not any(v.host_id == host_id for v in await self.peers.directory.hosts()):
+                    raise LookupError(f"host {host_id} not found") from None
+                await self.peers.directory.forget(host_id)  # offline: only its row is left
+                return
         if host_id not in self.records:
             raise LookupError(f"host {host_id} not found")
         conn = self.hosts.get(host_id)
@@ -308,8 +404,13 @@ class Fleet:
             await conn.refuse("removed from the fleet by an operator")
 
     async def recheck(self) -> None:
-        """Ask `authorize` again for every connected host (after a token was revoked): those it now refuses are
-        told why and disconnected."""
+        """Ask `authorize` again for every connected host, on every replica (after a token was revoked): those it
+        now refuses are told why and disconnected."""
+        await self._recheck_here()
+        if self.peers is not None:
+            await self.peers.recheck()
+
+    async def _recheck_here(self) -> None:
         for conn in list(self.hosts.values()):
             reason = await self.authorize(conn.hello)
             if reason is not None:
@@ -359,19 +460,28 @@ class Fleet:
 
     # ------------------------------------------------------------------ reads (from heartbeats)
     def locations(self) -> list[str]:
-        return sorted({c.location for c in self.hosts.values()})
+        return sorted({c.location for c in self.hosts.values()} | {v.location for v in self._peer_hosts()})
+
+    def _peer_hosts(self) -> list[Any]:
+        """Hosts other replicas hold (not also joined here), from the peers' last snapshot."""
+        if self.peers is None:
+            return []
+        return [v for v in self.peers.hosts() if v.host_id not in self.hosts]
 
     def capacity(self, location: str) -> LocationCapacity:
-        hosts = [c for c in self.hosts.values() if c.location == location]
-        total = sum(c.slots for c in hosts)
-        busy = sum(min(c.busy, c.slots) for c in hosts)
-        idle = sum(min(c.warm, c.slots - min(c.busy, c.slots)) for c in hosts)
+        figures = [(c.slots, c.busy, c.warm) for c in self.hosts.values() if c.location == location]
+        figures += [(v.slots, v.busy, v.warm) for v in self._peer_hosts() if v.location == location]
+        total = sum(slots for slots, _, _ in figures)
+        busy = sum(min(b, slots) for slots, b, _ in figures)
+        idle = sum(min(w, slots - min(b, slots)) for slots, b, w in figures)
         return LocationCapacity(location, total, busy + idle, idle)
 
     def running_sessions(self) -> set[str]:
-        """Sessions on joined hosts, and on hosts away for less than lost_after_s (they may come back)."""
+        """Sessions on joined hosts, on hosts away for less than lost_after_s (they may come back), and on the
+        hosts other replicas hold."""
         conns = [*self.hosts.values(), *self._away.values()]
-        return set(self._session_host) | {sid for c in conns for sid in c.sessions}
+        return set(self._session_host) | {sid for c in conns for sid in c.sessions} | {
+            sid for v in self._peer_hosts() for sid in v.sessions}
 
     def viewer_count(self, session_id: str) -> int:
         state = self._state(session_id)
@@ -390,7 +500,9 @@ class Fleet:
 
     def _state(self, session_id: str):  # type: ignore[no-untyped-def]
         conn = self._host_of(session_id)
-        return conn.sessions.get(session_id) if conn is not None else None
+        if conn is not None:
+            return conn.sessions.get(session_id)
+        return self.peers.session_state(session_id) if self.peers is not None else None
 
     def _host_of(self, session_id: str) -> HostConnection | None:
         host_id = self._session_host.get(session_id)
@@ -422,12 +534,30 @@ class Fleet:
         if placement.host_id is not None:  # the control plane reserved a slot there
             conn = self.hosts.get(placement.host_id)
             if conn is None:
-                raise PlacementError("internalError", f"host {placement.host_id} is not connected to this replica")
+                return await self._place_elsewhere(placement, timeout_s)
         else:
             conn = self._choose(placement)
         if conn is None:
             where = ", ".join(placement.locations) if placement.locations else "any location"
             raise PlacementError("placementTimeout", f"no host is connected in {where}")
+        return await self._place_on(conn, placement, timeout_s)
+
+    async def _place_elsewhere(self, placement: Placement, timeout_s: float) -> PlacementResult:
+        host_id = placement.host_id
+        assert host_id is not None
+        if self.peers is None:
+            raise PlacementError("internalError", f"host {host_id} is not connected to this replica")
+        started = time.monotonic()
+        try:
+            result = await self.peers.request(host_id, "place", {"placement": placement, "timeout_s": timeout_s},
+                                              timeout_s + PLACEMENT_GRACE_S)
+        except LookupError as exc:
+            raise PlacementError("internalError", str(exc)) from None
+        assert isinstance(result, PlacementResult)
+        (self.start_times.warm if result.warm else self.start_times.cold).append(time.monotonic() - started)
+        return result
+
+    async def _place_on(self, conn: HostConnection, placement: Placement, timeout_s: float) -> PlacementResult:
         started = time.monotonic()
         conn.pending_placements += 1
         self._session_host[placement.session_id] = conn.host_id
@@ -451,7 +581,16 @@ class Fleet:
     async def _ask(self, session_id: str, op: str, args: dict[str, Any], missing: type[Exception]) -> Any:
         conn = self._host_of(session_id)
         if conn is None:
-            raise missing(f"session {session_id} is not running on any connected host")
+            host_id = await self._peer_host_of(session_id)
+            if host_id is None:
+                raise missing(f"session {session_id} is not running on any connected host")
+            try:
+                return await self.peers.request(host_id, op, {"session_id": session_id, **args},  # type: ignore[union-attr]
+                                                REQUEST_TIMEOUT_S)
+            except LookupError as exc:
+                if missing is LookupError:
+                    raise
+                raise missing(str(exc)) from None
         try:
             return await conn.request(op, {"session_id": session_id, **args}, REQUEST_TIMEOUT_S)
         except HostGone:
@@ -460,10 +599,25 @@ class Fleet:
     async def connect(self, session_id: str, signal_request: str) -> str:
         return await self._ask(session_id, "connect", {"signal_request": signal_request}, SignalError)
 
+    async def _peer_host_of(self, session_id: str) -> str | None:
+        """The host of a session this replica holds no host of, when another replica holds that host."""
+        if self.peers is None:
+            return None
+        host_id = await self.peers.host_of_session(session_id)
+        return host_id if host_id is not None and host_id not in self.hosts else None
+
     async def terminate(self, session_id: str, reason: str = "terminated") -> None:
         conn = self._host_of(session_id)
-        if conn is None:  # nothing runs it any more: it is over
-            await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, time.time()))
+        if conn is None:
+            host_id = await self._peer_host_of(session_id)
+            if host_id is not None:
+                try:  # its host's replica reports it ENDED
+                    await self.peers.request(host_id, "terminate",  # type: ignore[union-attr]
+                                             {"session_id": session_id, "reason": reason}, REQUEST_TIMEOUT_S)
+                    return
+                except LookupError:
+                    pass
+            await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, time.time()))  # nothing runs it
             return
         try:
             await conn.request("terminate", {"session_id": session_id, "reason": reason}, REQUEST_TIMEOUT_S)
@@ -510,6 +664,12 @@ class Fleet:
     # ------------------------------------------------------------------ warm capacity
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
                               count: int, pause_idle: bool = True) -> None:
+        await self._set_target(stream_group_id, location, launches, count, pause_idle)
+        if self.peers is not None:  # every replica deals the same target over all the location's hosts
+            await self.peers.tell_targets(stream_group_id, location, launches, count, pause_idle)
+
+    async def _set_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
+                          count: int, pause_idle: bool) -> None:
         if count <= 0 or not launches:
             self._targets.pop((stream_group_id, location), None)
         else:
@@ -522,14 +682,17 @@ class Fleet:
         hosts = sorted((c for c in self.hosts.values() if c.location == location and c.host_id not in self._draining),
                        key=lambda c: c.host_id)
         draining = [c for c in self.hosts.values() if c.location == location and c.host_id in self._draining]
+        # the deal runs over every host of the location, those other replicas hold too (each tells its own)
+        dealt = sorted({c.host_id for c in hosts} | {v.host_id for v in self._peer_hosts()
+                                                     if v.location == location and v.status == ONLINE})
         groups = {g for (g, loc) in self._targets if loc == location}
         if only_group is not None:
             groups = {only_group}
         for group in sorted(groups):
             launches, count, pause_idle = self._targets.get((group, location), ([], 0, True))
-            share = {c.host_id: 0 for c in hosts}
-            for i in range(count if hosts else 0):
-                share[hosts[i % len(hosts)].host_id] += 1
+            share = {host_id: 0 for host_id in dealt}
+            for i in range(count if dealt else 0):
+                share[dealt[i % len(dealt)]] += 1
             for conn in [*hosts, *draining]:
                 share.setdefault(conn.host_id, 0)
                 try:

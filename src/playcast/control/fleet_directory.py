@@ -133,6 +133,19 @@ class FleetDirectory:
             rows = (await s.execute(select(HostRow).order_by(HostRow.location, HostRow.id))).scalars().all()
         return [_view(r) for r in rows]
 
+    async def orphaned_hosts(self, live: set[str], heard_before: float) -> list[str]:
+        """Hosts not OFFLINE, last heard before `heard_before`, whose replica is not in `live`: no replica holds
+        them any more (theirs died with them, or they never dialled another). Marked OFFLINE and returned."""
+        async with self.db.session() as s:
+            rows = (await s.execute(select(HostRow).where(HostRow.status != OFFLINE,
+                                                          HostRow.heartbeat_at < heard_before))).scalars().all()
+            gone = [r.id for r in rows if r.replica_id not in live]
+            if gone:
+                await s.execute(update(HostRow).where(HostRow.id.in_(gone), HostRow.heartbeat_at < heard_before)
+                                .values(status=OFFLINE))
+                await s.commit()
+        return gone
+
     async def live_replicas(self, stale_after_s: float) -> set[str]:
         async with self.db.session() as s:
             rows = (await s.execute(select(ReplicaRow.id).where(

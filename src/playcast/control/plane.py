@@ -13,8 +13,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import IntegrityError
 
+from playcast.bus.replica_calls import make_replica_calls
 from playcast.control.fleet import Fleet
 from playcast.control.fleet_directory import FleetDirectory
+from playcast.control.fleet_peers import FleetPeers
 from playcast.control.host_pool import HostPool
 
 from ..config import Settings
@@ -57,6 +59,11 @@ class ControlPlane:
         # hosts joined through the host protocol are kept in the database, so placement reserves slots there
         self.fleet_directory = FleetDirectory(db, host_pool.replica_id) if isinstance(host_pool, Fleet) else None
         self._replica_beat: asyncio.Task[None] | None = None
+        # with Redis, other replicas may hold hosts: requests for those go to them (and the reads count them)
+        self.fleet_peers = FleetPeers(db, self.fleet_directory, make_replica_calls(settings.redis_url,
+                                                                                   host_pool.replica_id),
+                                      lost_after_s=float(settings.host_lost_after_s)) \
+            if self.fleet_directory is not None and settings.redis_url else None
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -68,6 +75,7 @@ class ControlPlane:
             assert isinstance(self.host_pool, Fleet)
             await self.fleet_directory.replica_alive()
             await self.host_pool.attach(self.fleet_directory)
+            await self.host_pool.join_peers(self.fleet_peers)
             self._replica_beat = self.spawn(self._beat_replica(), "replica-heartbeat")
         await self.applications.resume_pending()
         await self.sessions.reconcile()
@@ -106,6 +114,7 @@ class ControlPlane:
         if self.fleet_directory is not None:
             assert isinstance(self.host_pool, Fleet)
             await self.host_pool.attach(None)
+            await self.host_pool.join_peers(None)
             try:
                 await self.fleet_directory.replica_gone()
             except Exception:  # noqa: BLE001 - stopping anyway; the rows go stale by themselves

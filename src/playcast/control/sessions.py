@@ -28,6 +28,7 @@ from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
 from .errors import ConflictError, InternalError, NotFoundError, ValidationError
 from .fleet_directory import pick_host
+from .fleet_peers import REPLICA_STALE_S
 from .ids import STREAM_GROUP, new_stream_session_id
 from .pages import list_page
 from .signal import BadSignal, parse_offer
@@ -76,6 +77,7 @@ class StreamSessions:
         self._cancel_messages: dict[str, str] = {}  # session id -> why its placement task was cancelled
         self._timer: asyncio.Task[None] | None = None
         self.tick_s = 1.0
+        self._started_at = time.time()
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -617,6 +619,7 @@ class StreamSessions:
     # -- timers ---------------------------------------------------------------------------------------
 
     def start_timers(self) -> None:
+        self._started_at = time.time()
         if self._timer is None:
             self._timer = asyncio.get_running_loop().create_task(self._timer_loop(), name="session-timers")
 
@@ -638,8 +641,11 @@ class StreamSessions:
             await asyncio.sleep(self.tick_s)
 
     async def check_timeouts(self, now: float | None = None) -> None:
-        """End sessions whose placement, connection, reconnection, idle or session-length time is up."""
+        """End sessions whose placement, connection, reconnection, idle or session-length time is up, and those
+        on hosts that no replica holds any more."""
         now = time.time() if now is None else now
+        if self.plane.fleet_peers is not None:
+            await self._end_on_orphaned_hosts(now)
         async with self.plane.db.session() as s:
             unplaced = (await s.execute(select(StreamSessionRow.id).where(
                 StreamSessionRow.status == ACTIVATING,
@@ -668,6 +674,27 @@ class StreamSessions:
                 continue
             self.plane.spawn(self._end(row.id, (row.status,), reason), f"timeout-{row.id}")
 
+    async def _end_on_orphaned_hosts(self, now: float) -> None:
+        """With several replicas, a host is watched by the replica holding its connection; when that replica dies
+        too, nobody would notice the host gone. A host unheard of for `host_rejoin_s` whose replica is dead is
+        lost here: its sessions end (each once: the status change is a compare-and-set)."""
+        rejoin_s = float(self.plane.settings.host_rejoin_s)
+        directory = self.plane.fleet_directory
+        if directory is None or now - self._started_at < rejoin_s:
+            return  # just started: reconcile() gives hosts that long to dial in
+
+        gone = await directory.orphaned_hosts(await directory.live_replicas(REPLICA_STALE_S), now - rejoin_s)
+        if not gone:
+            return
+        async with self.plane.db.session() as s:
+            rows = (await s.execute(select(StreamSessionRow.id, StreamSessionRow.status, StreamSessionRow.host_id)
+                                    .where(StreamSessionRow.host_id.in_(gone),
+                                           StreamSessionRow.status.in_(PLACED)))).all()
+        for session_id, status, host_id in rows:
+            log.warning("session %s: its host %s is held by no replica; ending it", session_id, host_id)
+            self.plane.spawn(self._end(session_id, (status,), "internalError",
+                                       message=f"its host {host_id} was lost"), f"host-lost-{session_id}")
+
     async def _expire_placement(self, session_id: str) -> None:
         """The backstop for placements that neither finish nor fail (a hung host call, a bug, a replica that died):
         ERROR(placementTimeout), then the placement task is cancelled and whatever slot it took is freed."""
@@ -691,10 +718,14 @@ class StreamSessions:
         async with self.plane.db.session() as s:
             rows = (await s.execute(select(StreamSessionRow).where(
                 StreamSessionRow.status.in_(RUNNING)))).scalars().all()
+        peers = self.plane.fleet_peers
+        others = peers.others() if peers is not None else set()
         now = time.time()
         waiting: list[str] = []
         for row in rows:
             alive = row.id in running
+            if others and row.status in (ACTIVATING, TERMINATING):
+                continue  # another replica may be placing or ending it; the timers' backstop ends it if not
             if row.status == ACTIVATING:
                 if alive:
                     await self._cleanup_host(row.id)

@@ -108,13 +108,14 @@ def add_idempotent(session: AsyncSession, operation: str, token: str, request_ha
 
 # -- secrets ------------------------------------------------------------------------------------------
 
-async def get_or_create_secret(db_sessionmaker: Any, name: str) -> str:
-    """Return the named server secret, creating a random one on first use (shared by all replicas). Commits."""
+async def get_or_create_secret(db_sessionmaker: Any, name: str, first: str | None = None) -> str:
+    """Return the named server secret, creating it on first use (`first`, else random; shared by all replicas).
+    Commits."""
     async with db_sessionmaker() as session:
         row = await session.get(SecretRow, name)
         if row is not None:
             return row.value
-        value = secrets.token_hex(32)
+        value = first or secrets.token_hex(32)
         session.add(SecretRow(name=name, value=value))
         try:
             await session.commit()
