@@ -120,7 +120,8 @@ async def content_archive(request: Request) -> Response:
     except ValueError:
         return _error(400, "ValidationException", "a content archive is named by 64 lowercase hex digits")
     except ObjectNotFound:
-        return _error(404, "ResourceNotFoundException", f"no content archive {sha256}")
+        return _error(404, "ResourceNotFoundException", f"no content archive {sha256} in this server's content "
+                      "storage (server replicas must share one PLAYCAST_CONTENT_STORAGE)")
     except StorageError as exc:
         log.warning("content archive %s unreadable: %s", sha256, exc)
         return _error(503, "ServiceUnavailableException", "the content storage cannot be read now; try again")

@@ -55,6 +55,10 @@ class Applications:
         self.archives = ContentArchives(
             open_storage(settings.content_storage_url, s3_endpoint_url=settings.s3_endpoint_url,
                          s3_region=settings.s3_region))
+        if settings.redis_url and not settings.content_storage:
+            log.warning("PLAYCAST_CONTENT_STORAGE is not set: application archives stay in this replica's data "
+                        "dir, so hosts joined to other replicas cannot fetch them; give every replica one "
+                        "PLAYCAST_CONTENT_STORAGE (s3://bucket/prefix or a shared directory)")
 
     # -- reading --------------------------------------------------------------------------------------
 
