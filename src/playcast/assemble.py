@@ -26,7 +26,7 @@ from playcast.events.service import EventsService
 from playcast.events.wiring import attach, create_events_service
 from playcast.host.agent import HostAgent, HostIdentity
 from playcast.host.pool import LocalHostPool
-from playcast.host.service import make_pool
+from playcast.host.service import host_key_of, make_pool
 from playcast.hostproto.channel import MemoryChannel
 from playcast.hostproto.messages import Hello
 from playcast.media.encoding import choose_encoder, codec_usable
@@ -74,12 +74,13 @@ def make_fleet(embedded_token: str, host_tokens: HostTokenCheck, *, lost_after_s
     return Fleet(authorize, lost_after_s=lost_after_s)
 
 
-async def join_embedded(fleet: Fleet, pool: LocalHostPool, token: str, *,
-                        encoder_preference: str) -> list[asyncio.Task[None]]:
+async def join_embedded(fleet: Fleet, pool: LocalHostPool, token: str, *, encoder_preference: str,
+                        host_key: str | None = None) -> list[asyncio.Task[None]]:
     """Join `pool` to `fleet` through a HostAgent over an in-memory channel: every message between the control
     plane and this host goes through the host protocol's wire format, as with a host on another machine."""
     encoder = await asyncio.to_thread(choose_encoder, encoder_preference, codec_usable)
-    agent = HostAgent(pool, HostIdentity(pool.host_id, token, pool.location, __version__, encoder))
+    agent = HostAgent(pool, HostIdentity(pool.host_id, token, pool.location, __version__, encoder,
+                                         host_key=host_key))
     host_end, server_end = MemoryChannel.pair()
     tasks = [asyncio.ensure_future(fleet.serve(server_end, shares_disk=True)),
              asyncio.ensure_future(agent.serve(host_end))]
@@ -125,7 +126,8 @@ async def assemble(settings: Settings) -> Assembly:
     try:
         if settings.slots > 0:  # `playcast server` may run no host of its own
             await pool.start()
-            tasks = await join_embedded(fleet, pool, embedded_token, encoder_preference=settings.encoder)
+            tasks = await join_embedded(fleet, pool, embedded_token, encoder_preference=settings.encoder,
+                                        host_key=host_key_of(settings.data_dir))
         events = create_events_service(creds.events_api_key)
         login_tokens = LoginTokens()
         hls_counts = HlsOriginCounts()

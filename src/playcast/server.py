@@ -4,6 +4,7 @@ Wiring and lifespan only (database, control plane, timers); each part's logic li
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
@@ -38,12 +39,24 @@ from .store.queries import get_or_create_secret
 log = logging.getLogger(__name__)
 
 
-def _healthy(app: Starlette, host_pool: HostPool) -> tuple[bool, str]:
-    """Ready to serve when the database is open; hosts come and go and are reported (here and in /v1/hosts), they
-    do not make a replica unhealthy (a load balancer must not drop a replica that has no host of its own)."""
+HEALTH_PING_S = 2.0
+
+
+async def _healthy(app: Starlette, host_pool: HostPool) -> tuple[bool, str]:
+    """Ready to serve when the database answers and, with several replicas, Redis is reachable; hosts come and go
+    and are reported (here and in /v1/hosts), they do not make a replica unhealthy (a load balancer must not drop a
+    replica that has no host of its own)."""
     db = getattr(app.state, "db", None)
     if db is None or not db.is_open:
         return False, "database not open"
+    try:
+        await asyncio.wait_for(db.ping(), HEALTH_PING_S)
+    except Exception as exc:  # noqa: BLE001 - unreachable, timed out, refused: all unhealthy
+        return False, f"database unreachable: {type(exc).__name__}: {str(exc)[:200]}"
+    plane = getattr(app.state, "plane", None)
+    peers = getattr(plane, "fleet_peers", None)
+    if peers is not None and not peers.calls.reachable:
+        return False, "redis unreachable (requests for other replicas' hosts cannot be routed)"
     try:
         slots = sum(host_pool.capacity(loc).total_slots for loc in host_pool.locations())
     except Exception as exc:  # noqa: BLE001
@@ -113,7 +126,7 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
     player = PlayerApi(admin_token, login_tokens)
 
     async def healthz(request: Request) -> Response:
-        ok, why = _healthy(request.app, host_pool)
+        ok, why = await _healthy(request.app, host_pool)
         return JSONResponse({"status": "ok" if ok else "unavailable", "detail": why}, status_code=200 if ok else 503)
 
     routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"]),

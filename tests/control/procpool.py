@@ -143,6 +143,15 @@ class ProcessHostPool:
         return json.dumps({"type": "answer", "sdp": ANSWER_SDP})
 
     async def terminate(self, session_id: str, reason: str = "terminated") -> None:
+        await self._stop(session_id, reason)
+        await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, time.time()))
+
+    async def terminate_on(self, host_id: str, session_id: str) -> None:
+        """This pool is one host: stop the session here, reporting nothing (the control plane does not run it)."""
+        if host_id in self.hosts_online():
+            await self._stop(session_id, "terminated")
+
+    async def _stop(self, session_id: str, reason: str) -> None:
         self.terminated.append((session_id, reason))
         run = self.running.get(session_id)
         if run is not None:
@@ -160,7 +169,6 @@ class ProcessHostPool:
                     await run.watcher
             self.running.pop(session_id, None)
             self._freed.set()
-        await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, time.time()))
 
     # -- test helpers ---------------------------------------------------------------------------------
 

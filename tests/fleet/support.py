@@ -186,3 +186,66 @@ def game_pids(host: HostProcess) -> set[int]:
             if str(host.tmp).encode() in env:
                 out.add(int(proc.name))
     return out
+
+
+class ChromiumPlayer:
+    """Headless Chromium playing one stream session with the web SDK, loaded from a server replica's origin: the
+    SDK makes the offer, the test starts the session (boto3) and hands the answer back; every presented video
+    frame's time is recorded (requestVideoFrameCallback). Playwright's sync API runs on a thread of its own, so
+    async tests can use it through `await asyncio.to_thread(...)` calls."""
+
+    _SETUP = """async () => {
+        const sdk = await import('/sdk/playcast-streams.js');
+        const video = document.createElement('video');
+        video.muted = true; video.autoplay = true; video.playsInline = true;
+        document.body.appendChild(video);
+        window.frameTimes = [];
+        const onFrame = () => { window.frameTimes.push(Date.now()); video.requestVideoFrameCallback(onFrame); };
+        video.requestVideoFrameCallback(onFrame);
+        window.client = new sdk.PlaycastStreams({videoElement: video, clientConnection: {}});
+        return await window.client.generateSignalRequest();
+    }"""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chromium")
+        self._browser_cm: object = None
+        self._page: object = None
+
+    def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+        return self._thread.submit(fn, *args).result(120)
+
+    def _open(self, origin: str) -> str:
+        from tests.harness import chromium
+
+        self._browser_cm = chromium()
+        browser = self._browser_cm.__enter__()  # type: ignore[attr-defined]
+        self._page = browser.new_page()
+        self._page.goto(f"{origin}/healthz")  # type: ignore[attr-defined]
+        return self._page.evaluate(self._SETUP)  # type: ignore[attr-defined]
+
+    def offer(self, origin: str) -> str:
+        """Open the page on `origin` and return the SDK's signal request (the WebRTC offer)."""
+        return self._run(self._open, origin)
+
+    def accept(self, signal_response: str) -> None:
+        self._run(lambda: self._page.evaluate(  # type: ignore[attr-defined]
+            "async (answer) => { await window.client.processSignalResponse(answer); }", signal_response))
+
+    def frame_times(self) -> list[float]:
+        """Wall-clock seconds of every frame presented so far."""
+        return [t / 1000 for t in self._run(lambda: self._page.evaluate("window.frameTimes"))]  # type: ignore[attr-defined]
+
+    def screenshot(self, path: Path) -> None:
+        self._run(lambda: self._page.screenshot(path=str(path)))  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        def shut() -> None:
+            if self._browser_cm is not None:
+                self._browser_cm.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+        try:
+            self._run(shut)
+        finally:
+            self._thread.shutdown(wait=True)

@@ -1,7 +1,7 @@
 """Two `playcast server` replicas on one real PostgreSQL and Redis, three `playcast host`s in two locations in
 namespaces of their own, each host dialled into one replica: a session started on one replica is placed on, talks
 to and is ended on a host the other replica holds; 50 concurrent starts over both replicas never exceed the
-group's capacity or a host's slots; every replica killed with SIGKILL and started again keeps a playing game
+group's capacity or a host's slots; every replica killed with SIGKILL and started again keeps a game headless Chromium plays
 (same host, same game process, the video never stops), and the hosts re-register; Redis away for 10 s loses
 nothing, and requests reach the other replica's hosts again once it is back."""
 
@@ -24,7 +24,7 @@ import pytest
 
 from tests import postgres
 from tests.events.support import RedisServer, redis_server
-from tests.fleet.support import HostProcess, Machines, game_pids, machines, playcast_host
+from tests.fleet.support import ChromiumPlayer, HostProcess, Machines, game_pids, machines, playcast_host
 from tests.harness import Playcast, free_port, playcast_up
 from tests.peers import PlayerPeer
 
@@ -146,7 +146,8 @@ def _sessions(c: Cluster, i: int, group: str) -> list[dict[str, Any]]:
 
 
 async def test_replicas_share_hosts_capacity_and_survive_being_killed() -> None:
-    peer = PlayerPeer()
+    peer = PlayerPeer()  # its offer serves the 50 starts (none of them is answered)
+    player = ChromiumPlayer()
     cm = cluster()
     c = await asyncio.to_thread(cm.__enter__)
     try:
@@ -173,9 +174,10 @@ async def test_replicas_share_hosts_capacity_and_survive_being_killed() -> None:
         await _fifty_starts_never_exceed_capacity(c, group, app_id, offer)
 
         # a game played through replica 0 on b1 (held by replica 1); then every replica is killed and restarted
-        await _every_replica_killed_while_playing(c, group, app_id, peer)
+        await _every_replica_killed_while_playing(c, group, app_id, player)
     finally:
         await peer.close()
+        await asyncio.to_thread(player.close)
         await asyncio.to_thread(cm.__exit__, None, None, None)
 
 
@@ -231,19 +233,26 @@ async def _fifty_starts_never_exceed_capacity(c: Cluster, group: str, app_id: st
     await _until(lambda: [p for h in c.hosts.values() for p in game_pids(h)], lambda pids: not pids, 30)
 
 
-async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: str, peer: PlayerPeer) -> None:
+def _largest_gap(times: list[float], since: float) -> float:
+    times = [t for t in times if t >= since]
+    return max((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))
+
+
+async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: str, player: ChromiumPlayer) -> None:
+    """Chromium plays (the web SDK, loaded from replica 0) a session on b1, which replica 1 holds."""
+    offer = await asyncio.to_thread(player.offer, c.replicas[0].base_url)
     s = await asyncio.to_thread(c.gls(0).start_stream_session, Identifier=group, ApplicationIdentifier=app_id,
-                                Protocol="WebRTC", SignalRequest=await peer.offer(), Locations=["loc-b"])
+                                Protocol="WebRTC", SignalRequest=offer, Locations=["loc-b"])
     sid = _sid(s["Arn"])
     got = await _until(lambda: c.gls(0).get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                        lambda g: g["Status"] == "ACTIVE" and g.get("SignalResponse"), 60)
-    await peer.accept(got["SignalResponse"])
-    await asyncio.wait_for(peer.first_frame, 30)
+    await asyncio.to_thread(player.accept, got["SignalResponse"])
+    await _until(player.frame_times, lambda t: len(t) > 10, 30)
     await _until(lambda: c.gls(0).get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                  lambda g: g["Status"] == "CONNECTED", 30)
     pids_before = game_pids(c.hosts["b1"])
     assert pids_before
-    killed_at = time.monotonic()
+    killed_at = time.time()
     for replica in c.replicas:
         os.kill(replica.process.pid, signal.SIGKILL)
     for replica in c.replicas:
@@ -258,20 +267,24 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
     after = await asyncio.to_thread(c.gls(1).get_stream_session, Identifier=group, StreamSessionIdentifier=sid)
     assert after["Status"] == "CONNECTED" and after["Location"] == "loc-b", after
     assert game_pids(c.hosts["b1"]) == pids_before  # the same game process
-    times = [t for t, _, _ in peer.frames if t >= killed_at - 1]
-    gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))
+    gap = _largest_gap(await asyncio.to_thread(player.frame_times), killed_at - 1)
     assert gap < 1.0, f"the video stopped for {gap:.2f} s across the restart"
+    await asyncio.to_thread(player.screenshot, Path(tempfile.gettempdir()) / "playcast-replicas-restart.png")
     print(f"every replica SIGKILLed and restarted: all 3 hosts re-registered {recovered_at - restarted_at:.2f} s "
           f"after the restart began; largest frame gap {gap * 1000:.0f} ms")
     # Redis goes away for 10 s: the game plays on, both replicas answer from the database, and once it is back a
     # request made on replica 0 reaches b1 through replica 1 again
     assert c.redis is not None
-    outage_at = time.monotonic()
+    outage_at = time.time()
     c.redis.stop()
     await asyncio.sleep(10)  # the outage itself
     during = await asyncio.to_thread(c.gls(0).get_stream_session, Identifier=group, StreamSessionIdentifier=sid)
     assert during["Status"] == "CONNECTED", during
+    health = await asyncio.to_thread(httpx.get, f"{c.replicas[0].base_url}/healthz", timeout=10)
+    assert health.status_code == 503 and "redis unreachable" in health.json()["detail"], health.text
     c.redis.start()
+    await _until(lambda: httpx.get(f"{c.replicas[0].base_url}/healthz", timeout=10).status_code, lambda s: s == 200,
+                 30)
 
     async def forwarded_again() -> bool:
         client = c.admin(0)
@@ -283,8 +296,7 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
     while not await forwarded_again():
         assert time.monotonic() < deadline, "requests for b1 did not reach replica 1 again after Redis came back"
         await asyncio.sleep(0.5)
-    times = [t for t, _, _ in peer.frames if t >= outage_at]
-    gap = max((b - a for a, b in zip(times, times[1:], strict=False)), default=float("inf"))
+    gap = _largest_gap(await asyncio.to_thread(player.frame_times), outage_at)
     assert gap < 1.0, f"the video stopped for {gap:.2f} s while Redis was away"
     # still under control: ended through replica 0, whichever replica b1 dialled back into
     await asyncio.to_thread(c.gls(0).terminate_stream_session, Identifier=group, StreamSessionIdentifier=sid)

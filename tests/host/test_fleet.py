@@ -21,7 +21,16 @@ from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
 from playcast.hostproto import codec
 from playcast.hostproto.channel import MemoryChannel
-from playcast.hostproto.messages import Hello, Refused, Welcome
+from playcast.hostproto.messages import (
+    Event,
+    Heartbeat,
+    Hello,
+    Refused,
+    Reply,
+    Request,
+    SessionState,
+    Welcome,
+)
 from playcast.hostproto.types import LaunchSpec, Placement, PlacementError, SessionEvent, SessionEventKind
 from tests.harness import await_until
 from tests.leaks import ScopedTmp
@@ -247,6 +256,58 @@ async def test_a_host_that_comes_back_in_time_keeps_its_sessions(world: World, t
     assert world.fleet.hosts.get("h-1") is conn  # not cut off
     assert world.fleet.running_sessions() == {"s-1"}
     assert await world.fleet.send_app_message("s-1", b"still there") is True  # routed to the new channel
+
+
+async def test_a_host_cannot_take_over_another_hosts_session(world: World, tmp_path: Path) -> None:
+    """A host (with a valid token) that claims a session running on another host, reports its end and lists it
+    in heartbeats changes nothing: requests still go to the real host, nothing is reported ENDED; told to stop
+    it, only the claimer is asked."""
+    await world.add_host("h-1", "loc-a")
+    await world.fleet.wait_for_host("h-1", 10)
+    await world.fleet.place(_placement("s-1", _app(tmp_path), "loc-a"), 20)
+    host_end, server_end = MemoryChannel.pair()
+    serving = asyncio.ensure_future(world.fleet.serve(server_end))
+    await host_end.send(codec.encode(Hello("h-rogue", TOKEN, "loc-a", 1, "test", "libx264", sessions=("s-1",))))
+    assert isinstance(codec.decode_server(await host_end.recv()), Welcome)
+    await host_end.send(codec.encode(Event(SessionEvent("s-1", SessionEventKind.ENDED, time.time(),
+                                                        {"message": "taken over"}))))
+    await host_end.send(codec.encode(Heartbeat(1, 1, 1, 0, (), (SessionState("s-1"),))))
+    rogue = world.fleet.hosts["h-rogue"]
+    await await_until(lambda: rogue.heartbeat is not None, 10, "the rogue's frames were read")  # in order
+    assert not any(e.session_id == "s-1" and e.kind == SessionEventKind.ENDED for e in world.events)
+    assert await world.fleet.send_app_message("s-1", b"still mine") is True  # h-1 answers; the rogue never would
+    stopping = asyncio.ensure_future(world.fleet.terminate_on("h-rogue", "s-1"))
+    request = codec.decode_server(await asyncio.wait_for(host_end.recv(), 10))
+    assert isinstance(request, Request) and request.op == "terminate" and request.args["session_id"] == "s-1"
+    await host_end.send(codec.encode(Reply(request.id, gone=True)))
+    await asyncio.wait_for(stopping, 10)
+    assert await world.fleet.send_app_message("s-1", b"and still") is True
+    assert not any(e.session_id == "s-1" and e.kind == SessionEventKind.ENDED for e in world.events)
+    await host_end.close()
+    await asyncio.wait_for(serving, 10)
+
+
+async def _hello(world: World, host_id: str, key: str | None) -> tuple[MemoryChannel, object]:
+    host_end, server_end = MemoryChannel.pair()
+    asyncio.ensure_future(world.fleet.serve(server_end))
+    await host_end.send(codec.encode(Hello(host_id, TOKEN, "loc-a", 1, "test", "libx264", host_key=key)))
+    return host_end, codec.decode_server(await asyncio.wait_for(host_end.recv(), 10))
+
+
+async def test_a_host_id_stays_with_the_machine_that_first_joined_with_it(world: World) -> None:
+    """The id is bound to the host key it first joined with: another machine with a valid token but another key
+    (or none) is refused and told why; the first machine reconnects as before."""
+    first, answer = await _hello(world, "h-1", "key-of-machine-1")
+    assert isinstance(answer, Welcome)
+    for key in ("key-of-machine-2", None):
+        other, answer = await _hello(world, "h-1", key)
+        assert isinstance(answer, Refused) and "belongs to another machine" in answer.reason, answer
+        await other.close()
+    assert world.fleet.hosts["h-1"].hello.host_key == "key-of-machine-1"  # still the first one's connection
+    again, answer = await _hello(world, "h-1", "key-of-machine-1")
+    assert isinstance(answer, Welcome)
+    await first.close()
+    await again.close()
 
 
 async def test_a_silent_host_is_cut_off_and_lost(world: World, tmp_path: Path) -> None:

@@ -42,6 +42,11 @@ class ReplicaCalls(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    @property
+    def reachable(self) -> bool:
+        """Whether calls can arrive here now (False while Redis is away)."""
+        return True
+
 
 class LocalReplicaCalls(ReplicaCalls):
     """One replica alone (no Redis): a call to itself runs its own handler; there is nobody else to call."""
@@ -94,6 +99,10 @@ class RedisReplicaCalls(ReplicaCalls):
 
     def _channel(self, replica_id: str) -> str:
         return self.prefix + replica_id
+
+    @property
+    def reachable(self) -> bool:
+        return self._listening.is_set()
 
     async def start(self, handler: CallHandler) -> None:
         import redis.asyncio as aioredis

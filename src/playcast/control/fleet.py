@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import logging
 import time
 import uuid
@@ -80,6 +82,9 @@ class FleetListener(Protocol):
 
     async def forget(self, host_id: str) -> None: ...
 
+    async def key_of(self, host_id: str) -> str | None:
+        """The SHA-256 of the host key this host id was first joined with, if any."""
+
 
 HEARD_WRITE_S = 0.2  # figures of one host are passed on at most this often (the last ones always are)
 
@@ -117,6 +122,7 @@ class Fleet:
         self._listener: FleetListener | None = None
         self._heard_pending: dict[str, asyncio.Task[None]] = {}
         self.peers: FleetPeers | None = None  # the other replicas (None: this replica is the only one)
+        self._keys: dict[str, str] = {}  # host id -> SHA-256 of the host key it first joined with
 
     async def join_peers(self, peers: FleetPeers | None) -> None:
         """From now on, requests for hosts held by other replicas go to them, theirs for ours are served here,
@@ -188,7 +194,8 @@ class Fleet:
                 await channel.send(codec.encode(Refused(reason)))
             await channel.close()
             return
-        conn = HostConnection(hello, channel, self._emit, self.clock, on_heard=self._heard)
+        conn = HostConnection(hello, channel, lambda event, host=hello.host_id: self._emit_from(host, event),
+                              self.clock, on_heard=self._heard)
         conn.shares_disk = shares_disk
         if self._away.pop(hello.host_id, None) is not None:
             log.info("host %s is back in time: its sessions carry on", hello.host_id)
@@ -197,7 +204,12 @@ class Fleet:
             log.info("host %s reconnected; closing its previous channel", hello.host_id)
             await previous.close()
         self.hosts[hello.host_id] = conn
-        for session_id in hello.sessions:
+        for session_id in hello.sessions:  # not one another connected host runs: a host cannot take it over
+            owner = self._session_host.get(session_id)
+            if owner not in (None, hello.host_id) and owner in self.hosts:
+                log.warning("host %s claims session %s, which runs on host %s: ignored", hello.host_id,
+                            session_id, owner)
+                continue
             self._session_host[session_id] = hello.host_id
         try:
             await channel.send(codec.encode(Welcome(hello.host_id, self.heartbeat_s)))
@@ -243,7 +255,23 @@ class Fleet:
             return f"host protocol {hello.protocol} is not spoken here (this control plane speaks {PROTOCOL_VERSION})"
         if not hello.host_id or not hello.location:
             return "a host needs an id and a location"
-        return await self.authorize(hello)
+        reason = await self.authorize(hello)
+        if reason is not None:
+            return reason
+        known = self._keys.get(hello.host_id)
+        if known is None and self._listener is not None:
+            try:
+                known = await self._listener.key_of(hello.host_id)
+            except Exception:  # noqa: BLE001 - the database is away: no host joins on a guess
+                log.warning("host %s: its key cannot be checked now", hello.host_id, exc_info=True)
+                return "the control plane cannot check this host's key now; try again"
+        given = hashlib.sha256(hello.host_key.encode()).hexdigest() if hello.host_key else None
+        if known is not None and (given is None or not hmac.compare_digest(given, known)):
+            return (f"host id {hello.host_id} belongs to another machine (its host key differs): give this machine "
+                    "a data dir of its own")
+        if given is not None:
+            self._keys.setdefault(hello.host_id, given)
+        return None
 
     async def _lost(self, conn: HostConnection) -> None:
         """The host is gone: each of its sessions is over (reported ENDED with why); its warm share moves on."""
@@ -399,6 +427,7 @@ class Fleet:
         conn = self.hosts.get(host_id)
         del self.records[host_id]
         self._draining.discard(host_id)
+        self._keys.pop(host_id, None)  # the id is free again
         await self._tell("forget", host_id)
         if conn is not None:
             await conn.refuse("removed from the fleet by an operator")
@@ -442,6 +471,14 @@ class Fleet:
     # ------------------------------------------------------------------ events
     def on_event(self, handler: SessionEventHandler) -> None:
         self._handlers.append(handler)
+
+    async def _emit_from(self, host_id: str, event: SessionEvent) -> None:
+        """An event a host reports: only about a session that runs there (as placed, or reported at its hello)."""
+        if self._session_host.get(event.session_id) != host_id:
+            log.warning("host %s reported %s of session %s, which does not run there: ignored", host_id,
+                        event.kind.value if hasattr(event.kind, "value") else event.kind, event.session_id)
+            return
+        await self._emit(event)
 
     async def _emit(self, event: SessionEvent) -> None:
         drained: str | None = None
@@ -505,10 +542,10 @@ class Fleet:
         return self.peers.session_state(session_id) if self.peers is not None else None
 
     def _host_of(self, session_id: str) -> HostConnection | None:
+        """The connected host the session was placed on or that reported it at its hello (never one that merely
+        lists it in a heartbeat: a host cannot take another's session over)."""
         host_id = self._session_host.get(session_id)
-        if host_id is not None:
-            return self.hosts.get(host_id)
-        return next((c for c in self.hosts.values() if session_id in c.sessions), None)
+        return self.hosts.get(host_id) if host_id is not None else None
 
     # ------------------------------------------------------------------ placement
     def _choose(self, placement: Placement) -> HostConnection | None:
@@ -605,6 +642,22 @@ class Fleet:
             return None
         host_id = await self.peers.host_of_session(session_id)
         return host_id if host_id is not None and host_id not in self.hosts else None
+
+    async def terminate_on(self, host_id: str, session_id: str) -> None:
+        """Have that host, and only it, stop a session the control plane does not run there (one it still had
+        after the session ended, or one it claims that runs elsewhere). Nothing is reported ENDED for it."""
+        if self._session_host.get(session_id) == host_id:
+            del self._session_host[session_id]
+        conn = self.hosts.get(host_id)
+        if conn is None:
+            if self.peers is not None:
+                with contextlib.suppress(LookupError):
+                    await self.peers.request(host_id, "terminate", {"session_id": session_id,
+                                                                    "reason": "terminated"}, REQUEST_TIMEOUT_S)
+            return
+        conn.forget(session_id)
+        with contextlib.suppress(HostGone, LookupError):
+            await conn.request("terminate", {"session_id": session_id, "reason": "terminated"}, REQUEST_TIMEOUT_S)
 
     async def terminate(self, session_id: str, reason: str = "terminated") -> None:
         conn = self._host_of(session_id)

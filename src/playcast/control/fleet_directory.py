@@ -6,6 +6,7 @@ Reads and writes of the hosts and replicas tables only; the Fleet feeds it (join
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -89,6 +90,8 @@ class FleetDirectory:
                 row = HostRow(id=h.host_id, joined_at=now)
                 s.add(row)
             row.location, row.slots, row.status, row.replica_id = h.location, h.slots, status, self.replica_id
+            if row.key_sha256 is None and h.host_key:  # the id is this machine's from now on
+                row.key_sha256 = hashlib.sha256(h.host_key.encode()).hexdigest()
             row.version, row.encoder, row.public_address = h.version, h.encoder, h.public_address
             row.busy, row.warm, row.warm_launches = len(h.sessions), 0, []
             row.sessions = {sid: {"session_id": sid, "viewers": 0} for sid in h.sessions}
@@ -119,6 +122,10 @@ class FleetDirectory:
             await s.execute(update(HostRow).where(HostRow.id == host_id, HostRow.replica_id == self.replica_id)
                             .values(status=OFFLINE))
             await s.commit()
+
+    async def key_of(self, host_id: str) -> str | None:
+        async with self.db.session() as s:
+            return (await s.execute(select(HostRow.key_sha256).where(HostRow.id == host_id))).scalar_one_or_none()
 
     async def forget(self, host_id: str) -> None:
         async with self.db.session() as s:

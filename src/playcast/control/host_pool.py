@@ -35,6 +35,10 @@ class HostPool(Protocol):
 
         `reason` is what the client's serverDisconnect callback receives ("terminated" | "idle")."""
 
+    async def terminate_on(self, host_id: str, session_id: str) -> None:
+        """Have that host alone stop `session_id` (the control plane does not run it there: it ended, or the
+        host claims a session that runs elsewhere); the session, wherever it really runs, is not touched."""
+
     async def set_warm_target(self, stream_group_id: str, location: str, launches: list[LaunchSpec],
                               count: int, pause_idle: bool = True) -> None:
         """Keep `count` idle slots in `location` pre-launched for this group (spread over its launch specs).

@@ -768,9 +768,10 @@ class StreamSessions:
             mine = {row.id: row for row in (await s.execute(select(StreamSessionRow).where(
                 StreamSessionRow.host_id == host_id, StreamSessionRow.status.in_(PLACED)))).scalars().all()}
         for session_id in sorted(reported - set(mine)):
-            log.warning("host %s runs session %s, which is over here: stopping it", host_id, session_id)
+            log.warning("host %s runs session %s, which is not placed there (over, or another host's): stopping "
+                        "it there", host_id, session_id)
             try:
-                await self.plane.host_pool.terminate(session_id)
+                await self.plane.host_pool.terminate_on(host_id, session_id)
             except Exception:  # noqa: BLE001
                 log.exception("session %s: stopping it on host %s failed", session_id, host_id)
         now = time.time()

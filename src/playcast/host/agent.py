@@ -50,6 +50,7 @@ class HostIdentity:
     encoder: str
     gpu: str | None = None
     public_address: str | None = None
+    host_key: str | None = None  # host/service.py host_key_of: the secret that makes the host id this machine's
 
 
 class HostRefused(Exception):
@@ -156,7 +157,7 @@ class HostAgent:
     def _hello(self) -> Hello:
         i = self.identity
         return Hello(i.host_id, i.token, i.location, len(self.pool.slots), i.version, i.encoder, i.gpu,
-                     i.public_address, tuple(sorted(self.pool.running_sessions())))
+                     i.public_address, tuple(sorted(self.pool.running_sessions())), host_key=i.host_key)
 
     def heartbeat(self) -> Heartbeat:
         self._seq += 1

@@ -326,6 +326,12 @@ class LocalHostPool:
         await self._release(slot, reason)
         await self._emit(SessionEvent(session_id, SessionEventKind.ENDED, time.time()))
 
+    async def terminate_on(self, host_id: str, session_id: str) -> None:
+        """This pool is one host: stop the session here without reporting it ENDED."""
+        slot = self._slot_of(session_id) if host_id == self.host_id else None
+        if slot is not None:
+            await self._release(slot, "terminated")
+
     # ------------------------------------------------------------------ internals
     async def _content_dir(self, spec: LaunchSpec) -> str:
         return str(await self.content.directory(spec)) if self.content is not None else spec.source_dir

@@ -25,7 +25,7 @@ class Backoff:
     that lost the same server does not come back in step); back to `first_s` after a connection that held."""
 
     first_s: float = 0.5
-    max_s: float = 15.0
+    max_s: float = 5.0  # a host is back at most ~6.5 s after its control plane is: replicas restart in seconds
     jitter: float = 0.3
     rand: Callable[[], float] = random.random
     _next: float = 0.0

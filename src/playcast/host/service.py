@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from playcast.storage import open_storage
 log = logging.getLogger(__name__)
 
 HOST_ID_FILE = "host-id"
+HOST_KEY_FILE = "host-key"
 
 
 def host_id_of(data_dir: Path) -> str:
@@ -38,6 +40,25 @@ def host_id_of(data_dir: Path) -> str:
         value = "h-" + secrets.token_hex(8)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(value + "\n")
+        tmp.replace(path)
+    return value
+
+
+def host_key_of(data_dir: Path) -> str:
+    """This host's key: a secret kept in `<data dir>/host-key` (owner-only), made on first start. The control
+    plane binds the host id to it; a copy of the data dir is the same host (keep it private)."""
+    path = data_dir / HOST_KEY_FILE
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if not value:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(32)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
         tmp.replace(path)
     return value
 
@@ -65,7 +86,8 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
     try:
         encoder = await asyncio.to_thread(choose_encoder, settings.encoder, codec_usable)
         agent = HostAgent(pool, HostIdentity(host_id, settings.host_token, settings.effective_location,
-                                             __version__, encoder, public_address=settings.public_address))
+                                             __version__, encoder, public_address=settings.public_address,
+                                             host_key=host_key_of(settings.data_dir)))
         joined = asyncio.ensure_future(keep_joined(agent, settings.server_url, settings.host_token))
         stopping = asyncio.ensure_future(stop.wait())
         log.info("host %s (%s, %d slots) joining %s", host_id, settings.effective_location, settings.slots,

@@ -378,7 +378,8 @@ def decode_host(text: str | bytes) -> HostMessage:
         return Hello(f.str("host_id", max_len=128), f.str("token", max_len=512), f.str("location", max_len=128),
                      f.int("slots", hi=4096), f.str("version", max_len=64), f.str("encoder", max_len=64),
                      f.str("gpu", optional=True, max_len=256), f.str("public_address", optional=True, max_len=256),
-                     f.strs("sessions"), f.int("protocol", hi=1 << 16))
+                     f.strs("sessions"), f.int("protocol", hi=1 << 16),
+                     f.str("host_key", optional=True, max_len=256))
     if kind == "heartbeat":
         return Heartbeat(f.int("seq"), f.int("slots", hi=4096), f.int("busy", hi=4096), f.int("warm", hi=4096),
                          f.strs("warm_launches"), f.each("sessions", state_from_wire))

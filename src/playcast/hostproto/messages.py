@@ -53,6 +53,9 @@ class Hello:
     public_address: str | None = None
     sessions: tuple[str, ...] = ()  # sessions running on it now (after a reconnect or a server restart)
     protocol: int = PROTOCOL_VERSION
+    # a secret kept in the host's data dir: the control plane binds the host id to the first key it joins with,
+    # so that another machine (even one with a valid token) cannot take the id, and its sessions, over
+    host_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -26,6 +26,11 @@ class Database:
 
     def session(self) -> AsyncSession:
         return self.sessionmaker()
+
+    async def ping(self) -> None:
+        """A round trip to the database (`SELECT 1`); raises what the driver raises when it is unreachable."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
 
     async def close(self) -> None:
         if self.is_open:

@@ -40,6 +40,8 @@ class HostRow(Base):
     version: Mapped[str] = mapped_column(String(64), default="")
     encoder: Mapped[str] = mapped_column(String(64), default="")
     public_address: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # SHA-256 of the host key it first joined with: its id is its own (another machine cannot take the id over)
+    key_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     joined_at: Mapped[float] = mapped_column(Float)
     heartbeat_at: Mapped[float] = mapped_column(Float)
 

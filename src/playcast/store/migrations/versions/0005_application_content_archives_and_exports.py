@@ -1,6 +1,6 @@
 """application content archives and session file exports
 
-Revision 0005 (after 0003; 0004 is another branch's, re-chained at merge), written 2026-12-02 13:18:26;
+Revision 0005 (after 0004, main's host keys), written 2026-12-02 13:18:26;
 never edit it once released."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0005'
-down_revision: str | None = '0003'
+down_revision: str | None = '0004'
 branch_labels: str | None = None
 depends_on: str | None = None
 
