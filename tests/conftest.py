@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import pytest
+
+from tests.s3_support import MotoServer
 
 
 def _only_loopback() -> bool:
@@ -26,3 +29,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "netns" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    """A real S3 (moto_server on loopback) for the module's tests; stopped afterwards."""
+    server = MotoServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+    assert server.proc is not None and server.proc.poll() is not None, "moto_server left running"

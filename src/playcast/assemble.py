@@ -86,7 +86,8 @@ async def join_embedded(fleet: Fleet, pool: LocalHostPool, token: str, *, encode
     agent = HostAgent(pool, HostIdentity(pool.host_id, token, pool.location, __version__, encoder,
                                          host_key=host_key))
     host_end, server_end = MemoryChannel.pair()
-    tasks = [asyncio.ensure_future(fleet.serve(server_end)), asyncio.ensure_future(agent.serve(host_end))]
+    tasks = [asyncio.ensure_future(fleet.serve(server_end, shares_disk=True)),
+             asyncio.ensure_future(agent.serve(host_end))]
     await fleet.wait_for_host(pool.host_id, 10)
     return tasks
 

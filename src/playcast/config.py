@@ -26,6 +26,11 @@ def _env_paths(name: str) -> list[Path]:
     return paths
 
 
+def _env_names(name: str) -> list[str]:
+    """A comma-separated list of names (blanks skipped)."""
+    return [n.strip() for n in os.environ.get(name, "").split(",") if n.strip()]
+
+
 def is_loopback(host: str) -> bool:
     """True for an address only this machine can reach (127.0.0.0/8, ::1, localhost)."""
     if host == "localhost":
@@ -77,6 +82,17 @@ class Settings:
     # what one application may unpack to (zip-bomb bounds)
     app_max_files: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_FILES", 200_000))
     app_max_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_BYTES", 50 << 30))
+    # application content: where the server keeps each application's archive (path, file:// or s3://bucket/prefix;
+    # default <data dir>/archives); hosts fetch them from the server into <data dir>/content/<sha256>/
+    content_storage: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_CONTENT_STORAGE") or None)
+    # S3 (ApplicationSourceUri, ApplicationLogOutputUri, ExportStreamSessionFiles, s3:// storage): the endpoint of
+    # an S3-compatible service (unset: AWS) and its region; credentials come from the standard AWS environment
+    s3_endpoint_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_S3_ENDPOINT_URL") or None)
+    s3_region: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_S3_REGION") or None)
+    # buckets ApplicationSourceUri may read (s3://bucket/...) and buckets logs and exports may be written to; "*"
+    # allows any bucket the credentials reach
+    app_source_buckets: list[str] = field(default_factory=lambda: _env_names("PLAYCAST_APP_SOURCE_BUCKETS"))
+    output_buckets: list[str] = field(default_factory=lambda: _env_names("PLAYCAST_OUTPUT_BUCKETS"))
     # control plane timeouts
     idle_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_IDLE_TIMEOUT_S", 3600))
     placement_timeout_s: int = field(default_factory=lambda: _env_int("PLAYCAST_PLACEMENT_TIMEOUT_S", 75))
@@ -101,6 +117,15 @@ class Settings:
     def source_roots(self) -> list[Path]:
         """Every directory ApplicationSourceUri may point into: the configured roots, uploads and the demo."""
         return [*self.app_source_roots, self.uploads_dir, DEMO_APP_DIR]
+
+    @property
+    def content_storage_url(self) -> str:
+        return self.content_storage or str(self.data_dir / "archives")
+
+    @property
+    def content_cache_dir(self) -> Path:
+        """A host's content cache: one unpacked tree per archive digest."""
+        return self.data_dir / "content"
 
     @property
     def database(self) -> str:

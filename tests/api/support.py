@@ -263,6 +263,15 @@ def create_group(gls: Any, app_id: str | None = None, wait: bool = True, **extra
     return group
 
 
+def start_active_session(gls: Any, group_id: str, app_id: str) -> str:
+    """A session nobody connects to (NO_CLIENT_CONNECTION), once ACTIVE; returns its id."""
+    s = gls.start_stream_session(Identifier=group_id, ApplicationIdentifier=app_id, Protocol="WebRTC",
+                                 SignalRequest="NO_CLIENT_CONNECTION")
+    sid = session_id(s["Arn"])
+    gls.get_waiter("stream_session_active").wait(Identifier=group_id, StreamSessionIdentifier=sid, WaiterConfig=FAST)
+    return sid
+
+
 def wire_json(gls: Any, operation: str, **params: Any) -> dict[str, Any]:
     """Call `operation` with a stock boto3 client and return the response body's JSON as sent, members botocore
     does not model (playcast's StatusMessage) included."""

@@ -71,7 +71,7 @@ def test_errors(gls: Any, app_dir: Path, tmp_path: Path) -> None:
     with aws_error("ValidationException", 400, "Linux applications only"):
         gls.create_application(Description="x", RuntimeEnvironment={"Type": "PROTON", "Version": "20241007"},
                                ExecutablePath="game.exe", ApplicationSourceUri=str(app_dir))
-    with aws_error("ValidationException", 400, "not supported by playcast"):
+    with aws_error("ValidationException", 400, "PLAYCAST_APP_SOURCE_BUCKETS"):  # no bucket allowed here
         gls.create_application(Description="x", RuntimeEnvironment=RUNTIME, ExecutablePath="game.sh",
                                ApplicationSourceUri="s3://bucket/prefix/")
     for refused in (str(tmp_path / "missing"), "/etc", "file:///etc", "/nonexistent"):  # one answer for all

@@ -159,6 +159,8 @@ RULES: dict[tuple[str, str], Rule] = {
     ("OPTIONS", "/event"): Rule(EVERYONE, (Probe("/event"),), "CORS preflight"),
     # the fleet: hosts join with host tokens; the admin lists, drains and removes them and mints tokens
     ("WS", "/v1/hosts/connect"): Rule(NO_ONE, (Probe("/v1/hosts/connect"),), "host tokens only"),
+    ("GET", "/v1/hosts/content/{sha256}"): Rule(NO_ONE, (Probe("/v1/hosts/content/" + "0" * 64),),
+                                                 "host tokens only"),
     ("GET", "/v1/hosts"): Rule(frozenset({ADMIN}), (Probe("/v1/hosts", found=True),), "the admin"),
     ("POST", "/v1/hosts/tokens"): Rule(frozenset({ADMIN}), (_json("/v1/hosts/tokens", {"description": "m"},
                                                                   found=True),), "the admin"),

@@ -122,7 +122,7 @@ def test_unsupported_operations_answer_aws_errors(gls: Any, app_dir: Path) -> No
     with aws_error("ValidationException", 400, "not supported by playcast"):
         gls.create_stream_url(Identifier=group["Id"], ApplicationIdentifier=app["Id"], Protocol="WebRTC",
                               UrlExpiresAfterMinutes=5, Locations=["local"])
-    with aws_error("ValidationException", 400, "not supported by playcast"):
+    with aws_error("ResourceNotFoundException", 404):  # supported now (tests/api/test_session_files.py)
         gls.export_stream_session_files(Identifier=group["Id"], StreamSessionIdentifier="ABCDEFGHIJKLM",
                                         OutputUri="s3://bucket/out/")
     with aws_error("ValidationException", 400, "not supported by playcast"):

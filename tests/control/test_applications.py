@@ -179,8 +179,10 @@ async def test_directory_checks_are_immediate(plane: ControlPlane, tmp_path: Pat
 
 
 async def test_unusable_sources(plane: ControlPlane, tmp_path: Path, app_dir: Path) -> None:
-    with pytest.raises(ValidationError, match="not supported by playcast"):
+    with pytest.raises(ValidationError, match="not one this server reads"):  # no PLAYCAST_APP_SOURCE_BUCKETS
         await plane.applications.create(params("s3://bucket/game/"))
+    with pytest.raises(ValidationError, match="not supported by playcast"):
+        await plane.applications.create(params("https://example.com/game.zip"))
     with pytest.raises(ValidationError, match="absolute"):
         await plane.applications.create(params("relative/dir"))
     (tmp_path / "file.bin").write_bytes(b"x")

@@ -56,7 +56,8 @@ class World:
         """Create an application from `source`, wait for READY/ERROR; assert nothing changed outside its
         directory (and, on ERROR, that neither it nor its .partial dir is left, and StatusReason is the AWS enum
         internalError). Returns (id, Status, StatusMessage)."""
-        before = snapshot(self.tmp, skip=self.db_files)
+        archives = self.apps.parent / "archives"  # the content archive of a READY application
+        before = snapshot(self.tmp, skip=(*self.db_files, archives))
         app = await self.plane.applications.create({"Description": "game", "RuntimeEnvironment": RUNTIME,
                                                     "ExecutablePath": exe, "ApplicationSourceUri": str(source)})
 
@@ -64,12 +65,13 @@ class World:
             a = await self.plane.applications.get(app["Id"])
             return a if a["Status"] in ("READY", "ERROR") else None
         done = await wait_until(settled, timeout=30)
-        after = snapshot(self.tmp, skip=(*self.db_files, self.apps / app["Id"]))
+        after = snapshot(self.tmp, skip=(*self.db_files, self.apps / app["Id"], archives))
         assert after == before, {k: after.get(k) for k in set(after) ^ set(before) | {
             k for k in after if k in before and after[k] != before[k]}}
         assert (self.outside / "keep.txt").read_bytes() == SENTINEL
         if done["Status"] == "ERROR":
             assert not (self.apps / app["Id"]).exists()
+            assert not archives.exists() or list(archives.iterdir()) == []
             assert done["StatusReason"] == "internalError", done
         return app["Id"], done["Status"], done.get("StatusMessage") or ""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
 import signal
 import subprocess
 import tempfile
@@ -127,16 +128,23 @@ class HostProcess:
 
 @contextmanager
 def playcast_host(m: Machines, server_url: str, token: str, *, location: str, slots: int = 1,
-                  env: dict[str, str] | None = None, check_leaks: bool = True) -> Iterator[HostProcess]:
+                  env: dict[str, str] | None = None, check_leaks: bool = True,
+                  hide: tuple[Path, ...] = ()) -> Iterator[HostProcess]:
     """`playcast host` in a new namespace on `m`'s bridge (small video so several fit on 2 cores); SIGTERM
-    afterwards and, with `check_leaks`, nothing of it may be left (processes carrying its TMPDIR, session dirs)."""
+    afterwards and, with `check_leaks`, nothing of it may be left (processes carrying its TMPDIR, session dirs).
+    `hide`: directories the host must not see (an empty tmpfs is mounted over each in its own mount namespace,
+    as if it ran on another machine: e.g. the server's data dir)."""
     from tests.leaks import assert_no_session_leftovers
 
     ns, address = m.add()
     data_dir = Path(tempfile.mkdtemp(prefix="playcast-test-host-"))
     tmp = Path(tempfile.mkdtemp(prefix="playcast-test-tmp-"))
-    cmd = ["ip", "netns", "exec", ns, str(REPO / ".venv" / "bin" / "playcast"), "host", "--server", server_url,
-           "--token", token, "--location", location, "--slots", str(slots), "--data-dir", str(data_dir)]
+    host_cmd = [str(REPO / ".venv" / "bin" / "playcast"), "host", "--server", server_url, "--token", token,
+                "--location", location, "--slots", str(slots), "--data-dir", str(data_dir)]
+    if hide:  # `ip netns exec` gives the command a mount namespace of its own: these mounts stay in it
+        mounts = " && ".join(f"mount -t tmpfs -o ro,size=1m playcast-hidden {shlex.quote(str(d))}" for d in hide)
+        host_cmd = ["sh", "-c", f"{mounts} && exec {shlex.join(host_cmd)}"]
+    cmd = ["ip", "netns", "exec", ns, *host_cmd]
     child_env = {**os.environ, "TMPDIR": str(tmp), "PLAYCAST_WIDTH": "320", "PLAYCAST_HEIGHT": "240",
                  "PLAYCAST_FPS": "15", "PLAYCAST_BITRATE_KBPS": "300", **(env or {})}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=child_env,

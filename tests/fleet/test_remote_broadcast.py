@@ -25,7 +25,7 @@ from tests.control.test_postgres import postgres_url  # noqa: F401 - the fixture
 from tests.fleet.support import HostProcess, Machines, machines, playcast_host
 from tests.fleet.test_remote_host import REMOTE, _admin, _group_with_remote, _hosts, _server_url
 from tests.harness import Playcast, playcast_up, wait_until
-from tests.hls.hls_support import MotoServer
+from tests.s3_support import MotoServer
 from tests.whip.support import ColorTrack, WhepViewer, dominant
 
 pytestmark = pytest.mark.netns

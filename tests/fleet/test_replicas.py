@@ -63,8 +63,9 @@ class Cluster:
         return {h["hostId"]: h for h in self.admin(i).get("/v1/hosts").json()["items"] if h["status"] == "ONLINE"}
 
 
-def _env(pg_url: str, redis_url: str) -> dict[str, str]:
-    return {"PLAYCAST_DATABASE_URL": pg_url, "PLAYCAST_REDIS_URL": redis_url,
+def _env(pg_url: str, redis_url: str, content: Path) -> dict[str, str]:
+    """What every replica shares: the database, Redis, credentials, and the content archives hosts fetch."""
+    return {"PLAYCAST_DATABASE_URL": pg_url, "PLAYCAST_REDIS_URL": redis_url, "PLAYCAST_CONTENT_STORAGE": str(content),
             "PLAYCAST_ACCESS_KEY_ID": "PCAKREPLICAS0000TEST", "PLAYCAST_SECRET_ACCESS_KEY": "r" * 40,
             "PLAYCAST_EVENTS_API_KEY": "da2-replicastestkey0000000000", "PLAYCAST_PLACEMENT_TIMEOUT_S": "20"}
 
@@ -82,9 +83,10 @@ def cluster() -> Iterator[Cluster]:
         pg_url = stack.enter_context(postgres.postgres_server())
         redis = stack.enter_context(redis_server())
         m = stack.enter_context(machines())
-        data_dirs = [Path(tempfile.mkdtemp(prefix="playcast-test-replica-")) for _ in range(2)]
+        data_dirs = [Path(tempfile.mkdtemp(prefix="playcast-test-replica-")) for _ in range(3)]
         stack.callback(lambda: [__import__("shutil").rmtree(d, ignore_errors=True) for d in data_dirs])
-        c = Cluster(m, _env(pg_url, redis.url), [], data_dirs, [free_port(), free_port()], {}, {}, stack, redis)
+        content = data_dirs.pop()  # one content storage for both replicas (a bucket or a shared mount in production)
+        c = Cluster(m, _env(pg_url, redis.url, content), [], data_dirs, [free_port(), free_port()], {}, {}, stack, redis)
         c.replicas = [_replica(c, 0), _replica(c, 1)]
         token = c.admin(0).post("/v1/hosts/tokens", json={}).json()["token"]
         for name, location, slots, replica in (("a1", "loc-a", 1, 0), ("a2", "loc-a", 1, 1), ("b1", "loc-b", 2, 1)):

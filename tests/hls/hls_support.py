@@ -22,6 +22,7 @@ from playcast.control.broadcasts import ViewerAccess
 from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.media.encoder import EncodedPacket
 from playcast.media.encoding import X264, EncoderSettings, make_context
+from tests.s3_support import MotoServer
 
 
 class SyntheticEncoder:
@@ -225,53 +226,6 @@ def parse_playlist(text: str) -> dict:
             out["segments"].append((line, pending_duration))
             pending_duration = None
     return out
-
-
-class MotoServer:
-    """A real S3-compatible server (moto's) on a free loopback port, for storage tests."""
-
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host  # another address of the test's namespace: reachable from hosts' namespaces too
-        self.port = free_port(host)
-        self.url = f"http://{host}:{self.port}"
-        self.proc = None
-
-    def start(self) -> MotoServer:
-        import os
-        import shutil
-        import subprocess
-        import sys
-        import time
-        from pathlib import Path
-
-        exe = Path(sys.executable).parent / "moto_server"
-        cmd = [str(exe)] if exe.exists() else [shutil.which("moto_server") or "moto_server"]
-        self.proc = subprocess.Popen([*cmd, "-H", self.host, "-p", str(self.port)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1"})
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited: {self.proc.stderr.read().decode()[-500:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return self
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not listen in 30 s") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        import subprocess
-
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc is not None and self.proc.stderr is not None:
-            self.proc.stderr.close()
 
 
 def s3_storage(moto: MotoServer, bucket: str, **kw):  # type: ignore[no-untyped-def]

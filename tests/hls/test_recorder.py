@@ -11,11 +11,12 @@ from pathlib import Path
 
 import av
 import pytest
-from hls_support import MotoServer, SyntheticEncoder, decode_all, parse_playlist, s3_storage, tone
+from hls_support import SyntheticEncoder, decode_all, parse_playlist, s3_storage, tone
 
 from playcast.media.hls import HlsPackager
 from playcast.media.recorder import Recorder, RecordingStatus, ivs_style_prefix
 from playcast.storage import LocalStorage, Storage, StorageError
+from tests.s3_support import MotoServer
 
 
 async def _run(packager: HlsPackager, enc: SyntheticEncoder, seconds: float, t0: float, start: int = 0) -> None:

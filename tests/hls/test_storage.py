@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hls_support import MotoServer, s3_storage, serve
+from hls_support import s3_storage, serve
 from starlette.applications import Starlette
 
 from playcast.storage import (
@@ -21,6 +21,7 @@ from playcast.storage import (
     open_storage,
 )
 from playcast.storage.http import storage_routes
+from tests.s3_support import MotoServer
 
 
 @pytest.fixture(params=["local", "s3"])

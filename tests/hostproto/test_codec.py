@@ -26,7 +26,9 @@ from playcast.hostproto.messages import (
     Welcome,
 )
 from playcast.hostproto.types import (
+    ContentRef,
     EgressStatus,
+    FileBundle,
     LaunchSpec,
     Placement,
     PlacementResult,
@@ -35,9 +37,15 @@ from playcast.hostproto.types import (
     StagePublisher,
     StageState,
     VideoStats,
+    for_remote_host,
+    launch_key,
 )
 
-SPEC = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"B": "2", "A": "1"})
+DIGEST = "ab" * 32
+CONTENT = ContentRef(DIGEST, 1234, f"/v1/hosts/content/{DIGEST}")
+SPEC = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"B": "2", "A": "1"}, CONTENT)
+S3_SPEC = LaunchSpec.make("a-2", "/srv/apps/a-2", "run", content=ContentRef(DIGEST, 5, "s3://my-bucket/c/x.tar.gz"))
+BARE_SPEC = LaunchSpec.make("a-3", "/opt/game", "run")  # content already on the host's disk
 PLACEMENT = Placement("s-1", "sg-1", ("here", "there"), SPEC, '{"type": "offer", "sdp": "v=0\\r\\n"}', "h-2")
 STATE = SessionState("s-1", 3, {"b-1": {"status": "RECORDING", "message": None, "segments": 4}},
                      (EgressStatus("e-1", "https://x/whip", "api", "retrying", 2, "unreachable", None, 12.5),),
@@ -49,8 +57,8 @@ ARGS: dict[str, dict[str, Any]] = {
     "place": {"placement": PLACEMENT, "timeout_s": 75.0},
     "connect": {"session_id": "s-1", "signal_request": "{}"},
     "terminate": {"session_id": "s-1", "reason": "idle"},
-    "set_warm_target": {"stream_group_id": "sg-1", "location": "here", "launches": [SPEC], "count": 2,
-                        "pause_idle": False},
+    "set_warm_target": {"stream_group_id": "sg-1", "location": "here", "launches": [SPEC, S3_SPEC, BARE_SPEC],
+                        "count": 2, "pause_idle": False},
     "send_app_message": {"session_id": "s-1", "payload": b"\x00\xffchat"},
     "add_viewer": {"session_id": "s-1", "offer_sdp": "v=0\r\n"},
     "remove_viewer": {"session_id": "s-1", "viewer_id": "v-1"},
@@ -65,6 +73,8 @@ ARGS: dict[str, dict[str, Any]] = {
     "stage_add_viewer": {"session_id": "s-1", "broadcast_id": "b-1", "offer_sdp": "v=0\r\n"},
     "stage_remove_viewer": {"session_id": "s-1", "broadcast_id": "b-1", "viewer_id": "c2"},
     "stage_end": {"session_id": "s-1", "broadcast_id": "b-1"},
+    "collect_files": {"session_id": "s-1", "log_paths": ["logs/", "$HOME/game.log"], "export": True},
+    "read_file": {"session_id": "s-1", "name": "logs.zip", "offset": 524288},
 }
 RESULTS: dict[str, Any] = {
     "place": PlacementResult("h-1", "slot-0", "here", '{"type": "answer"}', True), "connect": '{"type": "answer"}',
@@ -72,6 +82,8 @@ RESULTS: dict[str, Any] = {
     "remove_viewer": False, "start_hls": None, "stop_hls": None, "start_egress": "e-1", "stop_egress": True,
     "stage_publish": ("p1-ab", '"e1"', "v=0\r\n"), "stage_unpublish": True, "stage_trickle": 2,
     "stage_add_viewer": ("c2", "v=0\r\n"), "stage_remove_viewer": False, "stage_end": None,
+    "collect_files": [FileBundle("logs.zip", 10, "cd" * 32), FileBundle("export.zip", 0, "ef" * 32)],
+    "read_file": b"PK\x03\x04\x00\xff",
 }
 
 
@@ -141,6 +153,60 @@ def _frame(**doc: Any) -> str:
 def test_bad_host_frames_say_what_is_wrong(text: str, words: str) -> None:
     with pytest.raises(codec.ProtocolError, match=words.replace("[", r"\[").replace("(", r"\(")):
         codec.decode_host(text)
+
+
+def test_equal_launches_have_equal_keys_and_content_counts() -> None:
+    same = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"A": "1", "B": "2"},
+                           ContentRef(DIGEST, 1234, f"/v1/hosts/content/{DIGEST}"))
+    assert same == SPEC and launch_key(same) == launch_key(SPEC)
+    other = LaunchSpec.make("a-1", "/srv/apps/a-1", "bin/game", ["--fast", "é"], {"A": "1", "B": "2"},
+                            ContentRef("cd" * 32, 1234, f"/v1/hosts/content/{'cd' * 32}"))
+    assert launch_key(other) != launch_key(SPEC)  # new content: no warm slot of the old one matches
+    wired = codec.launch_from_wire(codec.Fields(json.loads(json.dumps(codec.launch_to_wire(SPEC))), "launch"))
+    assert wired == SPEC and launch_key(wired) == launch_key(SPEC)
+
+
+def test_a_remote_host_gets_no_server_path_and_the_same_key() -> None:
+    remote = for_remote_host(SPEC)
+    assert remote.source_dir == "" and remote.content == SPEC.content
+    assert launch_key(remote) == launch_key(SPEC)  # its warm slots match the control plane's placements
+    assert for_remote_host(BARE_SPEC) == BARE_SPEC  # no content: its path is the host's own
+    wired = codec.launch_from_wire(codec.Fields(json.loads(json.dumps(codec.launch_to_wire(remote))), "launch"))
+    assert wired == remote
+
+
+def _launch(content: Any) -> dict[str, Any]:
+    return {"application_id": "a", "source_dir": "/x", "executable": "y", "content": content}
+
+
+@pytest.mark.parametrize("content, words", [
+    ({"sha256": "AB" * 32, "size": 1, "url": "/v1/hosts/content/" + "AB" * 32}, "sha256 must be 64 lowercase hex"),
+    ({"sha256": "ab" * 31, "size": 1, "url": "/v1/hosts/content/" + "ab" * 31}, "sha256 must be 64 lowercase hex"),
+    ({"sha256": DIGEST, "size": -1, "url": f"/v1/hosts/content/{DIGEST}"}, "content.size is out of range"),
+    ({"sha256": DIGEST, "size": 1, "url": "/v1/hosts/content/" + "cd" * 32}, "url must be"),
+    ({"sha256": DIGEST, "size": 1, "url": "http://elsewhere/evil"}, "url must be"),
+    ({"sha256": DIGEST, "size": 1, "url": "file:///etc/passwd"}, "url must be"),
+    ({"sha256": DIGEST, "size": 1}, "content.url is required"),
+    ("not an object", "content has the wrong type"),
+])
+def test_bad_content_references_are_refused(content: Any, words: str) -> None:
+    with pytest.raises(codec.ProtocolError, match=words):
+        codec.launch_from_wire(codec.Fields(_launch(content), "launch"))
+
+
+def test_bad_file_requests_and_results_are_refused() -> None:
+    with pytest.raises(codec.ProtocolError, match="args.name must be one of"):
+        codec.args_from_wire("read_file", codec.Fields({"session_id": "s", "name": "../../etc/passwd",
+                                                        "offset": 0}, "args"))
+    with pytest.raises(codec.ProtocolError, match="at most 10 paths"):
+        codec.args_from_wire("collect_files", codec.Fields({"session_id": "s", "log_paths": ["l"] * 11,
+                                                            "export": False}, "args"))
+    with pytest.raises(codec.ProtocolError, match=r"result\[0\].name must be one of"):
+        codec.result_of("collect_files", [{"name": "x.zip", "size": 1, "sha256": DIGEST}])
+    with pytest.raises(codec.ProtocolError, match="larger than"):
+        codec.result_of("read_file", codec.result_to_wire("read_file", b"x" * (512 * 1024 + 1)))
+    with pytest.raises(codec.ProtocolError, match="not base64"):
+        codec.result_of("read_file", "!!")
 
 
 def test_bad_request_args_say_what_is_wrong() -> None:

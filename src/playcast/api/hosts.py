@@ -1,16 +1,19 @@
 """The fleet over HTTP: the endpoint hosts dial (`/v1/hosts/connect`, a WebSocket carrying the host protocol to the
-control plane's Fleet), and the admin's `/v1/hosts` (list, drain, remove) and `/v1/hosts/tokens` (mint, list, revoke).
+control plane's Fleet), the archives hosts fetch application content from (`/v1/hosts/content/{sha256}`, for a
+host token), and the admin's `/v1/hosts` (list, drain, remove) and `/v1/hosts/tokens` (mint, list, revoke).
 
 HTTP only: auth, JSON shapes, the Starlette WebSocket as a hostproto Channel; the rules are control's."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -20,7 +23,9 @@ from playcast.control.errors import ControlError
 from playcast.control.fleet import Fleet, HostRecord
 from playcast.control.host_tokens import HostToken
 from playcast.hostproto.channel import ChannelClosed
+from playcast.hostproto.types import CONTENT_PATH
 from playcast.hostproto.websocket import CONNECT_PATH
+from playcast.storage import ObjectNotFound, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +81,7 @@ async def host_socket(ws: WebSocket) -> None:
 
 
 MAX_BODY_BYTES = 4096
+CONTENT_CHUNK_BYTES = 1 << 20
 
 
 def _error(status: int, type_: str, message: str) -> JSONResponse:
@@ -85,6 +91,41 @@ def _error(status: int, type_: str, message: str) -> JSONResponse:
 def _host_doc(r: HostRecord) -> dict[str, Any]:
     return {"hostId": r.host_id, "location": r.location, "slots": r.slots, "busy": r.busy, "warm": r.warm,
             "status": r.status, "lastHeartbeatAt": r.last_heartbeat_at, "version": r.version, "encoder": r.encoder}
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+def _chunks(archive: BinaryIO) -> Iterator[bytes]:
+    """The archive in chunks (read in Starlette's thread pool), closed at the end or when the host hangs up."""
+    with archive:
+        while chunk := archive.read(CONTENT_CHUNK_BYTES):
+            yield chunk
+
+
+async def content_archive(request: Request) -> Response:
+    """GET /v1/hosts/content/{sha256}: an application's archive, streamed, for a host's token (and no other)."""
+    plane = getattr(request.app.state, "plane", None)
+    token = _bearer(request)
+    if plane is None or token is None:
+        return _error(401, "UnauthorizedException", "send Authorization: Bearer <host token>")
+    refused = await plane.host_tokens.check(token)
+    if refused is not None:
+        return _error(401, "UnauthorizedException", refused)
+    sha256 = request.path_params["sha256"]
+    try:
+        archive = await asyncio.to_thread(plane.applications.archives.open, sha256)
+    except ValueError:
+        return _error(400, "ValidationException", "a content archive is named by 64 lowercase hex digits")
+    except ObjectNotFound:
+        return _error(404, "ResourceNotFoundException", f"no content archive {sha256} in this server's content "
+                      "storage (server replicas must share one PLAYCAST_CONTENT_STORAGE)")
+    except StorageError as exc:
+        log.warning("content archive %s unreadable: %s", sha256, exc)
+        return _error(503, "ServiceUnavailableException", "the content storage cannot be read now; try again")
+    return StreamingResponse(_chunks(archive), media_type="application/gzip")
 
 
 def _token_doc(t: HostToken) -> dict[str, Any]:
@@ -162,6 +203,7 @@ class HostsApi:
     def routes(self) -> list[BaseRoute]:
         return [
             WebSocketRoute(CONNECT_PATH, host_socket),
+            Route(CONTENT_PATH + "{sha256}", content_archive, methods=["GET"]),
             Route("/v1/hosts", self.list_hosts, methods=["GET"]),
             Route("/v1/hosts/tokens", self.create_token, methods=["POST"]),
             Route("/v1/hosts/tokens", self.list_tokens, methods=["GET"]),

@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
 
+from playcast.archives.extract import Limits
+from playcast.archives.members import UnsafeContent
 from playcast.hostproto.types import LaunchSpec
+from playcast.storage import Storage, StorageError, open_storage
 
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow
+from .content import ContentArchives, content_ref, scratch_path
 from .errors import ConflictError, NotFoundError, ValidationError
-from .extract import Limits
 from .ids import APPLICATION, new_application_id
 from .ingest import (
     IngestError,
@@ -47,7 +50,15 @@ RUNNABLE_RUNTIMES = ("UBUNTU",)
 class Applications:
     def __init__(self, plane: ControlPlane) -> None:
         self.plane = plane
-        self.apps_dir = Path(plane.settings.data_dir).resolve() / "apps"
+        settings = plane.settings
+        self.apps_dir = Path(settings.data_dir).resolve() / "apps"
+        self.archives = ContentArchives(
+            open_storage(settings.content_storage_url, s3_endpoint_url=settings.s3_endpoint_url,
+                         s3_region=settings.s3_region))
+        if settings.redis_url and not settings.content_storage:
+            log.warning("PLAYCAST_CONTENT_STORAGE is not set: application archives stay in this replica's data "
+                        "dir, so hosts joined to other replicas cannot fetch them; give every replica one "
+                        "PLAYCAST_CONTENT_STORAGE (s3://bucket/prefix or a shared directory)")
 
     # -- reading --------------------------------------------------------------------------------------
 
@@ -111,7 +122,11 @@ class Applications:
 
     def launch_spec(self, row: ApplicationRow, args: list[str] | None = None,
                     env: dict[str, str] | None = None) -> LaunchSpec:
-        return LaunchSpec.make(row.id, row.content_dir, row.executable_path, args, env)
+        """What a host starts: the server's unpacked copy (for a host on this disk) and, once packed, the archive
+        every other host fetches."""
+        content = content_ref(row.content_sha256, row.content_size) \
+            if row.content_sha256 is not None and row.content_size is not None else None
+        return LaunchSpec.make(row.id, row.content_dir, row.executable_path, args, env, content)
 
     # -- writing --------------------------------------------------------------------------------------
 
@@ -122,10 +137,11 @@ class Applications:
                                   "runs Linux applications only (use Type UBUNTU)")
         try:
             check_executable_path(params["ExecutablePath"])
-            source = resolve_source(params["ApplicationSourceUri"], self.plane.settings.source_roots)
-            if source.kind == "dir" and self.apps_dir.is_relative_to(source.path):
+            source = resolve_source(params["ApplicationSourceUri"], self.plane.settings.source_roots,
+                                    self.plane.settings.app_source_buckets)
+            if source.kind == "dir" and source.path is not None and self.apps_dir.is_relative_to(source.path):
                 raise SourceError("ApplicationSourceUri must not contain the server's own data directory")
-            if source.kind == "dir":  # cheap to check now, so the caller gets a clear error at once
+            if source.kind == "dir" and source.path is not None:  # cheap now: the caller gets a clear error at once
                 await asyncio.to_thread(verify_executable, source.path, params["ExecutablePath"])
         except SourceError as exc:
             raise ValidationError(str(exc)) from exc
@@ -167,6 +183,30 @@ class Applications:
             await s.commit()
             return True
 
+    def _open_s3(self, uri: str) -> Storage:
+        settings = self.plane.settings
+        return open_storage(uri, s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region)
+
+    async def _set_ready(self, app_id: str, sha256: str, size: int) -> bool:
+        async with self.plane.db.session() as s:
+            row = await s.get(ApplicationRow, app_id)
+            if row is None or row.status == DELETING:
+                return False
+            row.status, row.status_reason, row.status_message = READY, None, None
+            row.content_sha256, row.content_size, row.updated_at = sha256, size, time.time()
+            await s.commit()
+            return True
+
+    async def _discard_unused(self, sha256: str | None) -> None:
+        """Remove the archive `sha256` unless another application has the same content."""
+        if sha256 is None:
+            return
+        async with self.plane.db.session() as s:
+            users = (await s.execute(select(ApplicationRow.id).where(
+                ApplicationRow.content_sha256 == sha256).limit(1))).scalars().all()
+        if not users:
+            await asyncio.to_thread(self.archives.discard, sha256)
+
     async def _ingest(self, app_id: str, source: Source) -> None:
         async with self.plane.db.session() as s:
             row = await s.get(ApplicationRow, app_id)
@@ -177,17 +217,21 @@ class Applications:
         try:
             settings = self.plane.settings
             await asyncio.to_thread(ingest, source, dest, executable,
-                                    Limits(settings.app_max_files, settings.app_max_bytes))
-        except (IngestError, SourceError) as exc:
+                                    Limits(settings.app_max_files, settings.app_max_bytes), self._open_s3)
+            packed = await asyncio.to_thread(self.archives.store, dest)
+        except (IngestError, SourceError, UnsafeContent, StorageError) as exc:
             log.warning("application %s: ingest failed: %s", app_id, exc)
-            await self._set_status(app_id, ERROR, "internalError", str(exc))
+            await asyncio.to_thread(shutil.rmtree, dest, True)
+            await self._set_status(app_id, ERROR, getattr(exc, "reason", "internalError"), str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - any failure must end in ERROR, never a stuck PROCESSING
             log.exception("application %s: ingest crashed", app_id)
+            await asyncio.to_thread(shutil.rmtree, dest, True)
             await self._set_status(app_id, ERROR, "internalError", f"internal error: {exc}")
             return
-        if not await self._set_status(app_id, READY):  # deleted while we were copying
+        if not await self._set_ready(app_id, packed.sha256, packed.size):  # deleted while we were copying
             await asyncio.to_thread(shutil.rmtree, dest, True)
+            await self._discard_unused(packed.sha256)
             return
         log.info("application %s is READY", app_id)
         await self.plane.stream_groups.refresh_for_application(app_id)
@@ -197,16 +241,36 @@ class Applications:
         async with self.plane.db.session() as s:
             rows = (await s.execute(select(ApplicationRow).where(
                 ApplicationRow.status.in_([INITIALIZED, PROCESSING, DELETING])))).scalars().all()
+        async with self.plane.db.session() as s:
+            unpacked = (await s.execute(select(ApplicationRow).where(
+                ApplicationRow.status == READY, ApplicationRow.content_sha256.is_(None)))).scalars().all()
+        for row in unpacked:  # ingested before content archives existed: pack them now, for remote hosts
+            self.plane.spawn(self._pack_ingested(row.id, Path(row.content_dir)), f"pack-{row.id}")
         for row in rows:
             if row.status == DELETING:
-                self.plane.spawn(self._finish_delete(row.id, row.arn, Path(row.content_dir)), f"delete-{row.id}")
+                self.plane.spawn(self._finish_delete(row.id, row.arn, Path(row.content_dir), row.content_sha256),
+                                 f"delete-{row.id}")
                 continue
             try:
-                source = resolve_source(row.source_uri, self.plane.settings.source_roots)
+                source = resolve_source(row.source_uri, self.plane.settings.source_roots,
+                                        self.plane.settings.app_source_buckets)
             except SourceError as exc:
                 await self._set_status(row.id, ERROR, "internalError", str(exc))
                 continue
             self.plane.spawn(self._ingest(row.id, source), f"ingest-{row.id}")
+
+    async def _pack_ingested(self, app_id: str, tree: Path) -> None:
+        try:
+            packed = await asyncio.to_thread(self.archives.store, tree)
+        except (UnsafeContent, OSError, StorageError) as exc:
+            log.warning("application %s: its content cannot be packed for remote hosts: %s", app_id, exc)
+            return
+        async with self.plane.db.session() as s:
+            row = await s.get(ApplicationRow, app_id)
+            if row is not None and row.status == READY:
+                row.content_sha256, row.content_size = packed.sha256, packed.size
+                await s.commit()
+        log.info("application %s packed for remote hosts (%d bytes)", app_id, packed.size)
 
     async def update(self, identifier: str, params: dict[str, Any]) -> dict[str, Any]:
         async with self.plane.db.session() as s:
@@ -234,16 +298,18 @@ class Applications:
             if row.status == DELETING:
                 return
             row.status, row.updated_at = DELETING, time.time()
-            arn, content = row.arn, Path(row.content_dir)
+            arn, content, sha256 = row.arn, Path(row.content_dir), row.content_sha256
             await s.commit()
-        self.plane.spawn(self._finish_delete(row.id, arn, content), f"delete-{row.id}")
+        self.plane.spawn(self._finish_delete(row.id, arn, content, sha256), f"delete-{row.id}")
 
-    async def _finish_delete(self, app_id: str, arn: str, content: Path) -> None:
+    async def _finish_delete(self, app_id: str, arn: str, content: Path, sha256: str | None) -> None:
         await asyncio.to_thread(shutil.rmtree, content, True)
         await asyncio.to_thread(shutil.rmtree, content.with_name(content.name + ".partial"), True)
+        await asyncio.to_thread(scratch_path(content).unlink, True)
         async with self.plane.db.session() as s:
             await s.execute(delete(ApplicationRow).where(ApplicationRow.id == app_id))
             await queries.drop_tags(s, [arn])
             await s.commit()
+        await self._discard_unused(sha256)
         log.info("application %s deleted", app_id)
 

@@ -14,7 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from playcast.control.fleet_peers import FleetPeers
@@ -25,6 +25,7 @@ from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.hostproto.messages import PROTOCOL_VERSION, Hello, Refused, Welcome
 from playcast.hostproto.types import (
     EgressStatus,
+    FileBundle,
     LaunchSpec,
     LocationCapacity,
     Placement,
@@ -36,6 +37,7 @@ from playcast.hostproto.types import (
     SignalError,
     StageState,
     VideoStats,
+    for_remote_host,
     launch_key,
 )
 
@@ -173,9 +175,11 @@ class Fleet:
             await self.remove(host_id)
 
     # ------------------------------------------------------------------ hosts joining and leaving
-    async def serve(self, channel: Channel) -> None:
+    async def serve(self, channel: Channel, *, shares_disk: bool = False) -> None:
         """Let one host in and serve it until its channel closes; a refused host gets Refused and the channel
-        is closed. Returns when the host is gone (its sessions are then reported ENDED)."""
+        is closed. Returns when the host is gone (its sessions are then reported ENDED). `shares_disk`: the host
+        runs on the control plane's machine (the embedded host) and is sent its paths; any other host gets only
+        content references and fetches the content."""
         try:
             hello = codec.decode_host(await asyncio.wait_for(channel.recv(), HELLO_TIMEOUT_S))
             if not isinstance(hello, Hello):
@@ -195,6 +199,7 @@ class Fleet:
             return
         conn = HostConnection(hello, channel, lambda event, host=hello.host_id: self._emit_from(host, event),
                               self.clock, on_heard=self._heard)
+        conn.shares_disk = shares_disk
         if self._away.pop(hello.host_id, None) is not None:
             log.info("host %s is back in time: its sessions carry on", hello.host_id)
         previous = self.hosts.get(hello.host_id)
@@ -604,7 +609,8 @@ class Fleet:
         conn.pending_placements += 1
         self._session_host[placement.session_id] = conn.host_id
         try:
-            result = await conn.request("place", {"placement": placement, "timeout_s": timeout_s},
+            sent = placement if conn.shares_disk else replace(placement, launch=for_remote_host(placement.launch))
+            result = await conn.request("place", {"placement": sent, "timeout_s": timeout_s},
                                         timeout_s + PLACEMENT_GRACE_S)
         except HostGone:
             self._session_host.pop(placement.session_id, None)
@@ -712,6 +718,12 @@ class Fleet:
         except LookupError:
             return False
 
+    async def collect_files(self, session_id: str, log_paths: list[str], export: bool) -> list[FileBundle]:
+        return await self._ask(session_id, "collect_files", {"log_paths": log_paths, "export": export}, LookupError)
+
+    async def read_file(self, session_id: str, name: str, offset: int) -> bytes:
+        return await self._ask(session_id, "read_file", {"name": name, "offset": offset}, LookupError)
+
     # ------------------------------------------------------------------ warm capacity
     # ------------------------------------------------------------------ broadcast stages, on the session's host
     async def stage_publish(self, session_id: str, broadcast_id: str, offer_sdp: str) -> tuple[str, str, str]:
@@ -785,8 +797,13 @@ class Fleet:
                 share.setdefault(conn.host_id, 0)
                 try:
                     await conn.request("set_warm_target", {"stream_group_id": group, "location": location,
-                                                           "launches": launches if share[conn.host_id] else [],
+                                                           "launches": _launches_for(conn, launches)
+                                                           if share[conn.host_id] else [],
                                                            "count": share[conn.host_id],
                                                            "pause_idle": pause_idle}, REQUEST_TIMEOUT_S)
                 except (HostGone, RuntimeError, TimeoutError) as exc:
                     log.warning("host %s: warm target for group %s not set: %s", conn.host_id, group, exc)
+
+
+def _launches_for(conn: HostConnection, launches: list[LaunchSpec]) -> list[LaunchSpec]:
+    return launches if conn.shares_disk else [for_remote_host(spec) for spec in launches]

@@ -49,6 +49,7 @@ class HostConnection:
                  on_heard: Callable[[HostConnection], None] | None = None) -> None:
         self.hello = hello
         self.channel = channel
+        self.shares_disk = False  # on the control plane's machine: sent server paths (see Fleet.serve)
         self.clock = clock
         self.heartbeat: Heartbeat | None = None
         self.last_seen = clock()

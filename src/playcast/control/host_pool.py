@@ -11,6 +11,7 @@ from typing import Protocol
 from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.hostproto.types import (
     EgressStatus,
+    FileBundle,
     LaunchSpec,
     LocationCapacity,
     Placement,
@@ -101,6 +102,13 @@ class HostPool(Protocol):
 
     def stage_state(self, session_id: str, broadcast_id: str) -> StageState | None:
         """The stage as of the host's last heartbeat or reply; None when it has none."""
+
+    async def collect_files(self, session_id: str, log_paths: list[str], export: bool) -> list[FileBundle]:
+        """Zip a running session's ApplicationLogPaths (with `export`, its game's output too) on its host; read
+        each bundle back with read_file. LookupError if the session is not running."""
+
+    async def read_file(self, session_id: str, name: str, offset: int) -> bytes:
+        """Up to FILE_CHUNK_BYTES of a bundle collect_files made, from `offset` (empty at its end)."""
 
     def capacity(self, location: str) -> LocationCapacity: ...
 

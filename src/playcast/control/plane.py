@@ -38,6 +38,7 @@ class ControlPlane:
         from .applications import Applications
         from .broadcasts import Broadcasts
         from .host_tokens import HostTokens
+        from .session_files import SessionFiles
         from .sessions import StreamSessions
         from .stream_groups import StreamGroups
         from .tags import Tags
@@ -52,6 +53,7 @@ class ControlPlane:
         self.applications = Applications(self)
         self.stream_groups = StreamGroups(self)
         self.sessions = StreamSessions(self)
+        self.session_files = SessionFiles(self)
         self.tags = Tags(self)
         self.broadcasts = Broadcasts(self)
         self.host_tokens = HostTokens(db)

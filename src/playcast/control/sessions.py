@@ -116,13 +116,24 @@ class StreamSessions:
             "ApplicationStartedAt": row.application_started_at, "StreamingStartedAt": row.streaming_started_at,
             "StreamingEndedAt": row.streaming_ended_at,
         }
+        out.update(StreamSessions._export_metadata(row))
+        if row.log_uri is not None:
+            out["LogFileLocationUri"] = row.log_uri
         return out
+
+    @staticmethod
+    def _export_metadata(row: StreamSessionRow) -> dict[str, Any]:
+        if row.export_status is None:
+            return {}
+        return {"ExportFilesMetadata": {"Status": row.export_status, "StatusReason": row.export_reason,
+                                        "OutputUri": row.export_uri}}
 
     @staticmethod
     def summary(row: StreamSessionRow) -> dict[str, Any]:
         return {"Arn": row.arn, "UserId": row.user_id, "Status": row.status, "StatusReason": row.status_reason,
                 "Protocol": row.protocol, "LastUpdatedAt": row.updated_at, "CreatedAt": row.created_at,
-                "ApplicationArn": row.application_arn, "Location": row.location}
+                "ApplicationArn": row.application_arn, "Location": row.location,
+                **StreamSessions._export_metadata(row)}
 
     async def get(self, group_identifier: str, session_identifier: str) -> dict[str, Any]:
         async with self.plane.db.session() as s:
@@ -142,8 +153,8 @@ class StreamSessions:
                 stmt = stmt.where(StreamSessionRow.status == status)
             if statuses:
                 stmt = stmt.where(StreamSessionRow.status.in_(list(statuses)))
-            if export_status:  # playcast does not export files yet: nothing has an export status
-                stmt = stmt.where(False)
+            if export_status:
+                stmt = stmt.where(StreamSessionRow.export_status == export_status)
             if user_id is not None:
                 stmt = stmt.where(StreamSessionRow.user_id == user_id)
             return await list_page(s, stmt, StreamSessionRow, max_results, next_token, self.summary)
@@ -190,6 +201,7 @@ class StreamSessions:
         if not await self._cas(session_id, from_statuses, status=TERMINATING, status_reason=reason,
                                status_message=message, deadline_at=None):
             return False
+        await self.plane.session_files.collect_at_end(session_id)
         try:
             await self.plane.host_pool.terminate(session_id, "idle" if reason == "idleTimeout" else "terminated")
         except Exception:  # noqa: BLE001 - the session is over for the client either way
@@ -569,6 +581,7 @@ class StreamSessions:
 
     async def _finish_terminate(self, session_id: str, reason: str) -> None:
         await self._stop_placement(session_id)  # ended while ACTIVATING: its placement must not go on
+        await self.plane.session_files.collect_at_end(session_id)
         await self._cleanup_host(session_id)
         await self._cas(session_id, (TERMINATING,), status=TERMINATED, status_reason=reason,
                         streaming_ended_at=time.time())

@@ -160,6 +160,7 @@ class HostAgent:
             "stage_publish": pool.stage_publish, "stage_unpublish": pool.stage_unpublish,
             "stage_trickle": pool.stage_trickle, "stage_add_viewer": pool.stage_add_viewer,
             "stage_remove_viewer": pool.stage_remove_viewer, "stage_end": pool.stage_end,
+            "collect_files": pool.collect_files, "read_file": pool.read_file,
         }
         return await calls[op](**args)
 

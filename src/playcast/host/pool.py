@@ -19,10 +19,12 @@ from pathlib import Path
 
 from playcast.host.app import LaunchError
 from playcast.host.containment import HostContainment
+from playcast.host.content import ContentCache
 from playcast.host.runtime import RuntimeOptions, SessionRuntime
 from playcast.hostproto.messages import SessionState
 from playcast.hostproto.types import (
     EgressStatus,
+    FileBundle,
     LaunchSpec,
     LocationCapacity,
     Placement,
@@ -88,8 +90,10 @@ class LocalHostPool:
 
     def __init__(self, location: str, slots: int, options: RuntimeOptions, host_id: str = "host-local",
                  hls_registry: HlsRegistry | None = None, recordings: Storage | None = None,
-                 state_dir: Path | None = None) -> None:
-        """`state_dir`: the host's data dir, where each session is recorded until it ends (see start())."""
+                 state_dir: Path | None = None, content: ContentCache | None = None) -> None:
+        """`state_dir`: the host's data dir, where each session is recorded until it ends (see start()).
+        `content`: where applications' archives are fetched to (a host on another machine than the control plane);
+        without it, a LaunchSpec's source_dir is launched as is (the embedded host of `playcast up`)."""
         self.location = location
         self.recordings = recordings
         self.hls_registry = hls_registry if hls_registry is not None else HlsRegistry()
@@ -105,12 +109,15 @@ class LocalHostPool:
         self.start_times = StartTimes()
         self.containment = HostContainment(state_dir)
         self._state_listeners: list[Callable[[], None]] = []
+        self.content = content
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Clean up after a dead host process on the same state dir (its processes, session dirs, X locks), probe
         for session cgroups, then keep warm capacity."""
         await asyncio.to_thread(self.containment.start)
+        if self.content is not None:
+            await asyncio.to_thread(self.content.clean)
         self._replenish_task = asyncio.ensure_future(self._replenish_loop())
 
     async def close(self) -> None:
@@ -210,7 +217,8 @@ class LocalHostPool:
         slot, warm = await self._claim(placement, deadline)
         try:
             if not warm:
-                slot.runtime = await SessionRuntime.launch(placement.launch, self.options, self.containment)
+                slot.runtime = await SessionRuntime.launch(placement.launch, self.options, self.containment,
+                                                           content_dir=await self._content_dir(placement.launch))
             runtime = slot.runtime
             assert runtime is not None
             runtime.on_event = lambda kind, detail: self._runtime_event(slot, kind, detail)
@@ -312,6 +320,19 @@ class LocalHostPool:
             return False
         return await slot.runtime.egress.stop(egress_id)
 
+    async def collect_files(self, session_id: str, log_paths: list[str], export: bool) -> list[FileBundle]:
+        """Zip the session's ApplicationLogPaths (and, for an export, the game's output); read it with read_file."""
+        return [await self._runtime_of(session_id).collect_files(log_paths, export)]
+
+    async def read_file(self, session_id: str, name: str, offset: int) -> bytes:
+        return await self._runtime_of(session_id).read_file(name, offset)
+
+    def _runtime_of(self, session_id: str) -> SessionRuntime:
+        slot = self._slot_of(session_id)
+        if slot is None or slot.runtime is None:
+            raise LookupError(f"session {session_id} is not running on this host")
+        return slot.runtime
+
     def egress_status(self, session_id: str) -> list[EgressStatus]:
         slot = self._slot_of(session_id)
         if slot is None or slot.runtime is None or slot.runtime.egress is None:
@@ -387,6 +408,9 @@ class LocalHostPool:
             await self._release(slot, "terminated")
 
     # ------------------------------------------------------------------ internals
+    async def _content_dir(self, spec: LaunchSpec) -> str:
+        return str(await self.content.directory(spec)) if self.content is not None else spec.source_dir
+
     def _slot_of(self, session_id: str) -> Slot | None:
         return next((s for s in self.slots if s.session_id == session_id), None)
 
@@ -515,7 +539,8 @@ class LocalHostPool:
 
     async def _launch_warm(self, slot: Slot, spec: LaunchSpec) -> None:
         try:
-            runtime = await SessionRuntime.launch(spec, self.options, self.containment, watch_first_frame=True)
+            runtime = await SessionRuntime.launch(spec, self.options, self.containment, watch_first_frame=True,
+                                                  content_dir=await self._content_dir(spec))
         except Exception as exc:
             log.warning("warm launch failed: %s", exc, extra={"app": spec.application_id}, exc_info=True)
             slot.launching = None

@@ -27,8 +27,9 @@ from playcast.host.egress import WhipEgresses
 from playcast.host.first_frame import FirstFrameWatch
 from playcast.host.input import protocol as input_protocol
 from playcast.host.input.injector import InputInjector
+from playcast.host.session_files import SessionPlaces, make_bundle, read_chunk
 from playcast.host.viewer_workers import ViewerWorkers, WorkerLimits
-from playcast.hostproto.types import PLATFORM_CLIENT_ID, LaunchSpec, VideoStats
+from playcast.hostproto.types import FILE_CHUNK_BYTES, PLATFORM_CLIENT_ID, FileBundle, LaunchSpec, VideoStats
 from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout, PacketSink
 from playcast.media.hls.packager import HlsPackager
@@ -73,8 +74,9 @@ class SessionRuntime:
     """Owns every process and file of one slot's launch. Build with `await SessionRuntime.launch(...)`."""
 
     def __init__(self, spec: LaunchSpec, options: RuntimeOptions, workdir: Path,
-                 containment: SessionContainment) -> None:
+                 containment: SessionContainment, content_dir: str | None = None) -> None:
         self.spec = spec
+        self.content_dir = content_dir or spec.source_dir  # the application's tree on this host
         self.options = options
         self.workdir = workdir
         self.containment = containment
@@ -108,19 +110,20 @@ class SessionRuntime:
     # ------------------------------------------------------------------ launch / shutdown
     @classmethod
     async def launch(cls, spec: LaunchSpec, options: RuntimeOptions, containment: HostContainment | None = None, *,
-                     watch_first_frame: bool = False) -> SessionRuntime:
+                     watch_first_frame: bool = False, content_dir: str | None = None) -> SessionRuntime:
         """Start display, audio, bridge, app and an idle encoder. Cleans up everything if any step fails.
 
         `containment`: the host process's (records, cgroups; see host/containment.py). Without one, its processes
         still die with this process (PDEATHSIG, the game's keeper) but nothing is recorded. With `watch_first_frame`
-        (warm launches), `first_frame` tells when the game has drawn its first frame."""
+        (warm launches), `first_frame` tells when the game has drawn its first frame. `content_dir`: where the
+        application's tree is on this host (default: the spec's source_dir)."""
         workdir = Path(tempfile.mkdtemp(prefix="playcast-session-", dir=options.temp_root))
         try:
             share = (containment or HostContainment()).session(workdir)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        self = cls(spec, options, workdir, share)
+        self = cls(spec, options, workdir, share, content_dir)
         t0 = time.monotonic()
         try:
             await self._start_all(watch_first_frame)
@@ -170,7 +173,7 @@ class SessionRuntime:
         encoder_task = asyncio.ensure_future(EncoderProcess.start(
             self.display.name, o.width, o.height, o.fps, o.bitrate_kbps, o.encoder, setup=c.setup))
         try:
-            self.app = await AppProcess.start(self.spec.source_dir, self.spec.executable, self.spec.args, env,
+            self.app = await AppProcess.start(self.content_dir, self.spec.executable, self.spec.args, env,
                                               home=self.workdir / "home", setup=c.keeper_setup,
                                               remove_on_host_loss=self.workdir, x_display=self.display.number)
             c.track("keeper", self.app.keeper_pid)
@@ -382,6 +385,16 @@ class SessionRuntime:
         return await self.viewer_workers.remove(viewer_id)
 
     # ------------------------------------------------------------------ WHIP egress
+    async def collect_files(self, log_paths: list[str], export: bool) -> FileBundle:
+        """Zip this session's ApplicationLogPaths (and, for an export, the game's output) into its directory."""
+        if self.app is None:
+            raise LookupError("the application was never started")
+        places = SessionPlaces(self.workdir / "home", Path(self.content_dir), self.app.log_path)
+        return await asyncio.to_thread(make_bundle, places, log_paths, export, self.workdir / "bundles")
+
+    async def read_file(self, name: str, offset: int) -> bytes:
+        return await asyncio.to_thread(read_chunk, self.workdir / "bundles", name, offset, FILE_CHUNK_BYTES)
+
     def whip_egress(self) -> WhipEgresses:
         """This session's WHIP egresses (the shared encode's packets + shared Opus; no second encode)."""
         if self.egress is None:

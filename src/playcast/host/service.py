@@ -14,8 +14,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from playcast import __version__
+from playcast.archives.extract import Limits
 from playcast.config import Settings
 from playcast.host.agent import HostAgent, HostIdentity
+from playcast.host.content import ContentCache
 from playcast.host.hls_endpoint import HlsEndpoint, serve_hls_endpoint
 from playcast.host.pool import LocalHostPool
 from playcast.host.remote import keep_joined
@@ -66,13 +68,16 @@ def host_key_of(data_dir: Path) -> str:
     return value
 
 
-def make_pool(settings: Settings, host_id: str, *, remote: bool = False) -> LocalHostPool:
+def make_pool(settings: Settings, host_id: str, *, remote: bool = False,
+              content: ContentCache | None = None) -> LocalHostPool:
     """The slots of this machine. `remote` (`playcast host`): no recording storage until the control plane's
-    welcome says where recordings go (see recordings_for)."""
+    welcome says where recordings go (see recordings_for); `content`: a remote host's cache of applications'
+    archives (the embedded host launches the server's tree)."""
     recordings = None if remote else open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
     return LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
         width=settings.width, height=settings.height, fps=settings.fps, bitrate_kbps=settings.bitrate_kbps,
-        encoder=settings.encoder), host_id=host_id, recordings=recordings, state_dir=settings.data_dir)
+        encoder=settings.encoder), host_id=host_id, recordings=recordings, state_dir=settings.data_dir,
+        content=content)
 
 
 def recordings_for(welcome: Welcome, server_url: str, token: str) -> Storage:
@@ -101,7 +106,9 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     host_id = host_id_of(settings.data_dir)
     server_url, token = settings.server_url, settings.host_token
-    pool = make_pool(settings, host_id, remote=True)
+    content = ContentCache(settings.content_cache_dir, settings.server_url, settings.host_token,
+                           Limits(settings.app_max_files, settings.app_max_bytes))
+    pool = make_pool(settings, host_id, remote=True, content=content)
     await pool.start()
     endpoint: HlsEndpoint | None = None
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any, TypeVar
@@ -33,7 +34,12 @@ from playcast.hostproto.messages import (
     Welcome,
 )
 from playcast.hostproto.types import (
+    BUNDLE_NAMES,
+    CONTENT_PATH,
+    FILE_CHUNK_BYTES,
+    ContentRef,
     EgressStatus,
+    FileBundle,
     LaunchSpec,
     Placement,
     PlacementResult,
@@ -47,6 +53,8 @@ from playcast.json_input import parse_json
 
 MAX_FRAME_BYTES = 1 << 20  # SDP offers and answers, 64 KB application messages, heartbeats of many sessions
 MAX_ITEMS = 4096  # any list or map in a message (sessions, launches, env...)
+MAX_LOG_PATHS = 10  # ApplicationLogPaths, as GameLift Streams allows
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 T = TypeVar("T")
 
 
@@ -116,17 +124,43 @@ class Fields:
 
 
 # ------------------------------------------------------------------------------------------------ domain types
+def content_to_wire(ref: ContentRef | None) -> dict[str, Any] | None:
+    return asdict(ref) if ref is not None else None
+
+
+def content_from_wire(f: Fields) -> ContentRef:
+    sha256 = f.str("sha256", max_len=64)
+    if not SHA256_HEX.fullmatch(sha256):
+        raise ProtocolError(f"{f.where}.sha256 must be 64 lowercase hex digits")
+    url = f.str("url", max_len=2048)
+    if url != CONTENT_PATH + sha256 and not re.fullmatch(r"s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/\S+", url):
+        raise ProtocolError(f"{f.where}.url must be {CONTENT_PATH}<sha256> or s3://bucket/key")
+    return ContentRef(sha256, f.int("size"), url)
+
+
 def launch_to_wire(spec: LaunchSpec) -> dict[str, Any]:
     return {"application_id": spec.application_id, "source_dir": spec.source_dir, "executable": spec.executable,
-            "args": list(spec.args), "env": [list(kv) for kv in spec.env]}
+            "args": list(spec.args), "env": [list(kv) for kv in spec.env], "content": content_to_wire(spec.content)}
 
 
 def launch_from_wire(f: Fields) -> LaunchSpec:
     env = f.list("env", optional=True)
     if not all(isinstance(kv, list) and len(kv) == 2 and all(isinstance(x, str) for x in kv) for kv in env):
         raise ProtocolError(f"{f.where}.env must list [name, value] pairs of strings")
+    content = f.obj("content", optional=True)
     return LaunchSpec(f.str("application_id"), f.str("source_dir"), f.str("executable"), f.strs("args"),
-                      tuple(sorted((k, v) for k, v in env)))
+                      tuple(sorted((k, v) for k, v in env)),
+                      content_from_wire(content) if content is not None else None)
+
+
+def bundle_from_wire(f: Fields) -> FileBundle:
+    name = f.str("name", max_len=64)
+    if name not in BUNDLE_NAMES:
+        raise ProtocolError(f"{f.where}.name must be one of {', '.join(BUNDLE_NAMES)}")
+    sha256 = f.str("sha256", max_len=64)
+    if not SHA256_HEX.fullmatch(sha256):
+        raise ProtocolError(f"{f.where}.sha256 must be 64 lowercase hex digits")
+    return FileBundle(name, f.int("size"), sha256)
 
 
 def placement_to_wire(p: Placement) -> dict[str, Any]:
@@ -262,6 +296,16 @@ def args_from_wire(op: str, f: Fields) -> dict[str, Any]:
         return {**sid, "url": f.str("url", max_len=4096), "token": f.str("token", optional=True, max_len=8192)}
     if op == "stop_egress":
         return {**sid, "egress_id": f.str("egress_id", max_len=128)}
+    if op == "collect_files":
+        paths = f.strs("log_paths")
+        if len(paths) > MAX_LOG_PATHS or any(len(p) > 1024 for p in paths):
+            raise ProtocolError(f"args.log_paths: at most {MAX_LOG_PATHS} paths of at most 1024 characters")
+        return {**sid, "log_paths": list(paths), "export": f.bool("export")}
+    if op == "read_file":
+        name = f.str("name", max_len=64)
+        if name not in BUNDLE_NAMES:
+            raise ProtocolError(f"args.name must be one of {', '.join(BUNDLE_NAMES)}")
+        return {**sid, "name": name, "offset": f.int("offset")}
     if op in STAGE_OPERATIONS:
         stage = {**sid, "broadcast_id": f.str("broadcast_id", max_len=128)}
         if op in ("stage_publish", "stage_add_viewer"):
@@ -282,6 +326,10 @@ def result_to_wire(op: str, value: Any) -> Any:
         return asdict(value)
     if op in ("add_viewer", "stage_publish", "stage_add_viewer"):
         return list(value)
+    if op == "collect_files":
+        return [asdict(b) for b in value]
+    if op == "read_file":
+        return base64.b64encode(value).decode()
     return value
 
 
@@ -310,6 +358,17 @@ def result_of(op: str, raw: Any) -> Any:
         if not (isinstance(raw, list) and len(raw) == 2 and all(isinstance(x, str) for x in raw)):
             raise ProtocolError("the result of add_viewer must be [viewer id, answer SDP]")
         return raw[0], raw[1]
+    if op == "collect_files":
+        if not isinstance(raw, list) or len(raw) > len(BUNDLE_NAMES):
+            raise ProtocolError("the result of collect_files must list at most two file bundles")
+        return [bundle_from_wire(Fields(item, f"result[{i}]")) for i, item in enumerate(raw)]
+    if op == "read_file":
+        if not isinstance(raw, str):
+            raise ProtocolError("the result of read_file must be base64 text")
+        data = _b64(raw)
+        if len(data) > FILE_CHUNK_BYTES:
+            raise ProtocolError(f"the result of read_file is larger than {FILE_CHUNK_BYTES} bytes")
+        return data
     return None
 
 

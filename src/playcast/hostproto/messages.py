@@ -32,10 +32,16 @@ PROTOCOL_VERSION = 1
 #   stage_add_viewer     {session_id, broadcast_id, offer_sdp}                    -> [viewer_id, answer_sdp]
 #   stage_remove_viewer  {session_id, broadcast_id, viewer_id}                    -> bool
 #   stage_end            {session_id, broadcast_id}                               -> None
+# A session's files (ApplicationLogPaths, exports), collected on its host:
+#   collect_files    {session_id, log_paths: [str], export: bool}                 -> [FileBundle]
+#                    (the game keeps running; zips its ApplicationLogPaths and, with export, the game's output;
+#                    a bundle lives until the session ends)
+#   read_file        {session_id, name, offset}                                   -> bytes (at most FILE_CHUNK_BYTES)
 STAGE_OPERATIONS = ("stage_publish", "stage_unpublish", "stage_trickle", "stage_add_viewer", "stage_remove_viewer",
                     "stage_end")
 OPERATIONS = ("place", "connect", "terminate", "set_warm_target", "send_app_message", "add_viewer",
-              "remove_viewer", "start_hls", "stop_hls", "start_egress", "stop_egress", *STAGE_OPERATIONS)
+              "remove_viewer", "start_hls", "stop_hls", "start_egress", "stop_egress", "collect_files",
+              "read_file", *STAGE_OPERATIONS)
 
 # The errors a host answers with (HostError.kind), raised again on the control plane's side as the same exception.
 PLACEMENT, SIGNAL, LOOKUP, BAD_REQUEST, INTERNAL = "placement", "signal", "lookup", "bad_request", "internal"

@@ -9,7 +9,18 @@ import enum
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+CONTENT_PATH = "/v1/hosts/content/"  # GET <server>/v1/hosts/content/<sha256>: an application's archive, for a host's token
+
+
+@dataclass(frozen=True)
+class ContentRef:
+    """Where a host gets an application's content: one archive (.tar.gz), named and checked by its SHA-256."""
+
+    sha256: str  # 64 lowercase hex digits: the archive's digest
+    size: int  # the archive's size in bytes
+    url: str  # "/v1/hosts/content/<sha256>" on the control plane the host joined, or "s3://bucket/key"
 
 
 @dataclass(frozen=True)
@@ -17,16 +28,19 @@ class LaunchSpec:
     """What to start in a slot. Two sessions can share a warm slot only if their LaunchSpecs are equal."""
 
     application_id: str
-    source_dir: str  # absolute path to the application's content on the host
-    executable: str  # ExecutablePath, relative to source_dir
+    source_dir: str  # the control plane's unpacked copy, sent only to a host on the same disk ("" to others when
+    #                  there is `content`); for a spec without `content`, the content's path on the host
+    executable: str  # ExecutablePath, relative to the content's root
     args: tuple[str, ...] = ()  # AdditionalLaunchArgs
     env: tuple[tuple[str, str], ...] = ()  # AdditionalEnvironmentVariables, sorted by key
+    content: ContentRef | None = None  # the archive a host fetches (verified, cached) before launching
 
     @staticmethod
     def make(application_id: str, source_dir: str, executable: str,
-             args: list[str] | None = None, env: dict[str, str] | None = None) -> LaunchSpec:
+             args: list[str] | None = None, env: dict[str, str] | None = None,
+             content: ContentRef | None = None) -> LaunchSpec:
         return LaunchSpec(application_id, source_dir, executable, tuple(args or ()),
-                          tuple(sorted((env or {}).items())))
+                          tuple(sorted((env or {}).items())), content)
 
 
 @dataclass(frozen=True)
@@ -121,11 +135,34 @@ class VideoStats:
     dropped: int  # packets dropped by consumers that fell behind
 
 
+@dataclass(frozen=True)
+class FileBundle:
+    """A zip a host made of one session's files (its application logs, or an export), read back in chunks."""
+
+    name: str  # "logs.zip" | "export.zip"
+    size: int
+    sha256: str
+
+
+LOGS_BUNDLE, EXPORT_BUNDLE = "logs.zip", "export.zip"
+BUNDLE_NAMES = (LOGS_BUNDLE, EXPORT_BUNDLE)
+FILE_CHUNK_BYTES = 512 * 1024  # one read_file answer (base64 in a frame of at most 1 MiB)
+
+
+def for_remote_host(spec: LaunchSpec) -> LaunchSpec:
+    """The spec as a host on another machine gets it: with content, no path on the control plane's disk."""
+    return replace(spec, source_dir="") if spec.content is not None else spec
+
+
 def launch_key(spec: LaunchSpec) -> str:
     """A short stable name of a LaunchSpec: hosts report their idle warm slots by it, the control plane matches
-    placements against it (equal specs, equal keys)."""
-    canon = json.dumps([spec.application_id, spec.source_dir, spec.executable, list(spec.args),
-                        [list(kv) for kv in spec.env]], separators=(",", ":"))
+    placements against it (equal specs, equal keys; a spec and its for_remote_host() have one key)."""
+    source_dir = "" if spec.content is not None else spec.source_dir
+    parts: list[object] = [spec.application_id, source_dir, spec.executable, list(spec.args),
+                           [list(kv) for kv in spec.env]]
+    if spec.content is not None:
+        parts.append([spec.content.sha256, spec.content.size, spec.content.url])
+    canon = json.dumps(parts, separators=(",", ":"))
     return hashlib.sha256(canon.encode()).hexdigest()[:24]
 
 

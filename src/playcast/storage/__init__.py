@@ -24,15 +24,18 @@ __all__ = [
 ]
 
 
-def open_storage(url: str, **options: object) -> Storage:
+def open_storage(url: str, *, s3_endpoint_url: str | None = None, s3_region: str | None = None,
+                 **options: object) -> Storage:
     """`file:///path` or a plain path -> LocalStorage; `s3://bucket/prefix?endpoint=http://...&region=...`
-    -> S3Storage (credentials from the usual AWS environment unless given in `options`)."""
+    -> S3Storage (endpoint and region from the URL, else `s3_endpoint_url`/`s3_region`; credentials from the usual
+    AWS environment unless given in `options`)."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         return LocalStorage(parsed.path if parsed.scheme else url, **options)  # type: ignore[arg-type]
     if parsed.scheme == "s3":
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
-        return S3Storage(parsed.netloc, prefix=parsed.path.lstrip("/"), endpoint_url=query.get("endpoint"),
-                         region=query.get("region"), public_base_url=query.get("public_base_url"),
+        return S3Storage(parsed.netloc, prefix=parsed.path.lstrip("/"),
+                         endpoint_url=query.get("endpoint") or s3_endpoint_url,
+                         region=query.get("region") or s3_region, public_base_url=query.get("public_base_url"),
                          **options)  # type: ignore[arg-type]
     raise ValueError(f"unsupported storage URL {url!r} (use a path, file://... or s3://bucket/prefix)")

@@ -8,6 +8,7 @@ import abc
 import mimetypes
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
@@ -19,7 +20,12 @@ CONTENT_TYPES = {
 
 
 class StorageError(Exception):
-    """A write or read failed (unwritable target, unreachable endpoint, bad credentials ...)."""
+    """A write or read failed (unwritable target, unreachable endpoint, bad credentials ...). `code` is the
+    service's short reason when it gave one (e.g. "NoSuchBucket", "AccessDenied"), for messages to API callers."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class StorageFull(StorageError):
@@ -28,6 +34,9 @@ class StorageFull(StorageError):
 
 class ObjectNotFound(StorageError, KeyError):
     """No object under that key."""
+
+    def __init__(self, message: str, code: str | None = "NoSuchKey") -> None:
+        super().__init__(message, code)
 
     def __str__(self) -> str:
         return Exception.__str__(self)
@@ -82,6 +91,10 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
         """The object's bytes; ObjectNotFound when there is none."""
+
+    @abc.abstractmethod
+    def open_read(self, key: str) -> BinaryIO:
+        """The object as a file to read in chunks (close it); ObjectNotFound when there is none."""
 
     @abc.abstractmethod
     def list(self, prefix: str = "") -> list[ObjectInfo]:

@@ -4,11 +4,15 @@ Atomic writes (temp file + rename) so readers never see half an object; never le
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import shutil
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import quote
 
 from playcast.storage.base import (
@@ -54,23 +58,38 @@ class LocalStorage(Storage):
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None,
                   cache_control: str | None = None) -> None:
-        path = self._path(key)
+        self._write(key, len(data), lambda out: out.write(data))
+
+    def put_file(self, key: str, path: Path | str, content_type: str | None = None,
+                 cache_control: str | None = None) -> None:
+        """Copy a local file in, in chunks (never whole in memory), atomically."""
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:
+            raise StorageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+        def copy(out: BinaryIO) -> None:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        self._write(key, size, copy)
+
+    def _write(self, key: str, size: int, fill: Callable[[BinaryIO], object]) -> None:
+        """Write `size` bytes under `key` with `fill` into a temp file renamed over the object (within quota)."""
+        target = self._path(key)
         with self._lock:
-            old = path.stat().st_size if path.is_file() else 0
-            if self.quota_bytes is not None and self._usage() - old + len(data) > self.quota_bytes:
+            old = target.stat().st_size if target.is_file() else 0
+            if self.quota_bytes is not None and self._usage() - old + size > self.quota_bytes:
                 raise StorageFull(f"storage quota of {self.quota_bytes} bytes reached in {self.root}")
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".put-")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".put-")
                 try:
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
-                    os.replace(tmp, path)
+                    with os.fdopen(fd, "wb") as out:
+                        fill(out)
+                    os.replace(tmp, target)
                 except BaseException:
-                    try:
+                    with contextlib.suppress(OSError):
                         os.unlink(tmp)
-                    except OSError:
-                        pass
                     raise
             except OSError as exc:
                 reason = exc.strerror or str(exc)
@@ -78,7 +97,16 @@ class LocalStorage(Storage):
                     raise StorageFull(f"no space left for {key} in {self.root}: {reason}") from exc
                 raise StorageError(f"cannot write {key} to {self.root}: {reason}") from exc
             if self._used is not None:
-                self._used += len(data) - old
+                self._used += size - old
+
+    def open_read(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # noqa: SIM115 - the caller closes it
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise ObjectNotFound(f"no object {key!r}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read {key} from {self.root}: {exc.strerror or exc}") from exc
 
     def get(self, key: str) -> bytes:
         path = self._path(key)

@@ -4,7 +4,10 @@ One client per Storage, safe across threads; errors become StorageError/StorageF
 
 from __future__ import annotations
 
+import io
 import logging
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import boto3
 from botocore.config import Config
@@ -75,10 +78,10 @@ class S3Storage(Storage):
             if code in _NOT_FOUND_CODES:
                 raise ObjectNotFound(f"{what}: no such object") from exc
             if code in _FULL_CODES or status == 507:
-                raise StorageFull(f"{what}: {self.describe()} is full ({code}: {message})") from exc
-            raise StorageError(f"{what} failed on {self.describe()}: {code} {message}".strip()) from exc
+                raise StorageFull(f"{what}: {self.describe()} is full ({code}: {message})", code) from exc
+            raise StorageError(f"{what} failed on {self.describe()}: {code} {message}".strip(), code or None) from exc
         except BotoCoreError as exc:
-            raise StorageError(f"{what} failed on {self.describe()}: {exc}") from exc
+            raise StorageError(f"{what} failed on {self.describe()}: {exc}", "EndpointUnreachable") from exc
 
     def put_bytes(self, key: str, data: bytes, content_type: str | None = None,
                   cache_control: str | None = None) -> None:
@@ -94,6 +97,19 @@ class S3Storage(Storage):
             return response["Body"].read()
         except (BotoCoreError, OSError) as exc:
             raise StorageError(f"get {key} failed on {self.describe()}: {exc}") from exc
+
+    def put_file(self, key: str, path: Path | str, content_type: str | None = None,
+                 cache_control: str | None = None) -> None:
+        """Upload a local file in parts (multipart above 8 MB), never whole in memory."""
+        extra = {"ContentType": content_type or content_type_for(key)}
+        if cache_control:
+            extra["CacheControl"] = cache_control
+        self._call(f"put {key}", self._client.upload_file, str(path), self.bucket, self._key(key),
+                   ExtraArgs=extra)
+
+    def open_read(self, key: str) -> BinaryIO:
+        response = self._call(f"get {key}", self._client.get_object, Bucket=self.bucket, Key=self._key(key))
+        return _Body(response["Body"], self, key)
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
         full = self.prefix + check_prefix(prefix)
@@ -117,3 +133,27 @@ class S3Storage(Storage):
             return f"{self.public_base_url}/{full}"
         return self._client.generate_presigned_url("get_object", Params={"Bucket": self.bucket, "Key": full},
                                                    ExpiresIn=self.url_expires_s)
+
+
+class _Body(io.RawIOBase):
+    """An S3 object's streaming body as a file; read errors become StorageError."""
+
+    def __init__(self, body: Any, storage: S3Storage, key: str) -> None:
+        self._body, self._storage, self._key = body, storage, key
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._body.read(len(buffer))
+        except (BotoCoreError, OSError) as exc:
+            raise StorageError(f"get {self._key} failed on {self._storage.describe()}: {exc}",
+                               "ReadFailed") from exc
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()

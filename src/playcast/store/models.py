@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -30,6 +30,9 @@ class ApplicationRow(Base):
     status_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     status_message: Mapped[str | None] = mapped_column(Text, nullable=True)  # our detail, not in the AWS shape
     content_dir: Mapped[str] = mapped_column(String(1024))
+    # the content as one archive in the server's content storage (control/content.py), once ingested
+    content_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    content_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[float] = mapped_column(Float)
 
@@ -99,6 +102,12 @@ class StreamSessionRow(Base):
     application_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     streaming_started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     streaming_ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # the last ExportStreamSessionFiles (GetStreamSession's ExportFilesMetadata): PENDING|SUCCEEDED|FAILED, why, where
+    export_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    export_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    export_uri: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # where ApplicationLogPaths were written when the session ended (GetStreamSession's LogFileLocationUri)
+    log_uri: Mapped[str | None] = mapped_column(String(1024), nullable=True)
 
     __table_args__ = (
         Index("ix_stream_sessions_group", "stream_group_id", "created_at", "id"),

@@ -16,7 +16,6 @@ UNSUPPORTED = {
     "GetStreamUrl": "stream URLs",
     "ListStreamUrls": "stream URLs",
     "RevokeStreamUrl": "stream URLs",
-    "ExportStreamSessionFiles": "exporting session files",
     "CreateStreamSessionAdminShell": "admin shells",
     "ListApplicationShaderCaches": "shader caches",
 }
@@ -29,6 +28,11 @@ async def _tag(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
 
 async def _untag(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
     await p.tags.untag(a["ResourceArn"], a["TagKeys"])
+    return {}
+
+
+async def _export(p: ControlPlane, a: dict[str, Any]) -> dict[str, Any]:
+    await p.session_files.request_export(a["Identifier"], a["StreamSessionIdentifier"], a["OutputUri"])
     return {}
 
 
@@ -59,6 +63,7 @@ HANDLERS: dict[str, Handler] = {
     "CreateStreamSessionConnection": lambda p, a: p.sessions.connect(a["Identifier"], a["StreamSessionIdentifier"],
                                                                      a["SignalRequest"], a.get("ClientToken")),
     "TerminateStreamSession": lambda p, a: p.sessions.terminate(a["Identifier"], a["StreamSessionIdentifier"]),
+    "ExportStreamSessionFiles": _export,
     "TagResource": _tag,
     "UntagResource": _untag,
     "ListTagsForResource": lambda p, a: p.tags.list(a["ResourceArn"]),

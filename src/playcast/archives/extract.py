@@ -12,7 +12,7 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -227,18 +227,27 @@ def unpack(kind: str, source: Path, dest: Path, limits: Limits) -> None:
     """Unpack `source` (kind "tar", "zip" or "dir"; a real path, opened without following links) into the empty
     directory `dest`. Raises UnsafeContent (the message names the member and why) on anything refused or
     unreadable; `dest` may then hold a partial tree."""
-    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        writer = TreeWriter(root_fd, limits)
         with _members(kind, source) as members:
-            for member in members:
-                writer.add(member)
-        writer.finish()
+            unpack_members(members, dest, limits)
     except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError,
             RuntimeError) as exc:  # RuntimeError: zipfile's encrypted members
         raise UnsafeContent(f"cannot unpack {source.name}: {exc}") from exc
     except OSError as exc:  # reading the source; writes are reported per member
         raise UnsafeContent(f"cannot read {source.name}: {exc.strerror or exc}") from exc
+
+
+def unpack_members(members: Iterable[Member], dest: Path, limits: Limits) -> int:
+    """Write `members` (from any reader: an archive, a directory, an object store) into the empty directory
+    `dest` under the same rules as unpack(); returns the bytes written. Raises UnsafeContent for a refused member;
+    errors of the reader itself propagate."""
+    root_fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        writer = TreeWriter(root_fd, limits)
+        for member in members:
+            writer.add(member)
+        writer.finish()
+        return writer.bytes
     finally:
         os.close(root_fd)
 
