@@ -5,6 +5,7 @@ Write-only (a recorder only writes); nothing here knows about media or hosts bey
 
 from __future__ import annotations
 
+from typing import BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -40,6 +41,9 @@ class ControlPlaneUploads(Storage):
             raise StorageError(f"the control plane refused {key}: {r.status_code} {r.text.strip()[:300]}")
 
     def get(self, key: str) -> bytes:
+        raise StorageError("recordings uploaded to the control plane are read there (/recordings), not on the host")
+
+    def open_read(self, key: str) -> BinaryIO:
         raise StorageError("recordings uploaded to the control plane are read there (/recordings), not on the host")
 
     def list(self, prefix: str = "") -> list[ObjectInfo]:
