@@ -14,6 +14,7 @@ import httpx
 import typer
 
 from playcast.config import Settings
+from playcast.json_input import parse_json
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Mint, list and revoke the tokens `playcast host --token` presents.")
@@ -29,7 +30,7 @@ def _target(server: str | None, admin_token: str | None, data_dir: Path | None) 
     stored: dict[str, Any] = {}
     path = (data_dir or settings.data_dir) / "credentials.json"
     try:
-        stored = json.loads(path.read_text())
+        stored = parse_json(path.read_text())
     except (OSError, ValueError):
         pass
     url = server or settings.server_url or stored.get("endpoint_url") or "http://127.0.0.1:8000"
@@ -48,7 +49,7 @@ def _call(method: str, url: str, token: str, json_body: dict[str, Any] | None = 
         raise typer.Exit(1) from exc
     if r.status_code >= 400:
         try:
-            message = r.json()["error"]["message"]
+            message = parse_json(r.content)["error"]["message"]
         except (ValueError, KeyError, TypeError):
             message = r.text[:500]
         typer.echo(f"error: {r.status_code} {message}", err=True)
@@ -65,7 +66,7 @@ def create(
 ) -> None:
     """Mint a host token; prints {"tokenId", "token"} (the secret is shown this once)."""
     url, token = _target(server, admin_token, data_dir)
-    doc = _call("POST", f"{url}/v1/hosts/tokens", token, {"description": description}).json()
+    doc = parse_json(_call("POST", f"{url}/v1/hosts/tokens", token, {"description": description}).content)
     typer.echo(json.dumps({"tokenId": doc["tokenId"], "token": doc["token"]}))
 
 
@@ -77,7 +78,7 @@ def list_tokens(
 ) -> None:
     """One line per token: id, status, description (never the secret)."""
     url, token = _target(server, admin_token, data_dir)
-    for item in _call("GET", f"{url}/v1/hosts/tokens", token).json()["items"]:
+    for item in parse_json(_call("GET", f"{url}/v1/hosts/tokens", token).content)["items"]:
         typer.echo(f"{item['tokenId']}\t{item.get('status', '')}\t{item.get('description', '')}")
 
 
