@@ -120,7 +120,8 @@ def test_a_truncated_or_corrupt_archive_fails_the_launch_and_leaves_no_cache() -
                 archive.write_bytes(damaged)
                 got = _settled(gls, group, _start(gls, group, app_id))
                 assert got["Status"] == "TERMINATED" and got["StatusReason"] == "applicationExit", got
-                assert words in host.log_text() or words in pc.log_text()
+                wait_until(lambda words=words: words in host.log_text() or words in pc.log_text(), 10,
+                           f"the log saying {words!r}")  # the host's output reaches us through a pipe
                 assert not cache.exists() or list(cache.iterdir()) == []  # nothing partial, nothing unverified
 
             archive.write_bytes(good)  # repaired: the next launch fetches and runs it
