@@ -90,7 +90,7 @@ class FleetDirectory:
                 s.add(row)
             row.location, row.slots, row.status, row.replica_id = h.location, h.slots, status, self.replica_id
             row.version, row.encoder, row.public_address = h.version, h.encoder, h.public_address
-            row.busy, row.warm, row.warm_launches = len(h.sessions), 0, []
+            row.busy, row.warm, row.warm_launches, row.warm_groups = len(h.sessions), 0, [], []
             row.sessions = {sid: {"session_id": sid, "viewers": 0} for sid in h.sessions}
             row.joined_at = row.joined_at or now
             row.heartbeat_at = now
@@ -104,6 +104,7 @@ class FleetDirectory:
                                                   HostRow.replica_id == self.replica_id).values(
                 slots=conn.slots, busy=min(conn.busy, conn.slots), warm=conn.warm,
                 warm_launches=list(hb.warm_launches) if hb is not None else [],
+                warm_groups=list(hb.warm_groups) if hb is not None else [],
                 sessions={sid: codec.state_to_wire(st) for sid, st in conn.sessions.items()},
                 heartbeat_at=self.clock()))
             await s.commit()

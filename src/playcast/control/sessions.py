@@ -31,7 +31,7 @@ from .fleet_directory import pick_host
 from .ids import STREAM_GROUP, new_stream_session_id
 from .pages import list_page
 from .signal import BadSignal, parse_offer
-from .stream_groups import USABLE, max_sessions
+from .stream_groups import USABLE
 from .watch import ChangeWatch
 
 if TYPE_CHECKING:
@@ -171,6 +171,8 @@ class StreamSessions:
                 log.info("session %s -> %s%s", session_id, status,
                          f" ({values['status_reason']})" if values.get("status_reason") else "")
             self.watch.notify(session_id)
+            if status in FINAL or status == ACTIVE:  # a slot was taken or freed: warm targets follow
+                self.plane.stream_groups.capacity_changed()
             if status in FINAL:
                 group_id = await self._group_of(session_id)
                 if group_id:
@@ -254,26 +256,18 @@ class StreamSessions:
                                            {**params, "Identifier": group_identifier}, create, replay, after)
 
     async def _candidates(self, row: StreamSessionRow) -> list[str]:
-        """The session's locations in preference order that still have room under the group's capacity."""
+        """The session's locations in preference order where the group may start one more session now
+        (control/capacity.refusal: its ceiling, other groups' always-on floors, the hosts' slots)."""
         async with self.plane.db.session() as s:
             group = await s.get(StreamGroupRow, row.stream_group_id)
             if group is None:
                 return []
-            configs = {loc["LocationName"]: loc for loc in group.locations}
-            order = row.requested_locations or list(configs)
-            counts = dict((await s.execute(
-                select(StreamSessionRow.location, func.count()).where(
-                    StreamSessionRow.stream_group_id == group.id, StreamSessionRow.status.in_(RUNNING),
-                    StreamSessionRow.location.is_not(None)).group_by(StreamSessionRow.location))).all())
-        out = []
-        for name in order:
-            cfg = configs.get(name)
-            if cfg is None:
-                continue
-            limit = max_sessions(cfg)
-            used = counts.get(name, 0) + self._reserved.get((group.id, name), 0)
-            if limit is None or used < limit:
-                out.append(name)
+            out = []
+            for name in row.requested_locations or [loc["LocationName"] for loc in group.locations]:
+                reserved = {g: n for (g, loc), n in self._reserved.items() if loc == name}
+                fig = await self.plane.stream_groups.figures(s, name, exclude_session=row.id, reserved=reserved)
+                if fig.refusal(group.id) is None:
+                    out.append(name)
         return out
 
     @property
@@ -366,7 +360,8 @@ class StreamSessions:
                 if reserved is not None:
                     return reserved
             else:
-                why = "the stream group has no free capacity (MaximumCapacity reached)"
+                why = "no capacity for the stream group in its locations (MaximumCapacity reached, or every host " \
+                      "slot runs a session or is held as always-on capacity)"
                 lock = self._group_locks.setdefault(group_id, asyncio.Lock())
                 async with lock:
                     locations = await self._candidates(row)
@@ -397,7 +392,8 @@ class StreamSessions:
                 return None, "the stream group is gone"
             candidates = await self._room_in(s, group, row)
             if not candidates:
-                return None, "the stream group has no free capacity (MaximumCapacity reached)"
+                return None, "no capacity for the stream group in its locations (MaximumCapacity reached, or " \
+                             "every host slot runs a session or is held as always-on capacity)"
             picked = await pick_host(s, candidates, launch_key(launch), now=time.time(),
                                      lost_after_s=float(self.plane.settings.host_lost_after_s), lock=postgres)
             if picked is None:
@@ -411,19 +407,12 @@ class StreamSessions:
         return ([location], host_id), ""
 
     async def _room_in(self, s: Any, group: StreamGroupRow, row: StreamSessionRow) -> list[str]:
-        """The session's locations in preference order where the group is under its MaximumCapacity (sessions
-        placed or being placed count; this one does not)."""
-        configs = {loc["LocationName"]: loc for loc in group.locations}
-        counts = dict((await s.execute(
-            select(StreamSessionRow.location, func.count()).where(
-                StreamSessionRow.stream_group_id == group.id, StreamSessionRow.status.in_(RUNNING),
-                StreamSessionRow.location.is_not(None), StreamSessionRow.id != row.id)
-            .group_by(StreamSessionRow.location))).all())
+        """The session's locations in preference order where the group may start one more session now (sessions
+        placed or being placed count, this one does not; control/capacity.refusal decides)."""
         out = []
-        for name in row.requested_locations or list(configs):
-            cfg = configs.get(name)
-            limit = max_sessions(cfg) if cfg is not None else 0
-            if cfg is not None and (limit is None or counts.get(name, 0) < limit):
+        for name in row.requested_locations or [loc["LocationName"] for loc in group.locations]:
+            fig = await self.plane.stream_groups.figures(s, name, exclude_session=row.id)
+            if fig.refusal(group.id) is None:
                 out.append(name)
         return out
 
@@ -545,6 +534,23 @@ class StreamSessions:
         await self._cleanup_host(session_id)
         await self._cas(session_id, (TERMINATING,), status=TERMINATED, status_reason=reason,
                         streaming_ended_at=time.time())
+
+    async def end_in_location(self, group_id: str, location: str, message: str) -> None:
+        """End every session of the group in `location` (the location is being removed): placed ones
+        TERMINATED(apiTerminated) with `message` once their host has stopped them, placements cancelled."""
+        async with self.plane.db.session() as s:
+            rows = (await s.execute(select(StreamSessionRow.id, StreamSessionRow.status).where(
+                StreamSessionRow.stream_group_id == group_id, StreamSessionRow.location == location,
+                StreamSessionRow.status.in_(RUNNING)))).all()
+        for session_id, status in rows:
+            if status == ACTIVATING:
+                if await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="internalError",
+                                   status_message=message):
+                    await self._drop_placement(session_id)
+            elif status == TERMINATING:
+                await self._finish_terminate(session_id, "apiTerminated")
+            else:
+                await self._end(session_id, PLACED, "apiTerminated", message=message)
 
     async def terminate_group(self, group_id: str) -> None:
         """End every session of a stream group (used when the group is deleted)."""

@@ -162,7 +162,8 @@ class HostAgent:
         cap = self.pool.capacity(self.pool.location)
         states = [s for sid in sorted(self.pool.running_sessions()) if (s := self.pool.session_state(sid))]
         return Heartbeat(self._seq, cap.total_slots, cap.allocated - cap.idle, cap.idle,
-                         tuple(launch_key(spec) for spec in self.pool.warm_launches()), tuple(states))
+                         tuple(launch_key(spec) for spec in self.pool.warm_launches()), tuple(states),
+                         tuple(self.pool.warm_groups()))
 
     async def _heartbeats(self, every_s: float) -> None:
         """Every `every_s`, and soon after anything changed (at most 20 a second)."""

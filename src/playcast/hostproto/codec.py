@@ -276,7 +276,8 @@ def encode(msg: HostMessage | ServerMessage) -> str:
         body: dict[str, Any] = {"type": "hello", **asdict(msg), "sessions": list(msg.sessions)}
     elif isinstance(msg, Heartbeat):
         body = {"type": "heartbeat", "seq": msg.seq, "slots": msg.slots, "busy": msg.busy, "warm": msg.warm,
-                "warm_launches": list(msg.warm_launches), "sessions": [state_to_wire(s) for s in msg.sessions]}
+                "warm_launches": list(msg.warm_launches), "sessions": [state_to_wire(s) for s in msg.sessions],
+                "warm_groups": list(msg.warm_groups)}
     elif isinstance(msg, Event):
         body = {"type": "event", "event": _event_to_wire(msg.event)}
     elif isinstance(msg, Reply):
@@ -322,7 +323,7 @@ def decode_host(text: str | bytes) -> HostMessage:
                      f.strs("sessions"), f.int("protocol", hi=1 << 16))
     if kind == "heartbeat":
         return Heartbeat(f.int("seq"), f.int("slots", hi=4096), f.int("busy", hi=4096), f.int("warm", hi=4096),
-                         f.strs("warm_launches"), f.each("sessions", state_from_wire))
+                         f.strs("warm_launches"), f.each("sessions", state_from_wire), f.strs("warm_groups"))
     if kind == "event":
         event = f.obj("event")
         assert event is not None

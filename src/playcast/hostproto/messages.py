@@ -71,6 +71,7 @@ class Heartbeat:
     warm: int  # slots with an application launched and no session
     warm_launches: tuple[str, ...] = ()  # launch keys (types.launch_key) of the idle warm slots
     sessions: tuple[SessionState, ...] = ()
+    warm_groups: tuple[str, ...] = ()  # the stream group id of each idle warm slot (one entry per slot)
 
 
 @dataclass(frozen=True)
