@@ -12,7 +12,7 @@ from playcast.control.capacity import GroupLoad, Limits, limits_of, plan, refusa
 def test_limits_of_reads_the_location_settings() -> None:
     assert limits_of({"AlwaysOnCapacity": 1, "TargetIdleCapacity": 2, "MaximumCapacity": 5}) == Limits(1, 2, 5)
     assert limits_of({"AlwaysOnCapacity": 2, "OnDemandCapacity": 3}).ceiling == 5  # legacy: on demand on top
-    assert limits_of({"AlwaysOnCapacity": 2}).ceiling == 2  # OnDemand defaults to 0
+    assert limits_of({"AlwaysOnCapacity": 2}).ceiling is None  # no ceiling given: the hosts' slots
     assert limits_of({"TargetIdleCapacity": 2}).ceiling is None  # no ceiling given: the hosts' slots
     assert limits_of({"LocationName": "x"}) == Limits()
 

@@ -31,17 +31,15 @@ class Limits:
 def limits_of(loc: Mapping[str, Any]) -> Limits:
     """A location's stored settings (LocationConfiguration fields) as Limits.
 
-    MaximumCapacity is the ceiling; the deprecated OnDemandCapacity makes it AlwaysOn + OnDemand; AlwaysOn with
-    neither (the legacy form, OnDemand defaulting to 0) is its own ceiling. TargetIdle without a MaximumCapacity,
-    or no figure at all (a location given by name only), leaves the ceiling to the hosts' slots."""
+    MaximumCapacity is the ceiling; the deprecated OnDemandCapacity makes it AlwaysOn + OnDemand. Neither given
+    (AWS then applies "internal defaults"): playcast sets no ceiling of its own, the hosts' slots bound the group
+    (so `playcast up --warm N` keeps streaming past its N always-on slots)."""
     always_on = int(loc.get("AlwaysOnCapacity") or 0)
     target_idle = int(loc.get("TargetIdleCapacity") or 0)
     if loc.get("MaximumCapacity") is not None:
         return Limits(always_on, target_idle, int(loc["MaximumCapacity"]))
     if loc.get("OnDemandCapacity") is not None:
         return Limits(always_on, target_idle, always_on + int(loc["OnDemandCapacity"]))
-    if loc.get("AlwaysOnCapacity") is not None and loc.get("TargetIdleCapacity") is None:
-        return Limits(always_on, 0, always_on)
     return Limits(always_on, target_idle)
 
 
