@@ -84,6 +84,12 @@ def _state(gls: Any, group: str, location: str) -> dict[str, Any] | None:
     return next((s for s in states if s["LocationName"] == location), None)
 
 
+def _figures(state: dict[str, Any] | None) -> tuple[int, int, int] | None:
+    if state is None:
+        return None
+    return state["RequestedCapacity"], state["AllocatedCapacity"], state["IdleCapacity"]
+
+
 def _start(gls: Any, group: str, app: str, *locations: str) -> str:
     s = gls.start_stream_session(Identifier=group, ApplicationIdentifier=app, Protocol="WebRTC",
                                  SignalRequest="NO_CLIENT_CONNECTION", Locations=list(locations))
@@ -92,6 +98,11 @@ def _start(gls: Any, group: str, app: str, *locations: str) -> str:
 
 def _session(gls: Any, group: str, sid: str) -> dict[str, Any]:
     return dict(gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid))
+
+
+def _message(two: TwoLocations, sid: str) -> str:
+    row = two.srv.run(two.srv.app.state.plane.sessions.row(sid))
+    return str(row.status_message or "")
 
 
 def test_capacity_across_two_locations_and_groups(two: TwoLocations) -> None:
@@ -110,14 +121,11 @@ def test_capacity_across_two_locations_and_groups(two: TwoLocations) -> None:
     gls.get_waiter("stream_group_active").wait(Identifier=held, WaiterConfig=FAST)
 
     # the floors are launched: Allocated/Idle come from the hosts' heartbeats, per location
-    wait_until(lambda: (_state(gls, held, REGION) or {}).get("IdleCapacity") == 1, 60, "local floor launched")
-    wait_until(lambda: (_state(gls, held, EDGE) or {}).get("IdleCapacity") == 1, 60, "edge floor launched")
+    wait_until(lambda: _figures(_state(gls, held, REGION)) == (1, 1, 1), 60, "local floor launched")
+    wait_until(lambda: _figures(_state(gls, held, EDGE)) == (1, 1, 1), 60, "edge floor launched")
     edge = _state(gls, held, EDGE)
     assert edge is not None and edge["Status"] == "ACTIVE"
     assert (edge["AlwaysOnCapacity"], edge["TargetIdleCapacity"], edge["MaximumCapacity"]) == (1, 1, 2)
-    assert (edge["RequestedCapacity"], edge["AllocatedCapacity"], edge["IdleCapacity"]) == (1, 1, 1)
-    local = _state(gls, held, REGION)
-    assert local is not None and (local["RequestedCapacity"], local["AllocatedCapacity"]) == (1, 1)
 
     # local's one slot is held for `held`: another group's session there cannot take it
     other = gls.create_stream_group(Description="other", StreamClass="gen4n_high",
@@ -128,22 +136,21 @@ def test_capacity_across_two_locations_and_groups(two: TwoLocations) -> None:
     got = wait_until(lambda: (s := _session(gls, other, refused))["Status"] != "ACTIVATING" and s, 30,
                      "the other group's session given up")
     assert (got["Status"], got["StatusReason"]) == ("ERROR", "placementTimeout")
-    assert "always-on" in got["StatusMessage"]
+    assert "always-on" in _message(two, refused)  # why, for the operator (botocore's shape has no field for it)
 
     # a session of `held` in edge-1 takes its warm slot; target idle keeps one more launched within Maximum 2
     sid = _start(gls, held, app, EDGE)
     gls.get_waiter("stream_session_active").wait(Identifier=held, StreamSessionIdentifier=sid, WaiterConfig=FAST)
     assert _session(gls, held, sid)["Location"] == EDGE
-    wait_until(lambda: (_state(gls, held, EDGE) or {}).get("AllocatedCapacity") == 2, 60, "session + 1 idle")
-    edge = _state(gls, held, EDGE)
-    assert edge is not None and (edge["RequestedCapacity"], edge["IdleCapacity"]) == (2, 1)
+    # (figures follow the hosts' heartbeats: a claimed warm slot may still be counted idle for a moment)
+    wait_until(lambda: _figures(_state(gls, held, EDGE)) == (2, 2, 1), 60, "1 session + 1 idle, 2 requested")
     assert gls.get_stream_group(Identifier=held)["Status"] == "ACTIVE"
 
     # removing edge-1: REMOVING, its session ends TERMINATED with why, its slots are freed, then it is gone
     gls.remove_stream_group_locations(Identifier=held, Locations=[EDGE])
     ended = wait_until(lambda: (s := _session(gls, held, sid))["Status"] == "TERMINATED" and s, 30,
                        "the edge session ended")
-    assert ended["StatusReason"] == "apiTerminated" and EDGE in ended["StatusMessage"]
+    assert ended["StatusReason"] == "apiTerminated" and f"location {EDGE} was removed" in _message(two, sid)
     wait_until(lambda: _state(gls, held, EDGE) is None, 30, "edge-1 gone from the group")
     assert gls.get_stream_group(Identifier=held)["Status"] == "ACTIVE"
     wait_until(lambda: two.srv.run(_edge_empty(two.edge)), 30, "edge-1's slots freed")
