@@ -219,3 +219,40 @@ async def test_pause_warm_tag_reaches_the_host(plane: ControlPlane, pool: Proces
     assert (await plane.tags.list(g["Arn"]))["Tags"] == {"playcast:pause-warm": " FALSE ", "team": "qa"}
     await plane.tags.tag(plane.arns.application(app), {"playcast:pause-warm": "whatever"})  # no meaning there
     assert pool.warm_pause[key] is False and pool.warm_targets[key][1] == 1
+
+
+async def test_groups_share_the_slots_and_always_on_is_held(plane: ControlPlane, pool: ProcessHostPool,
+                                                            app_dir: Path) -> None:
+    """Two groups on one host of 2 slots: their warm targets never add up past the slots, and `held`'s always-on
+    slot is kept for it: the other group can use the free slot but not that one, `held` itself can."""
+    plane.settings.placement_timeout_s = 1
+    app = await ready_app(plane, app_dir)
+    held = await plane.stream_groups.create({
+        "Description": "held", "StreamClass": "gen4n_high", "DefaultApplicationIdentifier": app,
+        "LocationConfigurations": [{"LocationName": "local", "AlwaysOnCapacity": 1, "TargetIdleCapacity": 2,
+                                    "MaximumCapacity": 4}]})
+    other = await plane.stream_groups.create({
+        "Description": "other", "StreamClass": "gen4n_high", "DefaultApplicationIdentifier": app,
+        "LocationConfigurations": [{"LocationName": "local", "TargetIdleCapacity": 2}]})
+    await active(plane, held["Id"])
+    await active(plane, other["Id"])
+
+    def warm(group: dict) -> int:  # type: ignore[type-arg]
+        return pool.warm_targets.get((group["Id"], "local"), ([], 0))[1]
+
+    await await_until(lambda: warm(held) + warm(other) == 2 and warm(held) >= 1, 5, "2 warm slots shared")
+
+    async def start(group: dict) -> str:  # type: ignore[type-arg]
+        s = await plane.sessions.start(group["Id"], {"ApplicationIdentifier": app, "Protocol": "WebRTC",
+                                                     "SignalRequest": "NO_CLIENT_CONNECTION"})
+        sid = s["Arn"].rsplit("/", 1)[1]
+        await plane.sessions.wait_for(sid, lambda r: r.status != "ACTIVATING", 10)
+        row = await plane.sessions.row(sid)
+        assert row is not None
+        return row.status
+
+    assert await start(other) == "ACTIVE"  # the slot nobody holds
+    await await_until(lambda: (warm(held), warm(other)) == (1, 0), 5, "one slot runs, one is held's floor")
+    assert await start(other) == "ERROR"  # the last slot is held's always-on capacity
+    assert await start(held) == "ACTIVE"
+    await await_until(lambda: (warm(held), warm(other)) == (0, 0), 5, "no slot left to keep warm")
