@@ -18,7 +18,15 @@ from playcast.host.agent import HostAgent, HostIdentity
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
 from playcast.hostproto.channel import MemoryChannel
-from tests.api.support import FAST, REGION, AssembledServer, aws_error, create_app, make_settings, start_assembled
+from tests.api.support import (
+    FAST,
+    REGION,
+    AssembledServer,
+    aws_error,
+    create_app,
+    make_settings,
+    start_assembled,
+)
 from tests.control.support import make_app_dir
 from tests.harness import wait_until
 from tests.leaks import ScopedTmp

@@ -18,7 +18,6 @@ from playcast.hostproto.types import SessionEventKind
 from playcast.store.db import open_database
 from tests.control.procpool import ProcessHostPool
 from tests.control.support import make_app_dir, wait_until
-from tests.harness import await_until
 
 OFFER = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"})
 OFFER2 = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 97\r\n"})

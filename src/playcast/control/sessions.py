@@ -217,7 +217,7 @@ class StreamSessions:
                 raise ValidationError(f"Application {app.id} is not associated with stream group {group.id}")
             if app.status != "READY":
                 raise ConflictError(f"Application {app.id} is {app.status}, not READY")
-            group_locations = [loc["LocationName"] for loc in group.locations]
+            group_locations = [loc["LocationName"] for loc in group.locations if loc.get("Status") != "REMOVING"]
             requested = list(params.get("Locations") or [])
             unknown = [loc for loc in requested if loc not in group_locations]
             if unknown:
