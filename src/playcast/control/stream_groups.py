@@ -263,6 +263,12 @@ class StreamGroups:
         return await self.plane.idempotent("CreateStreamGroup", params.get("ClientToken"), params,
                                            create, replay, after)
 
+    @staticmethod
+    async def _live(s: Any, group_id: str) -> StreamGroupRow | None:
+        """The group's row, None when it is gone or being deleted."""
+        row = await s.get(StreamGroupRow, group_id)
+        return None if row is None or row.status == DELETING else row
+
     async def _writable(self, s: Any, identifier: str) -> StreamGroupRow:
         row = await self.load(s, identifier)
         if row.status == DELETING:
@@ -342,8 +348,8 @@ class StreamGroups:
         lock = self._locks.setdefault(group_id, asyncio.Lock())
         async with lock:
             async with self.plane.db.session() as s:
-                row = await s.get(StreamGroupRow, group_id)
-                if row is None or row.status == DELETING:
+                row = await self._live(s, group_id)
+                if row is None:
                     return
                 row.locations = [loc for loc in row.locations
                                  if not (loc["LocationName"] in names and loc.get("Status") == REMOVING)]
@@ -443,14 +449,14 @@ class StreamGroups:
         lock = self._locks.setdefault(group_id, asyncio.Lock())
         async with lock:
             async with self.plane.db.session() as s:
-                row = await s.get(StreamGroupRow, group_id)
-                if row is None or row.status == DELETING:
+                row = await self._live(s, group_id)
+                if row is None:
                     return
                 names = [loc["LocationName"] for loc in row.locations if loc.get("Status") != REMOVING]
             failed = {key for key in await self.rebalance(names, force_group=group_id) if key[0] == group_id}
             async with self.plane.db.session() as s:
-                row = await s.get(StreamGroupRow, group_id)
-                if row is None or row.status == DELETING:
+                row = await self._live(s, group_id)
+                if row is None:
                     return
                 row.locations = [loc if loc.get("Status") == REMOVING else
                                  {**loc, "Status": ERROR if (group_id, loc["LocationName"]) in failed else ACTIVE}
