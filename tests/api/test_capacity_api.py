@@ -119,6 +119,7 @@ def test_capacity_across_two_locations_and_groups(two: TwoLocations) -> None:
     held = gls.create_stream_group(Description="held", StreamClass="gen4n_high", DefaultApplicationIdentifier=app,
                                    LocationConfigurations=[{"LocationName": REGION, "AlwaysOnCapacity": 1}])["Id"]
     gls.get_waiter("stream_group_active").wait(Identifier=held, WaiterConfig=FAST)
+    assert _figures(_state(gls, held, REGION)) == (1, 1, 1)  # ACTIVE once its always-on slot is launched
 
     # a location no registered host serves is refused; edge-1, which a host serves, is added
     with aws_error("ValidationException", 400, "not available"):
@@ -126,11 +127,11 @@ def test_capacity_across_two_locations_and_groups(two: TwoLocations) -> None:
     out = gls.add_stream_group_locations(Identifier=held, LocationConfigurations=[
         {"LocationName": EDGE, "AlwaysOnCapacity": 1, "TargetIdleCapacity": 1, "MaximumCapacity": 2}])
     assert [(s["LocationName"], s["Status"]) for s in out["Locations"]] == [(EDGE, "ACTIVATING")]
+    assert gls.get_stream_group(Identifier=held)["Status"] == "UPDATING_LOCATIONS"
     gls.get_waiter("stream_group_active").wait(Identifier=held, WaiterConfig=FAST)
 
-    # the floors are launched: Allocated/Idle come from the hosts' heartbeats, per location
-    wait_until(lambda: _figures(_state(gls, held, REGION)) == (1, 1, 1), 60, "local floor launched")
-    wait_until(lambda: _figures(_state(gls, held, EDGE)) == (1, 1, 1), 60, "edge floor launched")
+    # edge-1 went ACTIVE once its floor was launched: Allocated/Idle come from the hosts' heartbeats, per location
+    assert _figures(_state(gls, held, EDGE)) == (1, 1, 1)
     edge = _state(gls, held, EDGE)
     assert edge is not None and edge["Status"] == "ACTIVE"
     assert (edge["AlwaysOnCapacity"], edge["TargetIdleCapacity"], edge["MaximumCapacity"]) == (1, 1, 2)

@@ -25,12 +25,14 @@ HELD_STATUSES = ("ACTIVATING", "ACTIVE")  # a location REMOVING (or in ERROR) ho
 @dataclass(frozen=True)
 class LocationFigures:
     """`slots`: what the location's hosts have for sessions; `loads`: every group with sessions or capacity
-    there, the oldest group first; `idle`: idle warm slots per group as the hosts last reported them."""
+    there, the oldest group first; `idle`: idle warm slots per group as the hosts last reported them
+    (`measured`: False when the HostPool gives no per-group figures, e.g. a pool used directly in tests)."""
 
     location: str
     slots: int
     loads: tuple[GroupLoad, ...]
     idle: Mapping[str, int] = field(default_factory=dict)
+    measured: bool = True
 
     def shares(self) -> dict[str, GroupShare]:
         return plan(self.slots, self.loads)
@@ -82,4 +84,4 @@ async def location_figures(s: Any, location: str, slots: int, idle: Mapping[str,
         limits = group_limits(row, location)
         if limits is not None or busy.get(row.id):
             loads.append(GroupLoad(row.id, limits or Limits(0, 0, 0), int(busy.get(row.id, 0))))
-    return LocationFigures(location, slots, tuple(loads), dict(idle or {}))
+    return LocationFigures(location, slots, tuple(loads), dict(idle or {}), idle is not None)

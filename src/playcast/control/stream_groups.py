@@ -81,7 +81,7 @@ class StreamGroups:
             slots, idle = await hosts_figures(s, location, now=time.time(),
                                               lost_after_s=float(self.plane.settings.host_lost_after_s))
         else:
-            slots, idle = self.plane.total_slots(location), {}
+            slots, idle = self.plane.total_slots(location), None
         return await location_figures(s, location, slots, idle, exclude_session=exclude_session, reserved=reserved)
 
     @staticmethod
@@ -353,12 +353,9 @@ class StreamGroups:
                     return
                 row.locations = [loc for loc in row.locations
                                  if not (loc["LocationName"] in names and loc.get("Status") == REMOVING)]
-                if row.status == UPDATING_LOCATIONS and all(loc.get("Status") not in (ACTIVATING, REMOVING)
-                                                            for loc in row.locations):
-                    row.status = ACTIVE_WITH_ERRORS if any(loc.get("Status") == ERROR for loc in row.locations) \
-                        else ACTIVE
                 row.updated_at = time.time()
                 await s.commit()
+            await self._settle(group_id)
         log.info("stream group %s: location(s) %s removed", group_id, ", ".join(names))
         await self.rebalance(names)
 
@@ -445,7 +442,8 @@ class StreamGroups:
         self._pushed[(group_id, location)] = (count, tuple(launch_key(x) for x in launches), pause_idle)
 
     async def refresh(self, group_id: str) -> None:
-        """Push warm targets for every location of the group, then mark the group and its locations ACTIVE."""
+        """Push warm targets for every location of the group, then set the statuses of its locations (ACTIVE once
+        provisioned, ERROR where the hosts could not be told) and its own."""
         lock = self._locks.setdefault(group_id, asyncio.Lock())
         async with lock:
             async with self.plane.db.session() as s:
@@ -453,21 +451,60 @@ class StreamGroups:
                 if row is None:
                     return
                 names = [loc["LocationName"] for loc in row.locations if loc.get("Status") != REMOVING]
-            failed = {key for key in await self.rebalance(names, force_group=group_id) if key[0] == group_id}
-            async with self.plane.db.session() as s:
-                row = await self._live(s, group_id)
-                if row is None:
-                    return
-                row.locations = [loc if loc.get("Status") == REMOVING else
-                                 {**loc, "Status": ERROR if (group_id, loc["LocationName"]) in failed else ACTIVE}
-                                 for loc in row.locations]
-                if any(loc.get("Status") == REMOVING for loc in row.locations):
-                    row.status = UPDATING_LOCATIONS
-                else:
-                    row.status = ACTIVE_WITH_ERRORS if failed else ACTIVE
-                row.status_reason = "internalError" if failed else None
+            failed = {loc for (g, loc) in await self.rebalance(names, force_group=group_id) if g == group_id}
+            await self._settle(group_id, failed)
+
+    async def _provisioned(self, s: Any, group_id: str, location: str, launches: bool) -> bool:
+        """Whether the group's capacity in `location` is allocated: its held always-on slots are launched (idle
+        warm in the hosts' heartbeats). Without heartbeat figures (a HostPool used directly) or anything to
+        launch, pushing the targets is all there is to wait for."""
+        fig = await self.figures(s, location)
+        share = fig.shares().get(group_id)
+        if not launches or not fig.measured or share is None:
+            return True
+        return fig.idle.get(group_id, 0) >= share.held
+
+    async def _settle(self, group_id: str, failed: set[str] | None = None) -> None:
+        """Each location's status (`failed`: where the warm targets could not be set; None: only see whether the
+        ACTIVATING ones are provisioned by now), and the group's from theirs: ACTIVATING (a new group) or
+        UPDATING_LOCATIONS while one is ACTIVATING or REMOVING, then ACTIVE (ACTIVE_WITH_ERRORS with one in ERROR)."""
+        async with self.plane.db.session() as s:
+            row = await self._live(s, group_id)
+            if row is None:
+                return
+            launches = any(a.status == "READY" for a in await self.associated_apps(s, group_id))
+            locations = []
+            for loc in row.locations:
+                status = loc.get("Status", ACTIVATING)
+                if status != REMOVING and failed is not None and loc["LocationName"] in failed:
+                    status = ERROR
+                elif status == ACTIVATING or (status == ERROR and failed is not None):
+                    status = ACTIVE if await self._provisioned(s, group_id, loc["LocationName"], launches) \
+                        else ACTIVATING
+                locations.append({**loc, "Status": status})
+            statuses = {loc["Status"] for loc in locations}
+            if REMOVING in statuses or (ACTIVATING in statuses and row.status != ACTIVATING):
+                status = UPDATING_LOCATIONS
+            elif ACTIVATING in statuses:
+                status = ACTIVATING
+            else:
+                status = ACTIVE_WITH_ERRORS if ERROR in statuses else ACTIVE
+            reason = "internalError" if ERROR in statuses else None
+            if (locations, status, reason) != (row.locations, row.status, row.status_reason):
+                row.locations, row.status, row.status_reason = locations, status, reason
                 row.updated_at = time.time()
                 await s.commit()
+
+    async def _settle_pending(self) -> None:
+        """Groups with a location still ACTIVATING: is it provisioned by now?"""
+        async with self.plane.db.session() as s:
+            pending = (await s.execute(select(StreamGroupRow.id).where(
+                StreamGroupRow.status.in_((ACTIVATING, UPDATING_LOCATIONS))))).scalars().all()
+        for group_id in pending:
+            if group_id in self._refreshing:  # its refresh settles it
+                continue
+            async with self._locks.setdefault(group_id, asyncio.Lock()):
+                await self._settle(group_id)
 
     def capacity_changed(self) -> None:
         """Sessions started or ended, or a location's settings changed: recompute the warm targets soon."""
@@ -533,6 +570,7 @@ class StreamGroups:
                 return
             try:
                 await self.rebalance(await self._all_locations())
+                await self._settle_pending()
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.warning("recomputing warm targets failed", exc_info=True)
 
