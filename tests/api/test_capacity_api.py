@@ -168,7 +168,7 @@ def test_capacity_across_two_locations_and_groups(two: TwoLocations) -> None:
 
 
 async def _edge_empty(pool: LocalHostPool) -> bool:
-    return not pool.running_sessions() and not pool.warm_groups()
+    return not pool.running_sessions() and not pool.idle_warm_groups(EDGE)
 
 
 def test_always_on_past_the_hosts_slots_is_shown_not_allocated(two: TwoLocations) -> None:

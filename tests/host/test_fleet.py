@@ -167,8 +167,8 @@ async def test_warm_slots_go_to_the_hosts_with_room(world: World, tmp_path: Path
     await world.fleet.set_warm_target("sg-1", "loc-a", [spec], 1)
     await world.fleet.set_warm_target("sg-2", "loc-a", [spec], 1)
     await await_until(lambda: world.fleet.capacity("loc-a").idle == 2, 30, "two warm slots in loc-a")
-    assert world.pools["h-1"].warm_groups() == []
-    assert sorted(world.pools["h-2"].warm_groups() + world.pools["h-3"].warm_groups()) == ["sg-1", "sg-2"]
+    assert world.pools["h-1"].idle_warm_groups("loc-a") == []
+    assert sorted(world.pools["h-2"].idle_warm_groups("loc-a") + world.pools["h-3"].idle_warm_groups("loc-a")) == ["sg-1", "sg-2"]
     await await_until(lambda: sorted(g for c in world.fleet.hosts.values() if c.heartbeat
                                      for g in c.heartbeat.warm_groups) == ["sg-1", "sg-2"], 10, "warm groups heard")
 

@@ -58,6 +58,8 @@ DEFAULT_SESSION_LENGTH_S = 43200
 MAX_OFFER_DIGESTS = 64
 PLACEMENT_GRACE_S = 10.0  # a host may take this long past the placement timeout before the placement is given up
 SHUTTING_DOWN = "server shutting down"
+NO_ROOM = ("no capacity for the stream group in its locations (MaximumCapacity reached, or every host slot runs a "
+           "session or is held as another group's always-on capacity)")
 
 
 def _digest(signal_request: str) -> str:
@@ -262,13 +264,7 @@ class StreamSessions:
             group = await s.get(StreamGroupRow, row.stream_group_id)
             if group is None:
                 return []
-            out = []
-            for name in row.requested_locations or [loc["LocationName"] for loc in group.locations]:
-                reserved = {g: n for (g, loc), n in self._reserved.items() if loc == name}
-                fig = await self.plane.stream_groups.figures(s, name, exclude_session=row.id, reserved=reserved)
-                if fig.refusal(group.id) is None:
-                    out.append(name)
-        return out
+            return await self._room_in(s, group, row, self._reserved)
 
     @property
     def placement_limit_s(self) -> float:
@@ -360,8 +356,7 @@ class StreamSessions:
                 if reserved is not None:
                     return reserved
             else:
-                why = "no capacity for the stream group in its locations (MaximumCapacity reached, or every host " \
-                      "slot runs a session or is held as always-on capacity)"
+                why = NO_ROOM
                 lock = self._group_locks.setdefault(group_id, asyncio.Lock())
                 async with lock:
                     locations = await self._candidates(row)
@@ -392,8 +387,7 @@ class StreamSessions:
                 return None, "the stream group is gone"
             candidates = await self._room_in(s, group, row)
             if not candidates:
-                return None, "no capacity for the stream group in its locations (MaximumCapacity reached, or " \
-                             "every host slot runs a session or is held as always-on capacity)"
+                return None, NO_ROOM
             picked = await pick_host(s, candidates, launch_key(launch), now=time.time(),
                                      lost_after_s=float(self.plane.settings.host_lost_after_s), lock=postgres)
             if picked is None:
@@ -406,12 +400,15 @@ class StreamSessions:
                 return None, "the session ended"
         return ([location], host_id), ""
 
-    async def _room_in(self, s: Any, group: StreamGroupRow, row: StreamSessionRow) -> list[str]:
+    async def _room_in(self, s: Any, group: StreamGroupRow, row: StreamSessionRow,
+                       reserved: dict[tuple[str, str], int] | None = None) -> list[str]:
         """The session's locations in preference order where the group may start one more session now (sessions
-        placed or being placed count, this one does not; control/capacity.refusal decides)."""
+        placed or being placed count, this one does not, nor do `reserved` placements in flight per (group,
+        location); control/capacity.refusal decides)."""
         out = []
         for name in row.requested_locations or [loc["LocationName"] for loc in group.locations]:
-            fig = await self.plane.stream_groups.figures(s, name, exclude_session=row.id)
+            here = {g: n for (g, loc), n in (reserved or {}).items() if loc == name}
+            fig = await self.plane.stream_groups.figures(s, name, exclude_session=row.id, reserved=here)
             if fig.refusal(group.id) is None:
                 out.append(name)
         return out

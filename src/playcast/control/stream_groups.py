@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select
@@ -19,6 +20,7 @@ from ..store.hosts import HostRow
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
 from .capacity_ledger import LocationFigures, hosts_figures, location_figures
 from .errors import ConflictError, NotFoundError, ValidationError
+from .host_pool import WarmFigures
 from .ids import APPLICATION, STREAM_GROUP, new_stream_group_id
 from .pages import list_page
 
@@ -81,7 +83,9 @@ class StreamGroups:
             slots, idle = await hosts_figures(s, location, now=time.time(),
                                               lost_after_s=float(self.plane.settings.host_lost_after_s))
         else:
-            slots, idle = self.plane.total_slots(location), None
+            slots = self.plane.total_slots(location)
+            pool = self.plane.host_pool
+            idle = dict(Counter(pool.idle_warm_groups(location))) if isinstance(pool, WarmFigures) else None
         return await location_figures(s, location, slots, idle, exclude_session=exclude_session, reserved=reserved)
 
     @staticmethod

@@ -164,8 +164,10 @@ class LocalHostPool:
         return SessionState(session_id, self.viewer_count(session_id), recordings,
                             tuple(self.egress_status(session_id)), slot.runtime.video_stats())
 
-    def warm_groups(self) -> list[str]:
-        """The stream group of each idle warm slot (a group with two such slots is listed twice)."""
+    def idle_warm_groups(self, location: str) -> list[str]:
+        """The stream group of each idle warm slot in `location` (a group with two such slots is listed twice)."""
+        if location != self.location:
+            return []
         return sorted(s.warm_group for s in self.slots if s.idle_warm and s.warm_group is not None)
 
     def warm_launches(self) -> list[LaunchSpec]:
