@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from playcast.control.capacity import GroupLoad, GroupShare, Limits, limits_of, plan, refusal
 from playcast.store.hosts import HostRow
@@ -85,3 +85,11 @@ async def location_figures(s: Any, location: str, slots: int, idle: Mapping[str,
         if limits is not None or busy.get(row.id):
             loads.append(GroupLoad(row.id, limits or Limits(0, 0, 0), int(busy.get(row.id, 0))))
     return LocationFigures(location, slots, tuple(loads), dict(idle or {}), idle is not None)
+
+
+async def lock_locations(s: Any, locations: list[str]) -> None:
+    """PostgreSQL only: hold each location's advisory lock until the transaction `s` ends (in name order, so two
+    placements never wait on each other), so that placements of different groups in one location, on any
+    replica, see each other's sessions and always-on floors rather than the same free slot."""
+    for name in sorted(set(locations)):
+        await s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"playcast-location:{name}"})

@@ -26,6 +26,7 @@ from playcast.hostproto.types import (
 
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
+from .capacity_ledger import lock_locations
 from .errors import ConflictError, InternalError, NotFoundError, ValidationError
 from .fleet_directory import pick_host
 from .ids import STREAM_GROUP, new_stream_session_id
@@ -385,6 +386,8 @@ class StreamSessions:
             group = (await s.execute(query.with_for_update() if postgres else query)).scalar_one_or_none()
             if group is None:
                 return None, "the stream group is gone"
+            if postgres:  # the locations' slots are shared by every group: one placement there at a time
+                await lock_locations(s, row.requested_locations or [loc["LocationName"] for loc in group.locations])
             candidates = await self._room_in(s, group, row)
             if not candidates:
                 return None, NO_ROOM
