@@ -544,7 +544,7 @@ class StreamGroups:
                     if group_id != force_group and (last == want or (last is None and count == 0)):
                         continue
                     changes.append((count - (last[0] if last else 0), group_id, launches, count, pause_idle))
-                # fewer warm slots first, so that no host is asked to hold two groups' slots at once
+                # lowered targets first: while slots move between groups no host is asked for more than it has
                 for _delta, group_id, launches, count, pause_idle in sorted(changes, key=lambda c: c[0]):
                     try:
                         await self._set_warm(group_id, fig.location, launches if count else [], count, pause_idle)
