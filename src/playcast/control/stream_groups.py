@@ -38,6 +38,7 @@ ERROR = "ERROR"
 REMOVING = "REMOVING"
 NO_INSTANCES = "noAvailableInstances"  # StreamGroupStatusReason: a location's hosts cannot hold its always-on floor
 CAPACITY_EVERY_S = 1.0  # warm targets are recomputed at least this often (hosts' slots and sessions change)
+PROVISION_LIMIT_S = 60.0  # a location whose held slots never come up (a game that cannot start) is ACTIVE after this
 USABLE = (ACTIVE, ACTIVE_WITH_ERRORS, UPDATING_LOCATIONS)
 EXPIRY_S = 365 * 24 * 3600
 ACTIVATION_WAIT_S = 2.0
@@ -477,14 +478,19 @@ class StreamGroups:
             if row is None:
                 return
             launches = any(a.status == "READY" for a in await self.associated_apps(s, group_id))
+            waited_out = time.time() - row.updated_at > PROVISION_LIMIT_S
             locations = []
             for loc in row.locations:
                 status = loc.get("Status", ACTIVATING)
                 if status != REMOVING and failed is not None and loc["LocationName"] in failed:
                     status = ERROR
                 elif status == ACTIVATING or (status == ERROR and failed is not None):
-                    status = ACTIVE if await self._provisioned(s, group_id, loc["LocationName"], launches) \
-                        else ACTIVATING
+                    provisioned = await self._provisioned(s, group_id, loc["LocationName"], launches)
+                    if not provisioned and waited_out:
+                        log.warning("stream group %s: its always-on slots in %s are not up after %.0f s; ACTIVE "
+                                    "anyway (AllocatedCapacity shows what runs)", group_id, loc["LocationName"],
+                                    PROVISION_LIMIT_S)
+                    status = ACTIVE if provisioned or waited_out else ACTIVATING
                 locations.append({**loc, "Status": status})
             statuses = {loc["Status"] for loc in locations}
             if REMOVING in statuses or (ACTIVATING in statuses and row.status != ACTIVATING):
