@@ -50,7 +50,8 @@ def up(
     data_dir: Path = typer.Option(None, help="Data directory (env PLAYCAST_DATA_DIR, default ./.playcast)."),
     slots: int = typer.Option(None, help="Stream slots on this host (env PLAYCAST_SLOTS, default 2)."),
     bind: str = typer.Option(None, help="Address to listen on (env PLAYCAST_BIND, default 127.0.0.1)."),
-    warm: int = typer.Option(1, help="Warm (pre-launched) slots for the demo game's default stream group."),
+    warm: int = typer.Option(1, help="Warm (pre-launched) slots for the demo game's default stream group "
+                                     "(its AlwaysOnCapacity and TargetIdleCapacity)."),
     demo: bool = typer.Option(True, help="Register the bundled demo game in a default stream group."),
     app_source_root: list[Path] = typer.Option(None, metavar="PATH", help=APP_SOURCE_ROOT_HELP),
     log_level: str = typer.Option("info", help="debug | info | warning"),
@@ -167,7 +168,9 @@ def _ensure_demo(creds: object, settings: Settings, warm: int) -> None:
     client.get_waiter("application_ready").wait(Identifier=app_id, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
     groups = [g for g in _all(client.list_stream_groups) if g.get("Description") == DEMO_GROUP_DESCRIPTION
               and g.get("Status") not in ("DELETING", "ERROR", "EXPIRED")]
-    location = {"LocationName": settings.effective_location, "AlwaysOnCapacity": warm}
+    # `--warm N`: N slots held for the demo (AlwaysOn) and N kept idle beside its sessions (TargetIdle), so a
+    # fresh warm slot follows each one a player takes (capacity as GameLift Streams defines it: docs/capacity.md)
+    location = {"LocationName": settings.effective_location, "AlwaysOnCapacity": warm, "TargetIdleCapacity": warm}
     if groups:
         group_id = groups[0]["Id"]
         client.update_stream_group(Identifier=group_id, LocationConfigurations=[location],

@@ -165,3 +165,19 @@ def test_webrtc_connect_drop_reconnect(localserver: ServerHandle, tmp_path: Path
         loop.run_until_complete(pc2.close())
     finally:
         loop.close()
+
+
+def test_a_game_that_cannot_start_leaves_the_group_active_not_allocated(localserver: ServerHandle, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A location waits ACTIVATING for its always-on slots to be launched, but not for ever: with a game that
+    exits at once it is ACTIVE after the limit, and AllocatedCapacity says nothing runs."""
+    from playcast.control import stream_groups
+
+    monkeypatch.setattr(stream_groups, "PROVISION_LIMIT_S", 2.0)
+    gls = localserver.client()
+    app = create_app(gls, make_app_dir(tmp_path / "broken", "#!/nonexistent/interpreter\n"))
+    group = create_group(gls, app["Id"], LocationConfigurations=[{"LocationName": REGION, "AlwaysOnCapacity": 1}])
+    loc = gls.get_stream_group(Identifier=group["Id"])["LocationStates"][0]
+    assert (loc["Status"], loc["AlwaysOnCapacity"], loc["AllocatedCapacity"]) == ("ACTIVE", 1, 0)
+    gls.delete_stream_group(Identifier=group["Id"])
+    gls.get_waiter("stream_group_deleted").wait(Identifier=group["Id"], WaiterConfig=FAST)

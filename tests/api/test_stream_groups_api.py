@@ -67,8 +67,9 @@ def test_locations_add_remove(gls: Any) -> None:
         gls.add_stream_group_locations(Identifier=group["Id"], LocationConfigurations=[{"LocationName": "mars-1"}])
     resp = gls.remove_stream_group_locations(Identifier=group["Id"], Locations=["local-2"])
     assert resp["ResponseMetadata"]["HTTPStatusCode"] == 204
-    names = [s["LocationName"] for s in gls.get_stream_group(Identifier=group["Id"])["LocationStates"]]
-    assert names == ["local"]
+    # REMOVING (its sessions end, its capacity is released), then gone
+    wait_until(lambda: [s["LocationName"] for s in gls.get_stream_group(Identifier=group["Id"])["LocationStates"]]
+               == ["local"], 10, "local-2 removed")
     with aws_error("ResourceNotFoundException", 404):
         gls.add_stream_group_locations(Identifier="sg-000000000", LocationConfigurations=[{"LocationName": "local"}])
     with aws_error("ResourceNotFoundException", 404):

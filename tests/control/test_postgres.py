@@ -4,6 +4,7 @@ Skipped only where no PostgreSQL server binaries are installed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -87,3 +88,37 @@ async def test_full_flow_on_postgres(pg_plane: tuple[ControlPlane, ProcessHostPo
         return not (await plane.stream_groups.list(None, None))["Items"]
     await wait_until(group_gone)
     assert not pool.running
+
+
+async def test_placements_in_one_location_take_turns(postgres_url: str, tmp_path: Path) -> None:
+    """capacity_ledger.lock_locations: a second placement transaction in a location waits (PostgreSQL shows its
+    advisory lock not granted) until the first commits; one in another location does not wait."""
+    from sqlalchemy import text
+
+    from playcast.control.capacity_ledger import lock_locations
+
+    settings = Settings(data_dir=tmp_path / "data", region="local", account_id="123456789012",
+                        database_url=postgres_url)
+    db = await open_database(settings.database)
+    try:
+        async with db.session() as first, db.session() as other, db.session() as watch:
+            await first.begin()
+            await lock_locations(first, ["edge-1", "local"])
+            async with db.session() as elsewhere, elsewhere.begin():
+                await lock_locations(elsewhere, ["edge-2"])  # another location: granted at once
+
+            async def second() -> None:
+                async with other.begin():
+                    await lock_locations(other, ["local"])
+
+            waiting = asyncio.ensure_future(second())
+
+            async def blocked():  # type: ignore[no-untyped-def]
+                return (await watch.execute(text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))).scalar() == 1
+            await wait_until(blocked)
+            assert not waiting.done()
+            await first.commit()
+            await asyncio.wait_for(waiting, 10)
+    finally:
+        await db.close()

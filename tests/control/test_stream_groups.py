@@ -9,7 +9,6 @@ import pytest
 from playcast.config import Settings
 from playcast.control.errors import ConflictError, NotFoundError, ValidationError
 from playcast.control.plane import ControlPlane
-from playcast.control.stream_groups import warm_count
 from playcast.store.db import open_database
 from tests.control.procpool import ProcessHostPool
 from tests.control.support import wait_until
@@ -34,14 +33,6 @@ async def active(plane: ControlPlane, group_id: str) -> dict:  # type: ignore[ty
     return await wait_until(check)
 
 
-def test_warm_count_rules() -> None:
-    assert warm_count({"AlwaysOnCapacity": 1}, 4) == 1
-    assert warm_count({"AlwaysOnCapacity": 1, "TargetIdleCapacity": 3}, 4) == 3
-    assert warm_count({"TargetIdleCapacity": 3, "MaximumCapacity": 2}, 4) == 2
-    assert warm_count({"AlwaysOnCapacity": 9}, 2) == 2
-    assert warm_count({}, 2) == 0
-
-
 async def test_create_with_locations_sets_warm_targets(plane: ControlPlane, pool: ProcessHostPool,
                                                        app_dir: Path) -> None:
     app = await ready_app(plane, app_dir)
@@ -54,7 +45,7 @@ async def test_create_with_locations_sets_warm_targets(plane: ControlPlane, pool
     state = got["LocationStates"][0]
     assert state["LocationName"] == "local" and state["Status"] == "ACTIVE"
     assert state["AlwaysOnCapacity"] == 1 and state["MaximumCapacity"] == 6
-    assert state["RequestedCapacity"] == 2  # capped by the host's 2 slots
+    assert state["RequestedCapacity"] == 5  # max(AlwaysOn 1, 0 sessions + TargetIdle 5), within Maximum 6
     launches, count = pool.warm_targets[(g["Id"], "local")]
     assert count == 2 and [lspec.application_id for lspec in launches] == [app]
     assert launches[0].args == () and launches[0].env == ()
@@ -114,8 +105,14 @@ async def test_add_update_remove_locations(tmp_path: Path) -> None:
         with pytest.raises(ValidationError, match="has no location"):
             await plane.stream_groups.remove_locations(g["Id"], ["elsewhere"])
         await plane.stream_groups.remove_locations(g["Id"], ["edge-1"])
-        got = await plane.stream_groups.get(g["Id"])
-        assert [s["LocationName"] for s in got["LocationStates"]] == ["local"]
+        got = await plane.stream_groups.get(g["Id"], settle=False)
+        assert [s["Status"] for s in got["LocationStates"]][1:] in (["REMOVING"], [])  # REMOVING, then gone
+
+        async def removed():  # type: ignore[no-untyped-def]
+            got = await plane.stream_groups.get(g["Id"], settle=False)
+            return got if [s["LocationName"] for s in got["LocationStates"]] == ["local"] else None
+        got = await wait_until(removed)
+        assert got["Status"] == "ACTIVE"
         assert pool.warm_targets[(g["Id"], "edge-1")] == ([], 0)
         with pytest.raises(ValidationError, match="AddStreamGroupLocations"):
             await plane.stream_groups.update(g["Id"], {"LocationConfigurations": [{"LocationName": "edge-1"}]})
@@ -222,3 +219,40 @@ async def test_pause_warm_tag_reaches_the_host(plane: ControlPlane, pool: Proces
     assert (await plane.tags.list(g["Arn"]))["Tags"] == {"playcast:pause-warm": " FALSE ", "team": "qa"}
     await plane.tags.tag(plane.arns.application(app), {"playcast:pause-warm": "whatever"})  # no meaning there
     assert pool.warm_pause[key] is False and pool.warm_targets[key][1] == 1
+
+
+async def test_groups_share_the_slots_and_always_on_is_held(plane: ControlPlane, pool: ProcessHostPool,
+                                                            app_dir: Path) -> None:
+    """Two groups on one host of 2 slots: their warm targets never add up past the slots, and `held`'s always-on
+    slot is kept for it: the other group can use the free slot but not that one, `held` itself can."""
+    plane.settings.placement_timeout_s = 1
+    app = await ready_app(plane, app_dir)
+    held = await plane.stream_groups.create({
+        "Description": "held", "StreamClass": "gen4n_high", "DefaultApplicationIdentifier": app,
+        "LocationConfigurations": [{"LocationName": "local", "AlwaysOnCapacity": 1, "TargetIdleCapacity": 2,
+                                    "MaximumCapacity": 4}]})
+    other = await plane.stream_groups.create({
+        "Description": "other", "StreamClass": "gen4n_high", "DefaultApplicationIdentifier": app,
+        "LocationConfigurations": [{"LocationName": "local", "TargetIdleCapacity": 2}]})
+    await active(plane, held["Id"])
+    await active(plane, other["Id"])
+
+    def warm(group: dict) -> int:  # type: ignore[type-arg]
+        return pool.warm_targets.get((group["Id"], "local"), ([], 0))[1]
+
+    await await_until(lambda: warm(held) + warm(other) == 2 and warm(held) >= 1, 5, "2 warm slots shared")
+
+    async def start(group: dict) -> str:  # type: ignore[type-arg]
+        s = await plane.sessions.start(group["Id"], {"ApplicationIdentifier": app, "Protocol": "WebRTC",
+                                                     "SignalRequest": "NO_CLIENT_CONNECTION"})
+        sid = s["Arn"].rsplit("/", 1)[1]
+        await plane.sessions.wait_for(sid, lambda r: r.status != "ACTIVATING", 10)
+        row = await plane.sessions.row(sid)
+        assert row is not None
+        return row.status
+
+    assert await start(other) == "ACTIVE"  # the slot nobody holds
+    await await_until(lambda: (warm(held), warm(other)) == (1, 0), 5, "one slot runs, one is held's floor")
+    assert await start(other) == "ERROR"  # the last slot is held's always-on capacity
+    assert await start(held) == "ACTIVE"
+    await await_until(lambda: (warm(held), warm(other)) == (0, 0), 5, "no slot left to keep warm")

@@ -166,6 +166,25 @@ async def test_warm_slots_are_matched_by_launch(world: World, tmp_path: Path) ->
     assert cold.warm is False and cold.host_id != warm_host
 
 
+async def test_warm_slots_go_to_the_hosts_with_room(world: World, tmp_path: Path) -> None:
+    """Warm targets are dealt by room: with h-1's only slot running a session, two groups' warm slots go to h-2
+    and h-3 (one each), never to the full host; the heartbeats say which group each idle slot is kept for."""
+    for host_id in ("h-1", "h-2", "h-3"):
+        await world.add_host(host_id, "loc-a")
+        await world.fleet.wait_for_host(host_id, 10)
+    spec = _app(tmp_path)
+    placed = await world.fleet.place(_placement("s-1", spec, "loc-a"), 20)
+    assert placed.host_id == "h-1"  # the least loaded, by id
+    await await_until(lambda: world.fleet.capacity("loc-a").allocated == 1, 10, "h-1 busy in its heartbeat")
+    await world.fleet.set_warm_target("sg-1", "loc-a", [spec], 1)
+    await world.fleet.set_warm_target("sg-2", "loc-a", [spec], 1)
+    await await_until(lambda: world.fleet.capacity("loc-a").idle == 2, 30, "two warm slots in loc-a")
+    assert world.pools["h-1"].idle_warm_groups("loc-a") == []
+    assert sorted(world.pools["h-2"].idle_warm_groups("loc-a") + world.pools["h-3"].idle_warm_groups("loc-a")) == ["sg-1", "sg-2"]
+    await await_until(lambda: sorted(g for c in world.fleet.hosts.values() if c.heartbeat
+                                     for g in c.heartbeat.warm_groups) == ["sg-1", "sg-2"], 10, "warm groups heard")
+
+
 async def test_a_lost_host_ends_its_sessions_and_leaves_the_others(world: World, tmp_path: Path) -> None:
     await world.add_host("h-1", "loc-a")
     await world.add_host("h-2", "loc-a")

@@ -106,7 +106,7 @@ def test_request_args_and_results_round_trip(op: str) -> None:
     Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", None, "10.0.0.2", ("s-1", "s-2")),
     Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", media_url="http://10.0.0.2:41234", media_key="k" * 43),
     Hello("h-1", "tok", "here", 4, "0.1.0", "libx264", media_url="http://[fd00::2]:8081", media_key="k"),
-    Heartbeat(3, 4, 1, 2, ("k1", "k2"), (STATE, SessionState("s-2"))),
+    Heartbeat(3, 4, 1, 2, ("k1", "k2"), (STATE, SessionState("s-2")), 1, ("sg-1", "sg-1")),
     Event(SessionEvent("s-1", SessionEventKind.APP_MESSAGE, 1.5, {"payload": b"\x01\x02"})),
     Event(SessionEvent("s-1", SessionEventKind.CLIENT_DISCONNECTED, 1.5, {"clientId": 1, "state": "failed"})),
     Reply(9, None, HostError("placement", "no slot", "placementTimeout"), None, gone=True),
@@ -135,6 +135,7 @@ def _frame(**doc: Any) -> str:
     (_frame(type="heartbeat", seq=-1, slots=4, busy=0, warm=0), "message.seq is out of range"),
     (_frame(type="heartbeat", seq=1, slots=4, busy=0, warm=0, sessions=[{"viewers": 1}]),
      "message.sessions[0].session_id is required"),
+    (_frame(type="heartbeat", seq=1, slots=4, busy=0, warm=1, warm_groups=[7]), "message.warm_groups must list"),
     (_frame(type="event", event={"session_id": "s", "kind": "exploded", "at": 1}), "not a session event kind"),
     (_frame(type="event", event={"session_id": "s", "kind": "app_message", "at": 1, "detail": {"payload": "!"}}),
      "not base64"),
@@ -230,7 +231,7 @@ TYPES = st.sampled_from(["hello", "heartbeat", "event", "reply", "welcome", "ref
           suppress_health_check=[HealthCheck.too_slow])
 @given(kind=TYPES, body=st.dictionaries(st.sampled_from(
     ["host_id", "token", "location", "slots", "version", "encoder", "sessions", "seq", "busy", "warm",
-     "warm_launches", "event", "id", "result", "error", "session", "gone", "op", "args", "reason", "heartbeat_s",
+     "warm_launches", "warm_groups", "event", "id", "result", "error", "session", "gone", "op", "args", "reason", "heartbeat_s",
      "protocol"]), JSON, max_size=12))
 def test_any_frame_decodes_or_is_a_protocol_error(kind: str, body: dict[str, Any]) -> None:
     text = json.dumps({"v": PROTOCOL_VERSION, **body, "type": kind})

@@ -777,22 +777,32 @@ class Fleet:
         await self._spread_warm(location, only_group=stream_group_id)
 
     async def _spread_warm(self, location: str, only_group: str | None = None) -> None:
-        """Each group's warm target in `location`, dealt one slot at a time over its hosts (by id), each host
-        told its share (0 to those with none)."""
+        """The groups' warm targets in `location` dealt together, one slot at a time, each to the host with the most
+        room left (slots less sessions less slots dealt already; then by id), so that no host is given more warm
+        slots than it has free while another has room; each host is told every group's share (0 to those with
+        none). The control plane keeps the targets' sum within the location's slots (control/capacity.py)."""
         hosts = sorted((c for c in self.hosts.values() if c.location == location and c.host_id not in self._draining),
                        key=lambda c: c.host_id)
         draining = [c for c in self.hosts.values() if c.location == location and c.host_id in self._draining]
-        # the deal runs over every host of the location, those other replicas hold too (each tells its own)
-        dealt = sorted({c.host_id for c in hosts} | {v.host_id for v in self._peer_hosts()
-                                                     if v.location == location and v.status == ONLINE})
-        groups = {g for (g, loc) in self._targets if loc == location}
-        if only_group is not None:
-            groups = {only_group}
-        for group in sorted(groups):
+        groups = sorted({g for (g, loc) in self._targets if loc == location} | ({only_group} if only_group else set()))
+        # each slot goes to the host with the most room; the deal runs over every host of the location, those
+        # other replicas hold too (each replica tells only its own hosts their share)
+        room = {c.host_id: max(0, c.slots - c.busy) for c in hosts}
+        for v in self._peer_hosts():
+            if v.location == location and v.status == ONLINE:
+                room.setdefault(v.host_id, max(0, v.slots - v.busy))
+        dealt = sorted(room)
+        shares: dict[str, dict[str, int]] = {}
+        for group in groups:
+            _launches, count, _pause = self._targets.get((group, location), ([], 0, True))
+            shares[group] = {host_id: 0 for host_id in dealt}
+            for _ in range(count if dealt else 0):
+                best = max(dealt, key=lambda h: (room[h], -dealt.index(h)))
+                shares[group][best] += 1
+                room[best] -= 1
+        for group in groups:
             launches, count, pause_idle = self._targets.get((group, location), ([], 0, True))
-            share = {host_id: 0 for host_id in dealt}
-            for i in range(count if dealt else 0):
-                share[dealt[i % len(dealt)]] += 1
+            share = shares[group]
             for conn in [*hosts, *draining]:
                 share.setdefault(conn.host_id, 0)
                 try:

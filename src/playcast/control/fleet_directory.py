@@ -97,7 +97,7 @@ class FleetDirectory:
                 row.key_sha256 = hashlib.sha256(h.host_key.encode()).hexdigest()
             row.version, row.encoder, row.public_address = h.version, h.encoder, h.public_address
             row.media_url, row.media_key = h.media_url, h.media_key
-            row.busy, row.warm, row.paused, row.warm_launches = len(h.sessions), 0, 0, []
+            row.busy, row.warm, row.paused, row.warm_launches, row.warm_groups = len(h.sessions), 0, 0, [], []
             row.sessions = {sid: {"session_id": sid, "viewers": 0} for sid in h.sessions}
             row.joined_at = row.joined_at or now
             row.heartbeat_at = now
@@ -111,6 +111,7 @@ class FleetDirectory:
                                                   HostRow.replica_id == self.replica_id).values(
                 slots=conn.slots, busy=min(conn.busy, conn.slots), warm=conn.warm, paused=conn.paused,
                 warm_launches=list(hb.warm_launches) if hb is not None else [],
+                warm_groups=list(hb.warm_groups) if hb is not None else [],
                 sessions={sid: codec.state_to_wire(st) for sid, st in conn.sessions.items()},
                 heartbeat_at=self.clock()))
             await s.commit()

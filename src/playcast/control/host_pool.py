@@ -6,7 +6,7 @@ A Protocol only: no I/O here (control/hosts.py implements it over hostproto chan
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from playcast.hostproto.media_endpoint import HostMediaEndpoint
 from playcast.hostproto.types import (
@@ -126,3 +126,13 @@ class HostPool(Protocol):
 
     def on_event(self, handler: SessionEventHandler) -> None:
         """Register the control plane's handler for session events."""
+
+
+@runtime_checkable
+class WarmFigures(Protocol):
+    """A HostPool that can say, without asking a host, which stream group each idle warm slot is kept for (hosts
+    report it in their heartbeats). The Fleet's own figures are in the database (control/capacity_ledger.py); a
+    pool used directly (tests, a LocalHostPool) answers from its slots."""
+
+    def idle_warm_groups(self, location: str) -> list[str]:
+        """The stream group of each idle warm slot in `location`, one entry per slot."""

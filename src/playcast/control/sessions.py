@@ -26,6 +26,8 @@ from playcast.hostproto.types import (
 
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
+from .capacity import CEILING_REACHED
+from .capacity_ledger import lock_locations
 from .errors import ConflictError, InternalError, NotFoundError, ValidationError
 from .fleet_directory import pick_host
 from .fleet_peers import REPLICA_STALE_S
@@ -33,7 +35,7 @@ from .ids import STREAM_GROUP, new_stream_session_id
 from .pages import list_page
 from .placement_stats import GROUP_MAXIMUM, HOST_ERROR, INTERNAL, NO_CAPACITY, NO_HOST, TIMEOUT, Refusal
 from .signal import BadSignal, parse_offer
-from .stream_groups import USABLE, max_sessions
+from .stream_groups import USABLE
 from .watch import ChangeWatch
 
 if TYPE_CHECKING:
@@ -60,6 +62,8 @@ DEFAULT_SESSION_LENGTH_S = 43200
 MAX_OFFER_DIGESTS = 64
 PLACEMENT_GRACE_S = 10.0  # a host may take this long past the placement timeout before the placement is given up
 SHUTTING_DOWN = "server shutting down"
+NO_ROOM = ("no capacity for the stream group in its locations (MaximumCapacity reached, or every host slot runs a "
+           "session or is held as another group's always-on capacity)")
 
 
 def _digest(signal_request: str) -> str:
@@ -185,6 +189,8 @@ class StreamSessions:
                 log.info("session %s -> %s%s", session_id, status,
                          f" ({values['status_reason']})" if values.get("status_reason") else "")
             self.watch.notify(session_id)
+            if status in FINAL or status == ACTIVE:  # a slot was taken or freed: warm targets follow
+                self.plane.stream_groups.capacity_changed()
             if status in FINAL:
                 group_id = await self._group_of(session_id)
                 if group_id:
@@ -230,7 +236,7 @@ class StreamSessions:
                 raise ValidationError(f"Application {app.id} is not associated with stream group {group.id}")
             if app.status != "READY":
                 raise ConflictError(f"Application {app.id} is {app.status}, not READY")
-            group_locations = [loc["LocationName"] for loc in group.locations]
+            group_locations = [loc["LocationName"] for loc in group.locations if loc.get("Status") != "REMOVING"]
             requested = list(params.get("Locations") or [])
             unknown = [loc for loc in requested if loc not in group_locations]
             if unknown:
@@ -269,27 +275,13 @@ class StreamSessions:
                                            {**params, "Identifier": group_identifier}, create, replay, after)
 
     async def _candidates(self, row: StreamSessionRow) -> list[str]:
-        """The session's locations in preference order that still have room under the group's capacity."""
+        """The session's locations in preference order where the group may start one more session now
+        (control/capacity.refusal: its ceiling, other groups' always-on floors, the hosts' slots)."""
         async with self.plane.db.session() as s:
             group = await s.get(StreamGroupRow, row.stream_group_id)
             if group is None:
                 return []
-            configs = {loc["LocationName"]: loc for loc in group.locations}
-            order = row.requested_locations or list(configs)
-            counts = dict((await s.execute(
-                select(StreamSessionRow.location, func.count()).where(
-                    StreamSessionRow.stream_group_id == group.id, StreamSessionRow.status.in_(RUNNING),
-                    StreamSessionRow.location.is_not(None)).group_by(StreamSessionRow.location))).all())
-        out = []
-        for name in order:
-            cfg = configs.get(name)
-            if cfg is None:
-                continue
-            limit = max_sessions(cfg)
-            used = counts.get(name, 0) + self._reserved.get((group.id, name), 0)
-            if limit is None or used < limit:
-                out.append(name)
-        return out
+            return await self._room_in(s, group, row, self._reserved)
 
     @property
     def placement_limit_s(self) -> float:
@@ -400,8 +392,7 @@ class StreamSessions:
                 if reserved is not None:
                     return reserved
             else:
-                why = Refusal(GROUP_MAXIMUM, next(iter(row.requested_locations or ()), row.location or ""),
-                              "the stream group has no free capacity (MaximumCapacity reached)")
+                why = Refusal(NO_CAPACITY, next(iter(row.requested_locations or ()), row.location or ""), NO_ROOM)
                 lock = self._group_locks.setdefault(group_id, asyncio.Lock())
                 async with lock:
                     locations = await self._candidates(row)
@@ -432,11 +423,15 @@ class StreamSessions:
             first = next(iter(row.requested_locations or ()), None)
             if group is None:
                 return None, Refusal(INTERNAL, first or "", "the stream group is gone")
-            candidates = await self._room_in(s, group, row)
+            if postgres:  # the locations' slots are shared by every group: one placement there at a time
+                await lock_locations(s, row.requested_locations or [loc["LocationName"] for loc in group.locations])
+            refusals: list[str] = []
+            candidates = await self._room_in(s, group, row, refusals=refusals)
             if not candidates:
                 wanted = first or next((loc["LocationName"] for loc in group.locations), "")
-                return None, Refusal(GROUP_MAXIMUM, wanted,
-                                     "the stream group has no free capacity (MaximumCapacity reached)")
+                # more hosts would not help when the group's own ceiling is what is reached everywhere
+                ceiling = bool(refusals) and all(r.startswith(CEILING_REACHED) for r in refusals)
+                return None, Refusal(GROUP_MAXIMUM if ceiling else NO_CAPACITY, wanted, NO_ROOM)
             picked = await pick_host(s, candidates, launch_key(launch), now=time.time(),
                                      lost_after_s=float(self.plane.settings.host_lost_after_s), lock=postgres)
             if picked is None:
@@ -449,21 +444,21 @@ class StreamSessions:
                 return None, Refusal(INTERNAL, location, "the session ended")
         return ([location], host_id), Refusal("", location, "")
 
-    async def _room_in(self, s: Any, group: StreamGroupRow, row: StreamSessionRow) -> list[str]:
-        """The session's locations in preference order where the group is under its MaximumCapacity (sessions
-        placed or being placed count; this one does not)."""
-        configs = {loc["LocationName"]: loc for loc in group.locations}
-        counts = dict((await s.execute(
-            select(StreamSessionRow.location, func.count()).where(
-                StreamSessionRow.stream_group_id == group.id, StreamSessionRow.status.in_(RUNNING),
-                StreamSessionRow.location.is_not(None), StreamSessionRow.id != row.id)
-            .group_by(StreamSessionRow.location))).all())
+    async def _room_in(self, s: Any, group: StreamGroupRow, row: StreamSessionRow,
+                       reserved: dict[tuple[str, str], int] | None = None,
+                       refusals: list[str] | None = None) -> list[str]:
+        """The session's locations in preference order where the group may start one more session now (sessions
+        placed or being placed count, this one does not, nor do `reserved` placements in flight per (group,
+        location); control/capacity.refusal decides, and why not each other location is added to `refusals`)."""
         out = []
-        for name in row.requested_locations or list(configs):
-            cfg = configs.get(name)
-            limit = max_sessions(cfg) if cfg is not None else 0
-            if cfg is not None and (limit is None or counts.get(name, 0) < limit):
+        for name in row.requested_locations or [loc["LocationName"] for loc in group.locations]:
+            here = {g: n for (g, loc), n in (reserved or {}).items() if loc == name}
+            fig = await self.plane.stream_groups.figures(s, name, exclude_session=row.id, reserved=here)
+            why = fig.refusal(group.id)
+            if why is None:
                 out.append(name)
+            elif refusals is not None:
+                refusals.append(why)
         return out
 
     def _unreserve(self, group_id: str, locations: list[str]) -> None:
@@ -585,6 +580,23 @@ class StreamSessions:
         await self._cleanup_host(session_id)
         await self._cas(session_id, (TERMINATING,), status=TERMINATED, status_reason=reason,
                         streaming_ended_at=time.time())
+
+    async def end_in_location(self, group_id: str, location: str, message: str) -> None:
+        """End every session of the group in `location` (the location is being removed): placed ones
+        TERMINATED(apiTerminated) with `message` once their host has stopped them, placements cancelled."""
+        async with self.plane.db.session() as s:
+            rows = (await s.execute(select(StreamSessionRow.id, StreamSessionRow.status).where(
+                StreamSessionRow.stream_group_id == group_id, StreamSessionRow.location == location,
+                StreamSessionRow.status.in_(RUNNING)))).all()
+        for session_id, status in rows:
+            if status == ACTIVATING:
+                if await self._cas(session_id, (ACTIVATING,), status=ERROR, status_reason="internalError",
+                                   status_message=message):
+                    await self._drop_placement(session_id)
+            elif status == TERMINATING:
+                await self._finish_terminate(session_id, "apiTerminated")
+            else:
+                await self._end(session_id, PLACED, "apiTerminated", message=message)
 
     async def terminate_group(self, group_id: str) -> None:
         """End every session of a stream group (used when the group is deleted)."""

@@ -177,7 +177,7 @@ class HostAgent:
         states = [s for sid in sorted(self.pool.running_sessions()) if (s := self.pool.session_state(sid))]
         return Heartbeat(self._seq, cap.total_slots, cap.allocated - cap.idle, cap.idle,
                          tuple(launch_key(spec) for spec in self.pool.warm_launches()), tuple(states),
-                         self.pool.paused_warm())
+                         self.pool.paused_warm(), tuple(self.pool.idle_warm_groups(self.pool.location)))
 
     async def _heartbeats(self, every_s: float) -> None:
         """Every `every_s`, and soon after anything changed (at most 20 a second)."""

@@ -191,6 +191,12 @@ class LocalHostPool:
         """Idle warm slots whose game is paused now (they cost almost nothing until claimed)."""
         return sum(1 for s in self.slots if s.idle_warm and s.runtime is not None and s.runtime.paused)
 
+    def idle_warm_groups(self, location: str) -> list[str]:
+        """The stream group of each idle warm slot in `location` (a group with two such slots is listed twice)."""
+        if location != self.location:
+            return []
+        return sorted(s.warm_group for s in self.slots if s.idle_warm and s.warm_group is not None)
+
     def warm_launches(self) -> list[LaunchSpec]:
         """The launch of every idle warm slot (a placement with an equal launch takes one without a cold start)."""
         return [s.runtime.spec for s in self.slots if s.idle_warm and s.runtime is not None]

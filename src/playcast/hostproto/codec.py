@@ -380,7 +380,7 @@ def encode(msg: HostMessage | ServerMessage) -> str:
     elif isinstance(msg, Heartbeat):
         body = {"type": "heartbeat", "seq": msg.seq, "slots": msg.slots, "busy": msg.busy, "warm": msg.warm,
                 "warm_launches": list(msg.warm_launches), "sessions": [state_to_wire(s) for s in msg.sessions],
-                "paused": msg.paused}
+                "paused": msg.paused, "warm_groups": list(msg.warm_groups)}
     elif isinstance(msg, Event):
         body = {"type": "event", "event": _event_to_wire(msg.event)}
     elif isinstance(msg, Reply):
@@ -444,7 +444,8 @@ def decode_host(text: str | bytes) -> HostMessage:
     if kind == "heartbeat":
         return Heartbeat(f.int("seq"), f.int("slots", hi=4096), f.int("busy", hi=4096), f.int("warm", hi=4096),
                          f.strs("warm_launches"), f.each("sessions", state_from_wire),
-                         f.int("paused", optional=True, hi=4096) or 0)  # optional: hosts of before it was sent
+                         f.int("paused", optional=True, hi=4096) or 0,  # optional: hosts of before it was sent
+                         f.strs("warm_groups"))
     if kind == "event":
         event = f.obj("event")
         assert event is not None

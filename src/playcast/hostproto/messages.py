@@ -96,6 +96,7 @@ class Heartbeat:
     warm_launches: tuple[str, ...] = ()  # launch keys (types.launch_key) of the idle warm slots
     sessions: tuple[SessionState, ...] = ()
     paused: int = 0  # of the warm slots, those whose game is paused (SIGSTOP) until a session claims it
+    warm_groups: tuple[str, ...] = ()  # the stream group id of each idle warm slot (one entry per slot)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,8 @@ class HostRow(Base):
     warm: Mapped[int] = mapped_column(Integer, default=0)
     paused: Mapped[int] = mapped_column(Integer, default=0)  # of the warm slots, those whose game is paused
     warm_launches: Mapped[list[str]] = mapped_column(JSON, default=list)  # launch keys of its idle warm slots
+    # the stream group of each idle warm slot, one entry per slot (per-group IdleCapacity in LocationStates)
+    warm_groups: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, default=list)
     sessions: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # session id -> state (codec wire form)
     status: Mapped[str] = mapped_column(String(16))  # ONLINE | DRAINING | OFFLINE
     replica_id: Mapped[str | None] = mapped_column(String(64), nullable=True)  # whose socket it is on
