@@ -14,7 +14,7 @@ from sqlalchemy import select
 from playcast.control.fleet_directory import ONLINE, RUNNING_STATUSES, HostView
 from playcast.store.models import StreamGroupRow, StreamSessionRow
 
-from .stream_groups import max_sessions
+from .capacity import limits_of
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ def _idle_wanted(cfg: dict[str, Any], running: int) -> int:
     """Idle slots a group keeps in one location with `running` sessions there: enough for AlwaysOnCapacity
     allocated in all, and TargetIdleCapacity idle beyond its sessions, both under MaximumCapacity."""
     want = max(int(cfg.get("AlwaysOnCapacity") or 0), running + int(cfg.get("TargetIdleCapacity") or 0))
-    ceiling = max_sessions(cfg)
+    ceiling = limits_of(cfg).ceiling
     if ceiling is not None:
         want = min(want, ceiling)
     return max(0, want - running)
@@ -78,7 +78,7 @@ async def location_demands(s: Any, hosts: list[HostView], refused: dict[str, int
         cfgs = configs.get(group_id, {})
         for name in requested or list(cfgs):  # the first of its locations where its group has room
             cfg = cfgs.get(name)
-            ceiling = max_sessions(cfg) if cfg is not None else 0
+            ceiling = limits_of(cfg).ceiling if cfg is not None else 0
             if cfg is not None and (ceiling is None or running.get((group_id, name), 0) < ceiling):
                 if slots.get(name, 0) == 0:  # with hosts there it is being placed on one (counted in in_use)
                     waiting[name] = waiting.get(name, 0) + 1
