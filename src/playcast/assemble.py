@@ -17,10 +17,10 @@ from starlette.applications import Starlette
 
 from playcast import __version__
 from playcast.api.hls import HlsOrigin, HlsOriginCounts, hls_routes
-from playcast.api.player import LoginTokens
 from playcast.api.recordings import recording_routes, recording_upload_routes
 from playcast.config import Settings, is_loopback
 from playcast.control.fleet import Fleet
+from playcast.control.login_tokens import LoginTokens
 from playcast.credentials import Credentials, load_or_create
 from playcast.events.service import EventsService
 from playcast.events.wiring import attach, create_events_service

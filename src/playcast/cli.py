@@ -84,7 +84,6 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
 
     built = await assemble(settings)
     creds, events, web_app = built.credentials, built.events, built.app
-    login = built.login_tokens.issue()
     config = uvicorn.Config(web_app, host=settings.bind_host, port=settings.port, log_config=None,
                             access_log=False, lifespan="on", ws=FastFrameWebSocketProtocol,
                             ws_max_size=WS_MAX_MESSAGE_BYTES, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
@@ -100,6 +99,7 @@ async def _run_up(settings: Settings, *, warm: int, demo: bool, banner: str = "p
                     serve.result()
                     return
                 await asyncio.sleep(0.05)
+            login = built.login_tokens.issue()  # the database is open now: any replica accepts it, once
             if demo:
                 status.update("registering the demo game ...")
                 await asyncio.to_thread(_ensure_demo, creds, settings, warm)

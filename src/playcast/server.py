@@ -24,11 +24,12 @@ from .api.aws.model import root_segments
 from .api.broadcasts import BroadcastApi
 from .api.chat import ChatApi
 from .api.hosts import HostsApi
-from .api.player import LoginTokens, PlayerApi
+from .api.player import PlayerApi
 from .api.whep import whep_routes
 from .api.whip import whip_routes
 from .config import Settings, is_loopback
 from .control.chat_bridge import start_chat
+from .control.login_tokens import LoginTokens
 from .control.plane import ControlPlane
 from .metrics import CONTENT_TYPE, Metrics
 from .request_body import BodyLimitMiddleware
@@ -103,6 +104,7 @@ def build_app(settings: Settings, host_pool: HostPool, *, admin_token: str, logi
         plane = ControlPlane(settings, host_pool, db)
         secret = await get_or_create_secret(db.sessionmaker, "cookie")
         app.state.cookie_signer = CookieSigner(bytes.fromhex(secret))
+        login_tokens.attach(db, bytes.fromhex(await get_or_create_secret(db.sessionmaker, "login-token")))
         app.state.plane = plane
         app.state.db = db
         await plane.start()

@@ -22,8 +22,8 @@ import uvicorn
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from playcast.api.player import LoginTokens
 from playcast.config import Settings
+from playcast.control.login_tokens import LoginTokens
 from playcast.server import build_app
 from tests.control.procpool import ProcessHostPool
 from tests.control.support import child_pids

@@ -10,9 +10,10 @@ from starlette.routing import Mount, Route
 
 from playcast.api.broadcasts import BroadcastApi
 from playcast.api.chat import ChatApi
-from playcast.api.player import LoginTokens, PlayerApi
+from playcast.api.player import PlayerApi
 from playcast.api.whep import whep_routes
 from playcast.api.whip import whip_routes
+from playcast.control.login_tokens import LoginTokens
 
 SPEC = Path(__file__).resolve().parents[2] / "src" / "playcast" / "web" / "openapi.yaml"
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from playcast.api.player import LoginTokens
+from playcast.control.login_tokens import LoginTokens
 from playcast.events.uvicorn_ws import FastFrameWebSocketProtocol
 from playcast.events.wiring import WS_MAX_MESSAGE_BYTES, attach, create_events_service
 from playcast.host.pool import LocalHostPool

@@ -156,6 +156,10 @@ async def test_replicas_share_hosts_capacity_and_survive_being_killed() -> None:
         # one admin token, kept in the database, for both replicas; each sees every host
         assert c.replicas[0].credentials["admin_token"] == c.replicas[1].credentials["admin_token"]
         assert set(c.hosts_online(0)) == set(c.hosts_online(1)) == set(c.host_ids.values())
+        # the login link replica 0 printed logs in on replica 1, once: a second use fails on either
+        query = c.replicas[0].login_url.split("/login", 1)[1]
+        used = [httpx.get(f"{c.replicas[i].base_url}/login{query}", timeout=10).status_code for i in (1, 0, 1)]
+        assert used == [303, 403, 403], used
         group, app_id = await asyncio.to_thread(_group, c)
         offer = await peer.offer()
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page
 
-from playcast.api.player import LoginTokens
 from playcast.config import Settings
+from playcast.control.login_tokens import LoginTokens
 from playcast.host.pool import LocalHostPool
 from playcast.host.runtime import RuntimeOptions
 from playcast.server import build_app

@@ -5,8 +5,6 @@ Authorizes the browser user (who never holds the API secret) and calls the contr
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from typing import Any
 
 from sqlalchemy import select
@@ -15,6 +13,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import BaseRoute, Route
 
 from ..control.errors import ControlError
+from ..control.login_tokens import LoginTokens
 from ..control.sessions import ACTIVATING, PLACED, RESUMABLE, SHUTTING_DOWN
 from ..control.stream_groups import USABLE
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
@@ -31,29 +30,6 @@ MAX_BODY_BYTES = 256 * 1024  # a SignalRequest (a WebRTC offer, as a JSON string
 SESSION_ERROR_STATUS = {"invalidSignalRequest": 400, "placementTimeout": 503, "applicationExit": 502,
                         "apiTerminated": 409}
 SETTLE_SLACK_S = 2.0  # beyond the placement limit: one timer tick for the backstop to end a stuck session
-
-
-class LoginTokens:
-    """One-time login tokens (`/login?token=...`), kept in memory; each works once and expires."""
-
-    def __init__(self, ttl_s: float = 24 * 3600) -> None:
-        self.ttl_s = ttl_s
-        self._tokens: dict[str, float] = {}
-
-    def issue(self, ttl_s: float | None = None) -> str:
-        token = secrets.token_urlsafe(24)
-        self._tokens[token] = time.time() + (self.ttl_s if ttl_s is None else ttl_s)
-        return token
-
-    def consume(self, token: str | None) -> bool:
-        """True once per valid, unexpired token."""
-        now = time.time()
-        for t, exp in list(self._tokens.items()):
-            if exp < now:
-                self._tokens.pop(t, None)
-        if not token:
-            return False
-        return self._tokens.pop(token, 0.0) >= now
 
 
 def _error(status: int, type_: str, message: str, **extra: Any) -> JSONResponse:
@@ -105,7 +81,7 @@ class PlayerApi:
     async def login(self, request: Request) -> Response:
         signer = self._signer(request)
         token = request.query_params.get("token")
-        if not self.login_tokens.consume(token):
+        if not await self.login_tokens.consume(token):
             if signer.verify(request.cookies.get(COOKIE_NAME)):
                 return RedirectResponse("/play", status_code=303)
             return PlainTextResponse("This login link is invalid, expired or was already used. "

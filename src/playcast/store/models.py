@@ -136,6 +136,15 @@ class IdempotencyRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
 
 
+class UsedLoginTokenRow(Base):
+    """A one-time login token that was used (control/login_tokens.py), kept until it would have expired."""
+
+    __tablename__ = "used_login_tokens"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
 class SecretRow(Base):
     __tablename__ = "server_secrets"
 
