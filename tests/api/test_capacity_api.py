@@ -65,7 +65,7 @@ def two(tmp_path: Path) -> Iterator[TwoLocations]:
                 await pool.start()
                 agent = HostAgent(pool, HostIdentity("h-edge", token, EDGE, "test", "libx264"))
                 host_end, server_end = MemoryChannel.pair()
-                tasks = [asyncio.ensure_future(srv.built.fleet.serve(server_end)),
+                tasks = [asyncio.ensure_future(srv.built.fleet.serve(server_end, shares_disk=True)),  # this machine
                          asyncio.ensure_future(agent.serve(host_end))]
                 await srv.built.fleet.wait_for_host("h-edge", 10)
                 return pool, tasks, host_end

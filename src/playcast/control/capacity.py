@@ -109,6 +109,7 @@ def plan(slots: int, loads: Sequence[GroupLoad]) -> dict[str, GroupShare]:
 
 
 CEILING_REACHED = "the stream group's capacity here is reached"  # refusal()'s words when more hosts would not help
+NO_HOST_HERE = "no host with slots is online here"  # refusal()'s words when the location has no slots at all
 
 
 def refusal(slots: int, loads: Sequence[GroupLoad], group_id: str) -> str | None:
@@ -122,6 +123,8 @@ def refusal(slots: int, loads: Sequence[GroupLoad], group_id: str) -> str | None
     ceiling = load.limits.ceiling
     if ceiling is not None and load.busy >= ceiling:
         return f"{CEILING_REACHED} ({load.busy} of {ceiling})"
+    if slots <= 0:
+        return NO_HOST_HERE
     shares = plan(slots, loads)
     if shares[group_id].held > 0:
         return None

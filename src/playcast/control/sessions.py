@@ -26,7 +26,7 @@ from playcast.hostproto.types import (
 
 from ..store import queries
 from ..store.models import ApplicationRow, AssociationRow, StreamGroupRow, StreamSessionRow
-from .capacity import CEILING_REACHED
+from .capacity import CEILING_REACHED, NO_HOST_HERE
 from .capacity_ledger import lock_locations
 from .errors import ConflictError, InternalError, NotFoundError, ValidationError
 from .fleet_directory import pick_host
@@ -429,9 +429,13 @@ class StreamSessions:
             candidates = await self._room_in(s, group, row, refusals=refusals)
             if not candidates:
                 wanted = first or next((loc["LocationName"] for loc in group.locations), "")
-                # more hosts would not help when the group's own ceiling is what is reached everywhere
-                ceiling = bool(refusals) and all(r.startswith(CEILING_REACHED) for r in refusals)
-                return None, Refusal(GROUP_MAXIMUM if ceiling else NO_CAPACITY, wanted, NO_ROOM)
+                # more hosts would not help when the group's own ceiling is what is reached everywhere; none online
+                # is no_host (as when no host could be picked), full ones no_capacity
+                if refusals and all(r.startswith(CEILING_REACHED) for r in refusals):
+                    return None, Refusal(GROUP_MAXIMUM, wanted, NO_ROOM)
+                if refusals and all(r.startswith(NO_HOST_HERE) for r in refusals):
+                    return None, Refusal(NO_HOST, wanted, f"no host is online in {wanted}")
+                return None, Refusal(NO_CAPACITY, wanted, NO_ROOM)
             picked = await pick_host(s, candidates, launch_key(launch), now=time.time(),
                                      lost_after_s=float(self.plane.settings.host_lost_after_s), lock=postgres)
             if picked is None:
