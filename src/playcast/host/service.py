@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -33,39 +34,32 @@ HOST_ID_FILE = "host-id"
 HOST_KEY_FILE = "host-key"
 
 
-def host_id_of(data_dir: Path) -> str:
-    """This host's id: kept in `<data dir>/host-id`, made on first start (`h-` and 16 hex digits)."""
-    path = data_dir / HOST_ID_FILE
+def _kept(path: Path, make: Callable[[], str], mode: int) -> str:
+    """The value kept in `path`, or a new one from `make()` written there (atomically, with `mode`)."""
     try:
         value = path.read_text().strip()
     except FileNotFoundError:
         value = ""
     if not value:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        value = "h-" + secrets.token_hex(8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        value = make()
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(value + "\n")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(value + "\n")
         tmp.replace(path)
     return value
+
+
+def host_id_of(data_dir: Path) -> str:
+    """This host's id: kept in `<data dir>/host-id`, made on first start (`h-` and 16 hex digits)."""
+    return _kept(data_dir / HOST_ID_FILE, lambda: "h-" + secrets.token_hex(8), 0o644)
 
 
 def host_key_of(data_dir: Path) -> str:
     """This host's key: a secret kept in `<data dir>/host-key` (owner-only), made on first start. The control
     plane binds the host id to it; a copy of the data dir is the same host (keep it private)."""
-    path = data_dir / HOST_KEY_FILE
-    try:
-        value = path.read_text().strip()
-    except FileNotFoundError:
-        value = ""
-    if not value:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        value = secrets.token_urlsafe(32)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(value + "\n")
-        tmp.replace(path)
-    return value
+    return _kept(data_dir / HOST_KEY_FILE, lambda: secrets.token_urlsafe(32), 0o600)
 
 
 def make_pool(settings: Settings, host_id: str, *, remote: bool = False,
