@@ -6,6 +6,7 @@ No fixtures here (see conftest.py); everything made is removed by the context ma
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import shlex
@@ -13,10 +14,12 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.harness import REPO
 
@@ -249,3 +252,16 @@ class ChromiumPlayer:
             self._run(shut)
         finally:
             self._thread.shutdown(wait=True)
+
+
+async def until(read: Any, ok: Any, timeout: float) -> Any:
+    """Poll the blocking `read()` (in a thread) every 0.2 s until `ok(value)`; its value, or AssertionError
+    naming the last one after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await asyncio.to_thread(read)
+        if ok(value):
+            return value
+        assert time.monotonic() < deadline, value
+        await asyncio.sleep(0.2)
+

@@ -24,7 +24,15 @@ import pytest
 
 from tests import postgres
 from tests.events.support import RedisServer, redis_server
-from tests.fleet.support import ChromiumPlayer, HostProcess, Machines, game_pids, machines, playcast_host
+from tests.fleet.support import (
+    ChromiumPlayer,
+    HostProcess,
+    Machines,
+    game_pids,
+    machines,
+    playcast_host,
+    until,
+)
 from tests.fleet.test_remote_broadcast import _whep_viewer
 from tests.harness import Playcast, free_port, playcast_up
 from tests.peers import PlayerPeer
@@ -127,14 +135,6 @@ def _sid(arn: str) -> str:
     return arn.rsplit("/", 1)[-1]
 
 
-async def _until(read: Any, ok: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(read)
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, value
-        await asyncio.sleep(0.25)
 
 
 def _sessions(c: Cluster, i: int, group: str) -> list[dict[str, Any]]:
@@ -166,15 +166,15 @@ async def test_replicas_share_hosts_capacity_and_survive_being_killed() -> None:
         # started on replica 0 in loc-b, whose only host (b1) dialled replica 1: placed, then ended, across replicas
         s = await asyncio.to_thread(c.gls(0).start_stream_session, Identifier=group, ApplicationIdentifier=app_id,
                                     Protocol="WebRTC", SignalRequest=offer, Locations=["loc-b"])
-        got = await _until(lambda: c.gls(0).get_stream_session(Identifier=group, StreamSessionIdentifier=_sid(s["Arn"])),
+        got = await until(lambda: c.gls(0).get_stream_session(Identifier=group, StreamSessionIdentifier=_sid(s["Arn"])),
                            lambda g: g["Status"] != "ACTIVATING", 60)
         assert got["Status"] == "ACTIVE" and got["Location"] == "loc-b" and got["SignalResponse"], got
-        await _until(lambda: c.hosts_online(0)[c.host_ids["b1"]], lambda h: h["busy"] == 1, 10)  # its heartbeat
+        await until(lambda: c.hosts_online(0)[c.host_ids["b1"]], lambda h: h["busy"] == 1, 10)  # its heartbeat
         await asyncio.to_thread(c.gls(0).terminate_stream_session, Identifier=group,
                                 StreamSessionIdentifier=_sid(s["Arn"]))
-        await _until(lambda: c.gls(1).get_stream_session(Identifier=group, StreamSessionIdentifier=_sid(s["Arn"])),
+        await until(lambda: c.gls(1).get_stream_session(Identifier=group, StreamSessionIdentifier=_sid(s["Arn"])),
                      lambda g: g["Status"] == "TERMINATED", 30)
-        await _until(lambda: game_pids(c.hosts["b1"]), lambda pids: not pids, 20)
+        await until(lambda: game_pids(c.hosts["b1"]), lambda pids: not pids, 20)
 
         # 50 concurrent starts, alternately on each replica, half preferring each location
         await _fifty_starts_never_exceed_capacity(c, group, app_id, offer)
@@ -219,7 +219,7 @@ async def _fifty_starts_never_exceed_capacity(c: Cluster, group: str, app_id: st
             mine = [x for x in _sessions(c, 0, group) if _sid(x["Arn"]) in ids]
             return mine if all(x["Status"] not in ("ACTIVATING",) for x in mine) else None
 
-        final = await _until(settled, bool, 90)
+        final = await until(settled, bool, 90)
     finally:
         stop.set()
         await asyncio.to_thread(watcher.join, 10)
@@ -234,9 +234,9 @@ async def _fifty_starts_never_exceed_capacity(c: Cluster, group: str, app_id: st
         sid = _sid(x["Arn"])
         await asyncio.to_thread(c.gls(ids.index(sid) % 2 ^ 1).terminate_stream_session, Identifier=group,
                                 StreamSessionIdentifier=sid)
-    await _until(lambda: [x for x in _sessions(c, 0, group) if x["Status"] not in ("TERMINATED", "ERROR")],
+    await until(lambda: [x for x in _sessions(c, 0, group) if x["Status"] not in ("TERMINATED", "ERROR")],
                  lambda left: not left, 60)
-    await _until(lambda: [p for h in c.hosts.values() for p in game_pids(h)], lambda pids: not pids, 30)
+    await until(lambda: [p for h in c.hosts.values() for p in game_pids(h)], lambda pids: not pids, 30)
 
 
 def _largest_gap(times: list[float], since: float) -> float:
@@ -250,11 +250,11 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
     s = await asyncio.to_thread(c.gls(0).start_stream_session, Identifier=group, ApplicationIdentifier=app_id,
                                 Protocol="WebRTC", SignalRequest=offer, Locations=["loc-b"])
     sid = _sid(s["Arn"])
-    got = await _until(lambda: c.gls(0).get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
+    got = await until(lambda: c.gls(0).get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                        lambda g: g["Status"] == "ACTIVE" and g.get("SignalResponse"), 60)
     await asyncio.to_thread(player.accept, got["SignalResponse"])
-    await _until(player.frame_times, lambda t: len(t) > 10, 30)
-    await _until(lambda: c.gls(0).get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
+    await until(player.frame_times, lambda t: len(t) > 10, 30)
+    await until(lambda: c.gls(0).get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                  lambda g: g["Status"] == "CONNECTED", 30)
     pids_before = game_pids(c.hosts["b1"])
     assert pids_before
@@ -269,7 +269,7 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
     await asyncio.sleep(2)  # the hosts notice and keep dialling; the game streams on meanwhile
     restarted_at = time.monotonic()
     c.replicas = list(await asyncio.gather(asyncio.to_thread(_replica, c, 0), asyncio.to_thread(_replica, c, 1)))
-    await _until(lambda: (c.hosts_online(0), c.hosts_online(1)),
+    await until(lambda: (c.hosts_online(0), c.hosts_online(1)),
                  lambda both: all(set(h) == set(c.host_ids.values()) for h in both), 60)
     recovered_at = time.monotonic()
     await asyncio.sleep(3)  # past a few timer ticks of both replicas
@@ -302,7 +302,7 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
     health = await asyncio.to_thread(httpx.get, f"{c.replicas[0].base_url}/healthz", timeout=10)
     assert health.status_code == 503 and "redis unreachable" in health.json()["detail"], health.text
     c.redis.start()
-    await _until(lambda: httpx.get(f"{c.replicas[0].base_url}/healthz", timeout=10).status_code, lambda s: s == 200,
+    await until(lambda: httpx.get(f"{c.replicas[0].base_url}/healthz", timeout=10).status_code, lambda s: s == 200,
                  30)
 
     async def forwarded_again() -> bool:
@@ -319,7 +319,7 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
     assert gap < MAX_FRAME_GAP_S, f"the video stopped for {gap:.2f} s while Redis was away"
     # still under control: ended through replica 0, whichever replica b1 dialled back into
     await asyncio.to_thread(c.gls(0).terminate_stream_session, Identifier=group, StreamSessionIdentifier=sid)
-    await _until(lambda: c.gls(1).get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
+    await until(lambda: c.gls(1).get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                  lambda g: g["Status"] == "TERMINATED", 30)
-    await _until(lambda: game_pids(c.hosts["b1"]), lambda pids: not pids, 20)
+    await until(lambda: game_pids(c.hosts["b1"]), lambda pids: not pids, 20)
     assert c.hosts["b1"].wait(20) == 3, "drained, b1 leaves once its last session has ended"

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fleet.support import HostProcess, Machines, game_pids, machines, playcast_host
+from tests.fleet.support import HostProcess, Machines, game_pids, machines, playcast_host, until
 from tests.harness import Playcast, playcast_up, wait_until
 from tests.peers import PlayerPeer
 
@@ -62,23 +62,15 @@ async def _connected(gls: Any, group: str, app_id: str, peer: PlayerPeer) -> str
     s = await asyncio.to_thread(gls.start_stream_session, Identifier=group, ApplicationIdentifier=app_id,
                                 Protocol="WebRTC", SignalRequest=await peer.offer(), Locations=[REMOTE])
     sid = s["Arn"].rsplit("/", 1)[-1]
-    got = await _until(lambda: gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
+    got = await until(lambda: gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                        lambda g: g["Status"] == "ACTIVE" and g.get("SignalResponse"), 60)
     await peer.accept(got["SignalResponse"])
     await asyncio.wait_for(peer.first_frame, 30)
-    await _until(lambda: gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
+    await until(lambda: gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                  lambda g: g["Status"] == "CONNECTED", 30)
     return sid
 
 
-async def _until(read: Any, ok: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(read)
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, value
-        await asyncio.sleep(0.2)
 
 
 def _largest_gap(frames: list[tuple[float, int, int]], since: float) -> float:
@@ -106,7 +98,7 @@ async def test_the_control_plane_restarts_without_dropping_the_game() -> None:
         again = await asyncio.to_thread(stack.enter_context, again_cm)
         restarted_at = time.monotonic()
         admin = _admin(again)
-        hosts = await _until(lambda: admin.get("/v1/hosts").json()["items"],
+        hosts = await until(lambda: admin.get("/v1/hosts").json()["items"],
                              lambda items: any(h["status"] == "ONLINE" for h in items), 30)
         recovered_at = time.monotonic()
         assert [h["hostId"] for h in hosts] == [host.data_dir.joinpath("host-id").read_text().strip()]
@@ -123,9 +115,9 @@ async def test_the_control_plane_restarts_without_dropping_the_game() -> None:
         # the session still answers the control plane: it is ended through the restarted one
         await asyncio.to_thread(again.boto3().terminate_stream_session, Identifier=group,
                                 StreamSessionIdentifier=sid)
-        await _until(lambda: again.boto3().get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
+        await until(lambda: again.boto3().get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                      lambda g: g["Status"] == "TERMINATED", 30)
-        await _until(lambda: game_pids(host), lambda pids: not pids, 15)
+        await until(lambda: game_pids(host), lambda pids: not pids, 15)
     finally:
         await peer.close()
         await asyncio.to_thread(stack.close)
@@ -143,7 +135,7 @@ async def test_a_killed_host_is_lost_within_10_s() -> None:
         sid = await _connected(pc.boto3(), group, app_id, peer)
         killed = time.monotonic()
         host.kill(signal.SIGKILL)
-        got = await _until(lambda: pc.boto3().get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
+        got = await until(lambda: pc.boto3().get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                            lambda g: g["Status"] in ("TERMINATED", "ERROR"), 15)
         took = time.monotonic() - killed
         assert took <= 10, took
@@ -169,16 +161,16 @@ async def test_a_host_cut_off_is_lost_and_stops_the_session_when_it_comes_back()
                         "policy drop; }; add chain inet cut in { type filter hook input priority 0; policy drop; }"],
                        check=True)
         cut = time.monotonic()
-        got = await _until(lambda: pc.boto3().get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
+        got = await until(lambda: pc.boto3().get_stream_session(Identifier=group, StreamSessionIdentifier=sid),
                            lambda g: g["Status"] in ("TERMINATED", "ERROR"), 20)
         took = time.monotonic() - cut
         assert took <= 10.5, took
         print(f"host cut off -> session {got['Status']} in {took:.1f} s")
         subprocess.run([*nft, "delete table inet cut"], check=True)
         # it dials back, says it runs the session, and is told to stop it: the game goes
-        await _until(lambda: _admin(pc).get("/v1/hosts").json()["items"],
+        await until(lambda: _admin(pc).get("/v1/hosts").json()["items"],
                      lambda items: items and items[0]["status"] == "ONLINE", 40)
-        await _until(lambda: game_pids(host), lambda pids: not pids, 20)
+        await until(lambda: game_pids(host), lambda pids: not pids, 20)
     finally:
         await peer.close()
         await asyncio.to_thread(stack.close)
