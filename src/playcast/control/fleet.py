@@ -377,7 +377,7 @@ class Fleet:
         for v in await self.peers.directory.hosts():
             if v.host_id in local:
                 continue
-            fresh = v.fresh(now, self.lost_after_s) and v.replica_id in (self.peers.others() | {None})
+            fresh = v.fresh(now, self.lost_after_s) and v.replica_id in self.peers.others()
             out[v.host_id] = HostRecord(v.host_id, v.location, v.slots, v.version, v.encoder,
                                         v.status if fresh else OFFLINE, v.busy if fresh else 0,
                                         v.warm if fresh else 0, v.heartbeat_at)

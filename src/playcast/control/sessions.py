@@ -30,7 +30,6 @@ from .capacity import CEILING_REACHED, NO_HOST_HERE
 from .capacity_ledger import lock_locations
 from .errors import ConflictError, InternalError, NotFoundError, ValidationError
 from .fleet_directory import pick_host
-from .fleet_peers import REPLICA_STALE_S
 from .ids import STREAM_GROUP, new_stream_session_id
 from .pages import list_page
 from .placement_stats import GROUP_MAXIMUM, HOST_ERROR, INTERNAL, NO_CAPACITY, NO_HOST, TIMEOUT, Refusal
@@ -724,7 +723,9 @@ class StreamSessions:
         if directory is None or now - self._started_at < rejoin_s:
             return  # just started: reconcile() gives hosts that long to dial in
 
-        gone = await directory.orphaned_hosts(await directory.live_replicas(REPLICA_STALE_S), now - rejoin_s)
+        peers = self.plane.fleet_peers
+        assert peers is not None
+        gone = await directory.orphaned_hosts(peers.others() | {peers.replica_id}, now - rejoin_s)  # its snapshot
         if not gone:
             return
         async with self.plane.db.session() as s:
