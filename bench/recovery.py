@@ -6,7 +6,7 @@ Two `playcast server` replicas on one PostgreSQL + Redis, three `playcast host`s
 their own (tests/fleet/test_replicas.py's cluster), `--sessions` sessions playing to aiortc players. Each round
 SIGKILLs both replicas, waits 2 s, starts them again and times, from the restart:
   ready:     both replicas answer (their PLAYCAST_READY line: database open, migrations checked, routes up);
-  hosts:     every host is ONLINE again on both replicas (re-registered, their heartbeats in the database);
+  hosts:     every host is ONLINE again on both replicas and heard since the kill (re-registered);
   sessions:  every session is still CONNECTED on its host as both replicas report it (reconciled, none ended);
 and the largest gap between decoded frames of any player across the round (the video does not pass the server).
 The ratio printed is hosts / ready: what the fleet needs beyond starting the processes."""
@@ -113,8 +113,11 @@ async def main(rounds: int, sessions: int) -> None:
 
             c.replicas = list(await asyncio.gather(*(timed(j) for j in starting)))
             ready = max(ready_at) - t0
+            killed_wall = time.time() - (time.monotonic() - killed)
             await _until(lambda: (c.hosts_online(0), c.hosts_online(1)),
-                         lambda both: all(set(h) == set(c.host_ids.values()) for h in both), 120)
+                         lambda both, since=killed_wall: all(set(h) == set(c.host_ids.values())
+                                                             and all(x["lastHeartbeatAt"] > since for x in h.values())
+                                          for h in both), 120)
             hosts = time.monotonic() - t0
             await _until(lambda: _all_connected(c, group, ids), bool, 60)
             reconciled = time.monotonic() - t0

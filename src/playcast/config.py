@@ -67,6 +67,8 @@ class Settings:
     server_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_SERVER_URL") or None)  # `host`
     host_token: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_HOST_TOKEN") or None)
     public_address: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_PUBLIC_ADDRESS") or None)
+    # the host's STUN/TURN servers, as RTCConfiguration.iceServers JSON (unset: host candidates only)
+    ice_servers: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_ICE_SERVERS") or None)
     # `host`: its LL-HLS endpoint, which the control plane's origin relays (0: any free port)
     media_bind: str = field(default_factory=lambda: os.environ.get("PLAYCAST_MEDIA_BIND", "0.0.0.0"))
     media_port: int = field(default_factory=lambda: _env_int("PLAYCAST_MEDIA_PORT", 0))

@@ -65,6 +65,16 @@ async def test_calls_that_cannot_be_answered_fail_in_words(pair) -> None:  # typ
     assert await a.call("r-b", b"ok", 5) == b"b:ko"  # nothing stuck behind them
 
 
+async def test_who_listens_is_known_at_once(redis: RedisServer, pair) -> None:  # type: ignore[no-untyped-def]
+    a, b = pair
+    assert await a.listening({"r-b", "r-gone"}) == {"r-b"}
+    await b.close()  # as a killed replica's subscription goes with its connection
+    assert await a.listening({"r-b", "r-a"}) == {"r-a"}
+    redis.stop()
+    assert await a.listening({"r-b"}) is None  # cannot tell: the caller falls back on the database
+    redis.start()
+
+
 async def test_a_redis_restart_is_survived(redis: RedisServer, pair) -> None:  # type: ignore[no-untyped-def]
     a, _b = pair
     redis.stop()

@@ -174,6 +174,137 @@ def playcast_host(m: Machines, server_url: str, token: str, *, location: str, sl
             assert_no_session_leftovers(set(), scope=str(tmp), wait_s=10)
 
 
+@dataclass
+class NftTable:
+    """An nftables table made in the test's namespace; `dropped()` counts what its counted drop rules dropped."""
+
+    table: str
+
+    def dropped(self) -> int:
+        out = subprocess.run(["nft", "list", "table", "ip", self.table], capture_output=True, text=True,
+                             check=True).stdout
+        return sum(int(n) for n in __import__("re").findall(r"counter packets (\d+) bytes \d+ drop", out))
+
+
+@contextmanager
+def default_route(m: Machines) -> Iterator[None]:
+    """A default route over the bridge in the test's namespace, for as long as it is needed: Chromium gathers no
+    ICE candidates of its own on a machine without one (nothing leaves: the bridge leads nowhere else)."""
+    _ip("route", "add", "default", "dev", m.bridge)
+    try:
+        yield
+    finally:
+        _ip("route", "del", "default", "dev", m.bridge, check=False)
+
+
+@contextmanager
+def one_to_one_nat(m: Machines, private: str, public: str) -> Iterator[NftTable]:
+    """`public` stands for a host's `private` address, as a cloud's 1:1 NAT does, for this (the test's) namespace:
+    UDP to `public` goes to `private` with the same port, UDP from `private` seems to come from `public`, and UDP
+    to `private` directly (its own host candidates) is dropped and counted."""
+    table = f"pcnat{os.getpid() % 100000}"
+    rules = f"""table ip {table} {{
+  chain to_public {{ type nat hook output priority -100; ip daddr {public} meta l4proto udp dnat to {private}; }}
+  chain from_private {{ type nat hook input priority 100; ip saddr {private} meta l4proto udp snat to {public}; }}
+  chain direct {{ type filter hook output priority 0;
+    ip daddr {private} meta l4proto udp ct status dnat accept;
+    ip daddr {private} meta l4proto udp ct status snat accept;
+    ip daddr {private} meta l4proto udp counter drop; }}
+}}"""
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    _ip("route", "add", f"{public}/32", "dev", m.bridge)
+    try:
+        yield NftTable(table)
+    finally:
+        _ip("route", "del", f"{public}/32", "dev", m.bridge, check=False)
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)
+
+
+@dataclass
+class TurnServer:
+    """coturn on the test's bridge address, long-term credentials `username`/`credential`."""
+
+    url: str
+    address: str
+    port: int
+    username: str
+    credential: str
+    output: list[str] = field(default_factory=list)
+
+    def ice_servers(self) -> str:
+        import json
+
+        return json.dumps([{"urls": self.url, "username": self.username, "credential": self.credential}])
+
+
+@contextmanager
+def turn_server(m: Machines) -> Iterator[TurnServer]:
+    """Debian's coturn listening on the bridge (UDP, no TLS), relaying from the same address; stopped after."""
+    from tests.harness import free_port
+
+    port = free_port()
+    address = f"10.{m.subnet}.0.2"  # an address of its own: coturn relays to no peer on its relay address
+    _ip("addr", "add", f"{address}/24", "dev", m.bridge)
+    work = Path(tempfile.mkdtemp(prefix="playcast-test-turn-"))
+    cmd = ["turnserver", "-n", f"--listening-ip={address}", f"--listening-port={port}",
+           f"--relay-ip={address}", "--min-port=49200", "--max-port=49400", "--lt-cred-mech",
+           "--user=playcast:turn-secret", "--realm=playcast.test", "--no-tls", "--no-dtls", "--no-cli",
+           f"--allowed-peer-ip=10.{m.subnet}.0.0-10.{m.subnet}.0.255", f"--pidfile={work / 'pid'}",
+           "--log-file=stdout", "--simple-log", "--no-multicast-peers", "--no-tcp", "-v", f"--db={work / 'turndb'}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 15
+        while not _stun_answers(address, port):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)[-2000:]
+        yield TurnServer(f"turn:{address}:{port}?transport=udp", address, port, "playcast", "turn-secret", lines)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        _ip("addr", "del", f"{address}/24", "dev", m.bridge, check=False)
+
+
+def _stun_answers(address: str, port: int) -> bool:
+    """Whether a STUN Binding request to address:port is answered within 0.2 s."""
+    import socket
+
+    txid = os.urandom(12)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.settimeout(0.2)
+        probe.sendto(b"\x00\x01\x00\x00\x21\x12\xa4\x42" + txid, (address, port))
+        try:
+            data = probe.recv(2048)
+        except OSError:
+            return False
+    return data[:2] == b"\x01\x01" and data[8:20] == txid
+
+
+@contextmanager
+def udp_only_through(host: str, address: str, port: int) -> Iterator[NftTable]:
+    """This namespace and `host` exchange UDP only by `address`:`port` (a TURN server's) on this side: everything
+    else either way is dropped and counted (a host behind a NAT that maps no port)."""
+    table = f"pcudp{os.getpid() % 100000}"
+    rules = f"""table ip {table} {{
+  chain out {{ type filter hook output priority 0; ip daddr {host} ip saddr != {address} udp sport != {port} counter drop;
+               ip daddr {host} ip saddr != {address} meta l4proto udp counter drop; }}
+  chain in {{ type filter hook input priority 0; ip saddr {host} ip daddr != {address} meta l4proto udp counter drop;
+              ip saddr {host} udp dport != {port} counter drop; }}
+}}"""
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        yield NftTable(table)
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)
+
+
 def game_pids(host: HostProcess) -> set[int]:
     """Pids of the demo game processes of this host (they carry its TMPDIR)."""
     out = set()
@@ -239,6 +370,17 @@ class ChromiumPlayer:
     def frame_times(self) -> list[float]:
         """Wall-clock seconds of every frame presented so far."""
         return [t / 1000 for t in self._run(lambda: self._page.evaluate("window.frameTimes"))]  # type: ignore[attr-defined]
+
+    def remote_address(self) -> str | None:
+        """The address of the remote candidate of the player's selected ICE pair (where its media goes)."""
+        return self._run(lambda: self._page.evaluate("""async () => {
+            const stats = await window.client._pc.getStats();
+            let pair = null;
+            stats.forEach((s) => { if (s.type === 'transport' && s.selectedCandidatePairId) pair = stats.get(s.selectedCandidatePairId); });
+            if (!pair) stats.forEach((s) => { if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') pair = s; });
+            const remote = pair ? stats.get(pair.remoteCandidateId) : null;
+            return remote ? (remote.address || remote.ip) : null;
+        }"""))  # type: ignore[attr-defined]
 
     def screenshot(self, path: Path) -> None:
         self._run(lambda: self._page.screenshot(path=str(path)))  # type: ignore[attr-defined]

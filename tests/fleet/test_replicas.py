@@ -181,10 +181,21 @@ async def test_replicas_share_hosts_capacity_and_survive_being_killed() -> None:
 
         # a game played through replica 0 on b1 (held by replica 1); then every replica is killed and restarted
         await _every_replica_killed_while_playing(c, group, app_id, player)
+    except BaseException:
+        _print_logs(c)
+        raise
     finally:
         await peer.close()
         await asyncio.to_thread(player.close)
         await asyncio.to_thread(cm.__exit__, None, None, None)
+
+
+def _print_logs(c: Cluster) -> None:
+    """The replicas' and hosts' last lines, printed when the test fails (pytest shows them with the failure)."""
+    for i, replica in enumerate(c.replicas):
+        print(f"----- replica {i} (last lines)\n" + replica.log_text()[-6000:])
+    for name, host in c.hosts.items():
+        print(f"----- host {name} (last lines)\n" + host.log_text()[-3000:])
 
 
 async def _fifty_starts_never_exceed_capacity(c: Cluster, group: str, app_id: str, offer: str) -> None:
@@ -269,8 +280,10 @@ async def _every_replica_killed_while_playing(c: Cluster, group: str, app_id: st
     await asyncio.sleep(2)  # the hosts notice and keep dialling; the game streams on meanwhile
     restarted_at = time.monotonic()
     c.replicas = list(await asyncio.gather(asyncio.to_thread(_replica, c, 0), asyncio.to_thread(_replica, c, 1)))
+    # re-registered: every host ONLINE on both replicas and heard since the kill (not a dead replica's last word)
     await until(lambda: (c.hosts_online(0), c.hosts_online(1)),
-                 lambda both: all(set(h) == set(c.host_ids.values()) for h in both), 60)
+                 lambda both: all(set(h) == set(c.host_ids.values())
+                                  and all(x["lastHeartbeatAt"] > killed_at for x in h.values()) for h in both), 60)
     recovered_at = time.monotonic()
     await asyncio.sleep(3)  # past a few timer ticks of both replicas
     after = await asyncio.to_thread(c.gls(1).get_stream_session, Identifier=group, StreamSessionIdentifier=sid)

@@ -44,6 +44,11 @@ class ReplicaCalls(ABC):
     @abstractmethod
     async def close(self) -> None: ...
 
+    async def listening(self, replica_ids: set[str]) -> set[str] | None:
+        """Which of `replica_ids` can be called now (a dead one is known at once, before its database heartbeat
+        goes stale); None when this transport cannot tell."""
+        return None
+
     @property
     def reachable(self) -> bool:
         """Whether calls can arrive here now (False while Redis is away)."""
@@ -165,6 +170,17 @@ class RedisReplicaCalls(ReplicaCalls):
             header["failed"] = f"replica {self.replica_id} failed the call: {type(exc).__name__}: {exc}"
         with contextlib.suppress(Exception):
             await self._redis.publish(self._channel(caller), _frame(header, reply))
+
+    async def listening(self, replica_ids: set[str]) -> set[str] | None:
+        if self._redis is None or self._closed or not self._listening.is_set() or not replica_ids:
+            return None
+        ids = sorted(replica_ids)
+        try:
+            counts = await asyncio.wait_for(self._redis.pubsub_numsub(*(self._channel(r) for r in ids)), 2)
+        except Exception:  # noqa: BLE001 - Redis away: the caller falls back on the database's heartbeats
+            return None
+        subscribed = {(c.decode() if isinstance(c, bytes) else str(c)): int(n) for c, n in counts}
+        return {r for r in ids if subscribed.get(self._channel(r), 0) > 0}
 
     async def call(self, replica_id: str, payload: bytes, timeout_s: float) -> bytes:
         if self._redis is None or self._closed:

@@ -218,8 +218,8 @@ class Broadcasts:
             raise NotLive(f"broadcast {broadcast_id} is not live")
         try:
             viewer_id, answer = await self.plane.host_pool.add_viewer(live.session_id, offer_sdp)
-        except LookupError:
-            raise NotLive(f"broadcast {broadcast_id}: its session is not running") from None
+        except LookupError as exc:
+            raise NotLive(f"broadcast {broadcast_id}: its session is not running ({exc})") from None
         live.viewers.add(viewer_id)
         return viewer_id, answer
 
@@ -269,8 +269,8 @@ class Broadcasts:
         try:
             return await self.plane.host_pool.stage_publish(await self._live_session(broadcast_id), broadcast_id,
                                                             offer_sdp)
-        except LookupError:
-            raise NotLive(f"broadcast {broadcast_id}: its session is not running") from None
+        except LookupError as exc:
+            raise NotLive(f"broadcast {broadcast_id}: its session is not running ({exc})") from None
 
     async def stage_unpublish(self, broadcast_id: str, publisher_id: str) -> bool:
         live = self._live.get(broadcast_id)
@@ -290,8 +290,8 @@ class Broadcasts:
         try:
             return await self.plane.host_pool.stage_add_viewer(await self._live_session(broadcast_id), broadcast_id,
                                                                offer_sdp)
-        except LookupError:
-            raise NotLive(f"broadcast {broadcast_id}: its session is not running") from None
+        except LookupError as exc:
+            raise NotLive(f"broadcast {broadcast_id}: its session is not running ({exc})") from None
 
     async def stage_remove_viewer(self, broadcast_id: str, viewer_id: str) -> bool:
         live = self._live.get(broadcast_id)

@@ -119,6 +119,9 @@ class FleetPeers:
     async def refresh(self) -> None:
         now = self.clock()
         live = await self.directory.live_replicas(REPLICA_STALE_S)
+        listening = await self.calls.listening(live - {self.replica_id})
+        if listening is not None:  # a replica killed a moment ago still has a recent heartbeat, but nobody listens
+            live = listening | {self.replica_id}
         views = await self.directory.hosts()
         hosts = {v.host_id: v for v in views if v.replica_id not in (None, self.replica_id)
                  and v.replica_id in live and v.fresh(now, self.lost_after_s)}

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from playcast.hostproto.types import EgressStatus
 from playcast.media.fanout import PacketFanout, PacketSink
+from playcast.media.ice import IceServer
 from playcast.media.opus_fanout import OpusFanout
 from playcast.media.peer import EncodedVideoTrack
 from playcast.media.whip_client import WhipClient, WhipState, WhipStatus, redact
@@ -26,8 +27,9 @@ SINK_PACKETS = 60  # ~1 s at 60 fps; a slower endpoint drops to the next keyfram
 class WhipEgresses:
     """The WHIP clients of one session runtime, by egress id."""
 
-    def __init__(self, fanout: PacketFanout, opus: OpusFanout | None) -> None:
+    def __init__(self, fanout: PacketFanout, opus: OpusFanout | None, ice_servers: tuple[IceServer, ...] = ()) -> None:
         self._fanout = fanout
+        self._ice_servers = ice_servers  # the host's own STUN/TURN, before any the endpoint's Link headers name
         self._opus = opus
         self._clients: dict[str, tuple[WhipClient, str]] = {}  # id -> (client, origin)
         self._seq = 0
@@ -46,6 +48,7 @@ class WhipEgresses:
 
         opus = self._opus
         client = WhipClient(url, token, video, opus.subscribe if opus is not None else None,
+                            ice_servers=list(self._ice_servers),
                             on_status=lambda status: _log_status(egress_id, url, status))
         self._clients[egress_id] = (client, origin)
         client.start()

@@ -34,6 +34,7 @@ from playcast.media.encoder import EncoderProcess
 from playcast.media.fanout import PacketFanout, PacketSink
 from playcast.media.hls.packager import HlsPackager
 from playcast.media.hls.registry import HlsRegistry
+from playcast.media.ice import IceSettings
 from playcast.media.opus_fanout import OpusFanout
 from playcast.media.peer import ClientPeer
 from playcast.media.recorder import Recorder
@@ -59,6 +60,7 @@ class RuntimeOptions:
     viewers_per_worker: int = field(default_factory=lambda: _env_int("PLAYCAST_VIEWERS_PER_WORKER", 40))
     max_viewer_workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     viewer_worker_idle_s: float = 10.0  # a worker without viewers exits after this long
+    ice: IceSettings = field(default_factory=IceSettings)  # STUN/TURN and the public address of every peer
 
 
 def _env_int(name: str, default: int) -> int:
@@ -92,7 +94,7 @@ class SessionRuntime:
         self.viewer_workers: ViewerWorkers | None = None  # broadcast viewers (WHEP), in worker processes
         self.egress: WhipEgresses | None = None  # WHIP pushes to external endpoints (see whip_egress())
         self.hls: dict[str, _HlsFeed] = {}  # broadcast id -> LL-HLS packager fed from the shared encode
-        self.stages = Stages()  # the stages (WHIP ingest of viewers' webcams) of this session's broadcasts
+        self.stages = Stages(ice=options.ice)  # the stages (WHIP ingest of viewers' webcams) of this session's broadcasts
         self._viewer_seq = 0
         self.client_id = 0
         self.launched_at = 0.0
@@ -191,7 +193,7 @@ class SessionRuntime:
         self.fanout.start()
         self.opus = OpusFanout(self.audio if self.audio.available else None)
         self.viewer_workers = ViewerWorkers(self.fanout, self.opus, WorkerLimits(
-            o.viewers_per_worker, o.max_viewer_workers, o.viewer_worker_idle_s), setup=c.setup,
+            o.viewers_per_worker, o.max_viewer_workers, o.viewer_worker_idle_s), setup=c.setup, ice=o.ice,
             on_started=lambda pid: c.track("viewer worker", pid))
         self.injector = InputInjector(self.display.name, o.width, o.height, send_control=self._send_control)
         self._exit_watch = asyncio.ensure_future(self._watch_app())
@@ -347,7 +349,7 @@ class SessionRuntime:
 
         peer = ClientPeer(open_sink, audio, on_input=self._on_input,
                           on_message=lambda data: self._to_app(client_id, data),
-                          on_state=lambda state: self._peer_state(peer, client_id, state))
+                          on_state=lambda state: self._peer_state(peer, client_id, state), ice=self.options.ice)
         try:
             answer = await peer.answer(offer_json)
         except Exception:
@@ -399,7 +401,7 @@ class SessionRuntime:
         """This session's WHIP egresses (the shared encode's packets + shared Opus; no second encode)."""
         if self.egress is None:
             assert self.fanout is not None
-            self.egress = WhipEgresses(self.fanout, self.opus)
+            self.egress = WhipEgresses(self.fanout, self.opus, self.options.ice.servers)
         return self.egress
 
     # ------------------------------------------------------------------ LL-HLS

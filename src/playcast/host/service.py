@@ -25,6 +25,7 @@ from playcast.host.remote import keep_joined
 from playcast.host.runtime import RuntimeOptions
 from playcast.hostproto.messages import Welcome
 from playcast.media.encoding import choose_encoder, codec_usable
+from playcast.media.ice import IceSettings, parse_ice_servers, resolve_public_address
 from playcast.storage import Storage, open_storage
 from playcast.storage.upload import ControlPlaneUploads
 
@@ -70,8 +71,15 @@ def make_pool(settings: Settings, host_id: str, *, remote: bool = False,
     recordings = None if remote else open_storage(settings.recording_storage or str(settings.data_dir / "recordings"))
     return LocalHostPool(settings.effective_location, settings.slots, RuntimeOptions(
         width=settings.width, height=settings.height, fps=settings.fps, bitrate_kbps=settings.bitrate_kbps,
-        encoder=settings.encoder), host_id=host_id, recordings=recordings, state_dir=settings.data_dir,
+        encoder=settings.encoder, ice=ice_settings(settings)), host_id=host_id, recordings=recordings, state_dir=settings.data_dir,
         content=content)
+
+
+def ice_settings(settings: Settings) -> IceSettings:
+    """The host's ICE: PLAYCAST_ICE_SERVERS and --public-address (resolved once, now). Raises ValueError."""
+    servers = parse_ice_servers(settings.ice_servers) if settings.ice_servers else ()
+    public_ip = resolve_public_address(settings.public_address) if settings.public_address else None
+    return IceSettings(servers, public_ip)
 
 
 def recordings_for(welcome: Welcome, server_url: str, token: str) -> Storage:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from playcast.json_input import parse_json
 from playcast.media.fanout import PacketFanout, PacketSink
+from playcast.media.ice import ICE_ENV, IceSettings
 from playcast.media.opus_fanout import EncodedAudioTrack, OpusFanout
 from playcast.media.peer import OfferError, parse_offer
 from playcast.media.viewer_proc import (
@@ -102,7 +104,8 @@ class ViewerWorker:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "playcast.media.viewer_proc",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            start_new_session=True, limit=1024 * 1024, preexec_fn=self._owner.setup)
+            start_new_session=True, limit=1024 * 1024, preexec_fn=self._owner.setup,
+            env={**os.environ, ICE_ENV: self._owner.ice.to_json()})
         assert self.process.stdin is not None
         self.process.stdin.transport.set_write_buffer_limits(high=PIPE_HIGH_WATER)  # type: ignore[attr-defined]
         self._tasks = [asyncio.ensure_future(self._read()), asyncio.ensure_future(self._log_stderr())]
@@ -312,7 +315,7 @@ class ViewerWorkers:
 
     def __init__(self, fanout: PacketFanout, opus: OpusFanout | None, limits: WorkerLimits,
                  on_gone: Callable[[str, str], None] | None = None, setup: ChildSetup | None = None,
-                 on_started: Callable[[int], None] | None = None) -> None:
+                 on_started: Callable[[int], None] | None = None, ice: IceSettings | None = None) -> None:
         self.fanout = fanout
         self.opus = opus
         self.limits = limits
@@ -327,6 +330,7 @@ class ViewerWorkers:
         self.on_gone = on_gone or (lambda viewer_id, why: None)
         self.setup = setup or child_setup()
         self.on_started = on_started or (lambda pid: None)
+        self.ice = ice or IceSettings()  # handed to each worker in its environment (TURN credentials: never argv)
 
     @property
     def viewers(self) -> dict[str, int]:

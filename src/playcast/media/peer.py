@@ -14,7 +14,6 @@ from fractions import Fraction
 import av
 from aioice import ice as aioice_ice
 from aiortc import (
-    RTCConfiguration,
     RTCDataChannel,
     RTCPeerConnection,
     RTCRtpSender,
@@ -28,6 +27,7 @@ from playcast.media import playout_delay
 from playcast.media.encoder import EncodedPacket
 from playcast.media.fanout import PacketSink
 from playcast.media.h264_rtp import share_packetization
+from playcast.media.ice import IceSettings
 
 log = logging.getLogger(__name__)
 playout_delay.install()
@@ -135,8 +135,9 @@ class ClientPeer:
 
     def __init__(self, open_sink: Callable[[], PacketSink], audio: MediaStreamTrack | None, *,
                  on_input: Callable[[bytes], None], on_message: Callable[[bytes], None],
-                 on_state: Callable[[str], None]) -> None:
-        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: host candidates only
+                 on_state: Callable[[str], None], ice: IceSettings | None = None) -> None:
+        self.ice = ice or IceSettings()  # default: no STUN/TURN, host candidates only
+        self.pc = RTCPeerConnection(self.ice.configuration())
         self._video = EncodedVideoTrack(open_sink)
         self._audio = audio
         self._on_input = on_input
@@ -184,7 +185,7 @@ class ClientPeer:
         except Exception as exc:
             raise OfferError(f"cannot answer offer: {exc}") from None
         local = self.pc.localDescription
-        return json.dumps({"type": local.type, "sdp": local.sdp})
+        return json.dumps({"type": local.type, "sdp": self.ice.announce(local.sdp)})
 
     def _datachannel(self, channel: RTCDataChannel) -> None:
         if channel.label == INPUT_LABEL:

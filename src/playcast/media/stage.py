@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import av
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import candidate_from_sdp
 from av.video.frame import PictureType
@@ -24,6 +24,7 @@ from playcast.json_input import parse_json
 from playcast.media.encoder import EncodedPacket
 from playcast.media.encoding import X264, EncoderSettings, make_context
 from playcast.media.fanout import PacketFanout, PacketSink
+from playcast.media.ice import IceSettings
 from playcast.media.opus_fanout import OpusFanout
 from playcast.media.peer import ClientPeer, close_peer_connection
 from playcast.media.whip_offer import OfferRejected, check_publish_offer
@@ -201,8 +202,10 @@ class Publisher:
 class Stage:
     """One broadcast's stage: at most one publisher at a time (a new one replaces the old), many viewers."""
 
-    def __init__(self, broadcast_id: str, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, broadcast_id: str, on_change: Callable[[], None] | None = None,
+                 ice: IceSettings | None = None) -> None:
         self.broadcast_id = broadcast_id
+        self.ice = ice or IceSettings()  # STUN/TURN and the host's public address, for publishers and viewers
         self.on_change = on_change or (lambda: None)  # what describe() says changed (for whoever reports it)
         self.video = VideoTranscoder(on_size=lambda: self.on_change())
         self.pcm = PcmBus()
@@ -226,7 +229,7 @@ class Stage:
         A publisher already on the stage is replaced (disconnected) once the new offer is accepted."""
         offer = check_publish_offer(sdp)
         self._seq += 1
-        publisher = Publisher(f"p{self._seq}-{secrets.token_hex(4)}", RTCPeerConnection(RTCConfiguration([])),
+        publisher = Publisher(f"p{self._seq}-{secrets.token_hex(4)}", RTCPeerConnection(self.ice.configuration()),
                               f'"{secrets.token_hex(8)}"')
         pc = publisher.pc
         pc.on("track", lambda track: self._on_track(publisher, track))
@@ -260,7 +263,7 @@ class Stage:
             await self._drop_publisher(old)
         log.info("stage publisher joined", extra={"broadcast": self.broadcast_id,
                                                   "publisher": publisher.publisher_id})
-        return publisher, pc.localDescription.sdp
+        return publisher, self.ice.announce(pc.localDescription.sdp)
 
     async def unpublish(self, publisher_id: str) -> bool:
         publisher = self.publisher
@@ -375,7 +378,8 @@ class Stage:
                 asyncio.ensure_future(peer.close())
                 self.on_change()
 
-        peer = ClientPeer(open_sink, self.opus.subscribe(), on_input=_ignore, on_message=_ignore, on_state=state)
+        peer = ClientPeer(open_sink, self.opus.subscribe(), on_input=_ignore, on_message=_ignore, on_state=state,
+                          ice=self.ice)
         try:
             answer = await peer.answer(json.dumps({"type": "offer", "sdp": offer_sdp}))
         except Exception:
@@ -437,8 +441,9 @@ class Stages:
     """Stages by broadcast id (a session's, on its host: created on first publish, ended with the broadcast or
     the session)."""
 
-    def __init__(self, on_change: Callable[[], None] | None = None) -> None:
+    def __init__(self, on_change: Callable[[], None] | None = None, ice: IceSettings | None = None) -> None:
         self._stages: dict[str, Stage] = {}
+        self.ice = ice or IceSettings()
         self.on_change = on_change or (lambda: None)  # any stage's describe() changed
 
     def get(self, broadcast_id: str) -> Stage | None:
@@ -450,7 +455,7 @@ class Stages:
     def get_or_create(self, broadcast_id: str) -> Stage:
         stage = self._stages.get(broadcast_id)
         if stage is None:
-            stage = self._stages[broadcast_id] = Stage(broadcast_id, on_change=lambda: self.on_change())
+            stage = self._stages[broadcast_id] = Stage(broadcast_id, on_change=lambda: self.on_change(), ice=self.ice)
         return stage
 
     async def end(self, broadcast_id: str) -> None:

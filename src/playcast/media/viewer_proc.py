@@ -24,6 +24,7 @@ import av
 
 from playcast.media.encoder import EncodedPacket
 from playcast.media.fanout import PacketFanout, PacketSink
+from playcast.media.ice import ICE_ENV, IceSettings
 from playcast.media.opus_fanout import TIME_BASE, EncodedAudioTrack, OpusFanout
 from playcast.media.peer import ClientPeer, OfferError
 
@@ -58,6 +59,8 @@ class ViewerWorker:
         self._video: asyncio.Queue[EncodedPacket | None] = asyncio.Queue(8)
         self.fanout = PacketFanout(self._video.get, self._want_keyframe)
         self.audio = OpusRelay()
+        raw_ice = os.environ.get(ICE_ENV)
+        self.ice = IceSettings.from_json(raw_ice) if raw_ice else IceSettings()  # the host's, handed over in env
         self.viewers: dict[str, ClientPeer] = {}
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -115,7 +118,8 @@ class ViewerWorker:
                 self.send(STATE, f"{viewer_id}\0{value}".encode())
                 self._spawn(peer.close())
 
-        peer = ClientPeer(open_sink, self.audio.subscribe(), on_input=_ignore, on_message=_ignore, on_state=state)
+        peer = ClientPeer(open_sink, self.audio.subscribe(), on_input=_ignore, on_message=_ignore, on_state=state,
+                          ice=self.ice)
         try:
             answer = await peer.answer(offer)
         except OfferError as exc:

@@ -19,7 +19,6 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 from aiortc import (
     RTCConfiguration,
-    RTCIceServer,
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
@@ -28,6 +27,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from aiortc.rtcconfiguration import RTCBundlePolicy
 
 from playcast.media.h264_rtp import share_packetization
+from playcast.media.ice import IceServer
 from playcast.media.peer import EncodedVideoTrack, close_peer_connection
 
 log = logging.getLogger(__name__)
@@ -85,16 +85,6 @@ class Backoff:
     def delay(self, failures: int, rng: random.Random | None = None) -> float:
         d = self.ceiling(failures)
         return d / 2 + (rng or random).uniform(0, d / 2)
-
-
-@dataclass(frozen=True)
-class IceServer:
-    urls: str
-    username: str | None = None
-    credential: str | None = None
-
-    def to_aiortc(self) -> RTCIceServer:
-        return RTCIceServer(urls=self.urls, username=self.username, credential=self.credential)
 
 
 def parse_ice_server_links(values: list[str]) -> list[IceServer]:
