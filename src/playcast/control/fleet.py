@@ -214,16 +214,20 @@ class Fleet:
                             session_id, owner)
                 continue
             self._session_host[session_id] = hello.host_id
-        try:
-            await channel.send(codec.encode(Welcome(hello.host_id, self.heartbeat_s, self.recordings_url)))
-        except ChannelClosed:
-            self.hosts.pop(hello.host_id, None)
-            return
         self.records[hello.host_id] = HostRecord(hello.host_id, hello.location, hello.slots, hello.version,
                                                  hello.encoder, DRAINING if hello.host_id in self._draining else ONLINE,
                                                  joined_at=time.time(), last_heartbeat_at=time.time())
-        log.info("host %s joined (location %s, %d slots)", hello.host_id, hello.location, hello.slots)
+        # recorded (its key bound to its id) before it hears it may stay: a restart right after keeps the binding
         await self._tell("joined", conn, self.records[hello.host_id].status)
+        try:
+            await channel.send(codec.encode(Welcome(hello.host_id, self.heartbeat_s, self.recordings_url)))
+        except ChannelClosed:
+            if self.hosts.get(hello.host_id) is conn:
+                del self.hosts[hello.host_id]
+                self.records[hello.host_id].status = OFFLINE
+                await self._tell("left", hello.host_id)
+            return
+        log.info("host %s joined (location %s, %d slots)", hello.host_id, hello.location, hello.slots)
         reading = asyncio.ensure_future(conn.run())  # replies arrive through it: start it before asking anything
         self._ensure_watchdog()
         async with self._joined:

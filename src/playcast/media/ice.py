@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from aiortc import RTCConfiguration, RTCIceServer
 
+from playcast.json_input import JsonInputError, parse_json
+
 ICE_ENV = "PLAYCAST_ICE"  # how a host hands its IceSettings to its viewer worker processes (never argv: credentials)
 _SCHEMES = ("stun", "stuns", "turn", "turns")
 _CANDIDATE = re.compile(r"^a=candidate:(\S+) (\d+) (udp|tcp) (\d+) (\S+) (\d+) typ host(.*)$", re.IGNORECASE)
@@ -76,7 +78,7 @@ class IceSettings:
 
     @classmethod
     def from_json(cls, text: str) -> IceSettings:
-        raw = json.loads(text)
+        raw = parse_json(text)
         return cls(tuple(IceServer(**s) for s in raw.get("servers", [])), raw.get("public_ip"))
 
 
@@ -84,8 +86,8 @@ def parse_ice_servers(text: str) -> tuple[IceServer, ...]:
     """ICE servers written as a browser's RTCConfiguration.iceServers (JSON: a list of {"urls": str | [str],
     "username", "credential"}). Raises ValueError naming what is wrong."""
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
+        raw = parse_json(text)
+    except JsonInputError as exc:
         raise ValueError(f"ICE servers are not JSON: {exc}") from None
     if not isinstance(raw, list):
         raise ValueError('ICE servers are a JSON list, e.g. [{"urls": "turn:turn.example.com:3478", '
