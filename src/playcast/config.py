@@ -56,6 +56,10 @@ class Settings:
     database_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_DATABASE_URL") or None)
     # Redis shared by replicas: events between them, and requests for a host routed to the replica holding it
     redis_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_REDIS_URL") or None)
+    # events: the user-token signing secret (hex, >= 32 bytes; unset: kept in the database) and the `ka` interval
+    events_secret: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_EVENTS_SECRET") or None)
+    events_keepalive_s: float = field(
+        default_factory=lambda: float(os.environ.get("PLAYCAST_EVENTS_KEEPALIVE_S") or 60))
     # host side
     slots: int = field(default_factory=lambda: _env_int("PLAYCAST_SLOTS", 2))
     location: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_LOCATION") or None)
