@@ -82,12 +82,12 @@ def ice_settings(settings: Settings) -> IceSettings:
     return IceSettings(servers, public_ip)
 
 
-def recordings_for(welcome: Welcome, server_url: str, token: str) -> Storage:
+def recordings_for(welcome: Welcome, server_url: str, token: str, host_id: str, host_key: str) -> Storage:
     """Where a remote host writes recordings: the control plane's s3:// storage itself, else uploads to the
     control plane (which writes them to its own storage): always where its /recordings serves them from."""
     if welcome.recordings is not None:
         return open_storage(welcome.recordings)
-    return ControlPlaneUploads(server_url, token)
+    return ControlPlaneUploads(server_url, token, host_id, host_key)
 
 
 def address_towards(server_url: str) -> str:
@@ -127,7 +127,7 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
         def use_welcome(welcome: Welcome) -> None:
             if told != [welcome.recordings]:
                 told[:] = [welcome.recordings]
-                pool.recordings = recordings_for(welcome, server_url, token)
+                pool.recordings = recordings_for(welcome, server_url, token, host_id, host_key_of(settings.data_dir))
 
         agent.on_welcome = use_welcome
         joined = asyncio.ensure_future(keep_joined(agent, server_url, token))
