@@ -88,6 +88,8 @@ class Settings:
     # what one application may unpack to (zip-bomb bounds)
     app_max_files: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_FILES", 200_000))
     app_max_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_BYTES", 50 << 30))
+    # a host's content cache keeps unpacked applications up to this many bytes (least recently used go first)
+    content_cache_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_CONTENT_CACHE_BYTES", 20 << 30))
     # application content: where the server keeps each application's archive (path, file:// or s3://bucket/prefix;
     # default <data dir>/archives); hosts fetch them from the server into <data dir>/content/<sha256>/
     content_storage: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_CONTENT_STORAGE") or None)

@@ -109,7 +109,8 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
     host_id = host_id_of(settings.data_dir)
     server_url, token = settings.server_url, settings.host_token
     content = ContentCache(settings.content_cache_dir, settings.server_url, settings.host_token,
-                           Limits(settings.app_max_files, settings.app_max_bytes))
+                           Limits(settings.app_max_files, settings.app_max_bytes),
+                           max_bytes=settings.content_cache_bytes)
     pool = make_pool(settings, host_id, remote=True, content=content)
     await pool.start()
     endpoint: HlsEndpoint | None = None
