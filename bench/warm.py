@@ -140,7 +140,8 @@ def bench_cpu(seconds: float) -> dict[str, dict[str, float]]:
         client.create_stream_group(
             Description="bench warm slot not paused", StreamClass="gen4n_high",
             DefaultApplicationIdentifier=target.app_id,
-            LocationConfigurations=[{"LocationName": location_of(pc, target), "AlwaysOnCapacity": 1}],
+            LocationConfigurations=[{"LocationName": location_of(pc, target), "AlwaysOnCapacity": 1,
+                                     "TargetIdleCapacity": 1}],  # held and kept launched: a warm slot
             Tags={PAUSE_WARM_TAG: "false"})
         pid = pc.process.pid
 

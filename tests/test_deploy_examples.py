@@ -103,9 +103,7 @@ def test_systemd_env_examples_set_only_variables_playcast_reads(name: str, monke
         assert settings.public_address == env["PLAYCAST_PUBLIC_ADDRESS"]
     else:
         assert settings.database_url == env["PLAYCAST_DATABASE_URL"]
-        from playcast.events.wiring import EventsSettings
-
-        assert EventsSettings().redis_url == env["PLAYCAST_REDIS_URL"]
+        assert settings.redis_url == env["PLAYCAST_REDIS_URL"]
         assert settings.admin_token == env["PLAYCAST_ADMIN_TOKEN"]
         assert settings.metrics_token == env["PLAYCAST_METRICS_TOKEN"]
         assert settings.capacity_window_s == float(env["PLAYCAST_CAPACITY_WINDOW_S"])

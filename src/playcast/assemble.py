@@ -23,7 +23,7 @@ from playcast.control.fleet import Fleet
 from playcast.control.login_tokens import LoginTokens
 from playcast.credentials import Credentials, load_or_create
 from playcast.events.service import EventsService
-from playcast.events.wiring import attach, create_events_service
+from playcast.events.wiring import EventsSettings, attach, create_events_service
 from playcast.host.agent import HostAgent, HostIdentity
 from playcast.host.pool import LocalHostPool
 from playcast.host.service import host_key_of, make_pool
@@ -134,7 +134,8 @@ async def assemble(settings: Settings) -> Assembly:
             await pool.start()
             tasks = await join_embedded(fleet, pool, embedded_token, encoder_preference=settings.encoder,
                                         host_key=host_key_of(settings.data_dir))
-        events = create_events_service(creds.events_api_key)
+        events = create_events_service(creds.events_api_key, EventsSettings(
+            settings.redis_url, settings.events_secret, settings.events_keepalive_s))
         login_tokens = LoginTokens()
         hls_counts = HlsOriginCounts()
         origin = HlsOrigin(pool.hls_registry, counts=hls_counts)

@@ -56,6 +56,10 @@ class Settings:
     database_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_DATABASE_URL") or None)
     # Redis shared by replicas: events between them, and requests for a host routed to the replica holding it
     redis_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_REDIS_URL") or None)
+    # events: the user-token signing secret (hex, >= 32 bytes; unset: kept in the database) and the `ka` interval
+    events_secret: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_EVENTS_SECRET") or None)
+    events_keepalive_s: float = field(
+        default_factory=lambda: float(os.environ.get("PLAYCAST_EVENTS_KEEPALIVE_S") or 60))
     # host side
     slots: int = field(default_factory=lambda: _env_int("PLAYCAST_SLOTS", 2))
     location: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_LOCATION") or None)
@@ -84,6 +88,8 @@ class Settings:
     # what one application may unpack to (zip-bomb bounds)
     app_max_files: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_FILES", 200_000))
     app_max_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_APP_MAX_BYTES", 50 << 30))
+    # a host's content cache keeps unpacked applications up to this many bytes (least recently used go first)
+    content_cache_bytes: int = field(default_factory=lambda: _env_int("PLAYCAST_CONTENT_CACHE_BYTES", 20 << 30))
     # application content: where the server keeps each application's archive (path, file:// or s3://bucket/prefix;
     # default <data dir>/archives); hosts fetch them from the server into <data dir>/content/<sha256>/
     content_storage: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_CONTENT_STORAGE") or None)

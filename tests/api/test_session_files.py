@@ -115,6 +115,40 @@ def test_export_and_logs_are_written_when_the_session_ends(world: tuple[Assemble
         assert sorted(zf.namelist()) == ["MANIFEST.txt", "app/app-logs/run.txt", "home/logs/game.log"]
 
 
+EXITS = """#!/bin/sh
+mkdir -p "$HOME/logs" app-logs
+echo "home log of $$" > "$HOME/logs/game.log"
+echo "run log" > app-logs/run.txt
+while [ ! -e go ]; do sleep 0.1; done
+echo "the game is done" >&2
+exit 3
+"""
+
+
+def test_a_game_that_exits_by_itself_still_has_its_logs_and_export_written(world: tuple[AssembledServer, Any],
+                                                                          tmp_path: Path) -> None:
+    srv, s3 = world
+    gls = srv.client()
+    app = create_app(gls, make_app_dir(tmp_path / "game", EXITS), ApplicationLogPaths=LOG_PATHS,
+                     ApplicationLogOutputUri="s3://logs/exits/")
+    group = create_group(gls, app["Id"])["Id"]
+    sid = start_active_session(gls, group, app["Id"])
+    gls.export_stream_session_files(Identifier=group, StreamSessionIdentifier=sid, OutputUri="s3://exports/exit.zip")
+    tree = srv.settings.data_dir / "apps" / app["Id"]  # the embedded host runs the server's tree
+    wait_until(lambda: (tree / "app-logs" / "run.txt").exists(), 30, "the game wrote its logs")
+    (tree / "go").touch()  # now the game exits, code 3
+    ended = wait_until(lambda: (g := gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid))
+                       ["Status"] == "TERMINATED" and g, 60, "the session ended by the game's exit")
+    assert ended["StatusReason"] == "applicationExit", ended
+    assert _settled_export(gls, group, sid) == {"Status": "SUCCEEDED", "OutputUri": "s3://exports/exit.zip"}
+    with _zip(s3, "s3://exports/exit.zip") as zf:
+        assert "home/logs/game.log" in zf.namelist() and b"the game is done" in zf.read("session/app.log")
+    logs = wait_until(lambda: gls.get_stream_session(Identifier=group, StreamSessionIdentifier=sid)
+                      .get("LogFileLocationUri"), 30, "LogFileLocationUri")
+    with _zip(s3, logs) as zf:
+        assert sorted(zf.namelist()) == ["MANIFEST.txt", "app/app-logs/run.txt", "home/logs/game.log"]
+
+
 def test_bad_export_requests_are_refused_and_a_missing_bucket_fails(world: tuple[AssembledServer, Any],
                                                                     tmp_path: Path) -> None:
     srv, _s3 = world

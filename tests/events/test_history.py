@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 
-from playcast.events.history import MemoryHistory, plan_recovery
-from playcast.events.namespaces import HistoryPolicy
-from playcast.events.protocol import Position
+from playcast.bus.history import HistoryPolicy, MemoryHistory, Position, plan_recovery
 from tests.events.support import Running, api_key_headers, client
 
 POLICY = HistoryPolicy(size=3, ttl_s=10, position_ttl_s=100)
@@ -40,7 +38,7 @@ def test_memory_history_bounds_positions_and_expiry() -> None:
 
 
 def test_plan_recovery_never_returns_a_partial_list() -> None:
-    from playcast.events.history import StoredEvent
+    from playcast.bus.history import StoredEvent
 
     top = Position("e", 10)
     tail = [StoredEvent("/c", Position("e", o), str(o), "{}") for o in (8, 9, 10)]

@@ -204,7 +204,11 @@ def test_recording_uploads_need_a_host_token_and_a_recorded_broadcast() -> None:
                                                       "private": True}).json()
         bid = recorded["broadcastId"]
         url = f"{pc.base_url}/v1/hosts/recordings/recordings/{bid}/media/extra/note.json"
-        host = {"Authorization": f"Bearer {minted['token']}", "Content-Type": "application/json"}
+        # the session's host (the embedded one) names itself and proves it with its key
+        host_id = next(h["hostId"] for h in _hosts(admin).values() if h["location"] == "local")
+        key = (pc.data_dir / "host-key").read_text().strip()
+        token_only = {"Authorization": f"Bearer {minted['token']}", "Content-Type": "application/json"}
+        host = {**token_only, "X-Playcast-Host-Id": host_id, "X-Playcast-Host-Key": key}
         with httpx.Client(timeout=30) as http:
             def error(r: httpx.Response, status: int, kind: str) -> None:
                 assert r.status_code == status, (r.status_code, r.text)
@@ -218,6 +222,11 @@ def test_recording_uploads_need_a_host_token_and_a_recorded_broadcast() -> None:
             error(http.put(f"{pc.base_url}/v1/hosts/recordings/recordings/b-unknown/x.json", content=b"{}",
                            headers=host), 404, "ResourceNotFoundException")
             error(http.put(url, content=b"x" * (3 << 20), headers=host), 413, "ValidationException")
+            error(http.put(url, content=b"{}", headers=token_only), 401, "UnauthorizedException")  # who is it?
+            error(http.put(url, content=b"{}", headers={**host, "X-Playcast-Host-Key": "not-its-key"}),
+                  403, "AccessDeniedException")  # a host token and another host's id are no key to its recording
+            error(http.put(url, content=b"{}", headers={**host, "X-Playcast-Host-Id": "h-0000000000000000"}),
+                  403, "AccessDeniedException")
             assert http.put(url, content=b'{"from": "a host"}', headers=host).status_code == 204
             served = http.get(f"{pc.base_url}/recordings/{bid}/media/extra/note.json",
                               headers={"Authorization": f"Bearer {recorded['viewerToken']}"})

@@ -28,7 +28,7 @@ from playcast.storage import (
     check_key,
     content_type_for,
 )
-from playcast.storage.upload import UPLOAD_PATH
+from playcast.storage.upload import HOST_ID_HEADER, HOST_KEY_HEADER, UPLOAD_PATH
 
 CORS = {"Access-Control-Allow-Origin": "*"}
 
@@ -77,8 +77,9 @@ def _error(status: int, type_: str, message: str) -> JSONResponse:
 
 def recording_upload_routes(storage: Storage) -> list[BaseRoute]:
     """`PUT /v1/hosts/recordings/recordings/{broadcastId}/...`: a remote host (its host token) writes one object
-    of a recording it makes into this server's storage (storage/upload.py is the host's side). Only under a
-    broadcast with `record` that is live or ended less than UPLOAD_WINDOW_S ago."""
+    of a recording it makes into this server's storage (storage/upload.py is the host's side). Only the host the
+    broadcast's session runs on (its id and key), only under a broadcast with `record` that is live or ended less
+    than UPLOAD_WINDOW_S ago."""
 
     async def upload(request: Request) -> Response:
         token = bearer_token(request)
@@ -94,9 +95,16 @@ def recording_upload_routes(storage: Storage) -> list[BaseRoute]:
         top, broadcast_id, *rest = key.split("/")
         if top != "recordings" or not rest:
             return _error(400, "ValidationException", "a recording's objects go under recordings/<broadcastId>/")
+        host_id, host_key = request.headers.get(HOST_ID_HEADER), request.headers.get(HOST_KEY_HEADER)
+        if not host_id or not host_key:
+            return _error(401, "UnauthorizedException", f"a host names itself: send {HOST_ID_HEADER} and "
+                                                         f"{HOST_KEY_HEADER}")
         row = await plane.broadcasts.get(broadcast_id)
         if row is None or not row.record:
             return _error(404, "ResourceNotFoundException", f"no recorded broadcast {broadcast_id}")
+        refused = await plane.broadcasts.uploader_refusal(row, host_id, host_key)
+        if refused is not None:
+            return _error(403, "AccessDeniedException", refused)
         if row.status != "LIVE" and time.time() - (row.ended_at or 0) > UPLOAD_WINDOW_S:
             return _error(409, "ConflictException", f"broadcast {broadcast_id} has ended")
         try:

@@ -7,9 +7,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
-from playcast.events.history import Recovery, StoredEvent
-from playcast.events.namespaces import HistoryPolicy
-from playcast.events.protocol import Position
+from .history import HistoryPolicy, Position, Recovery, StoredEvent
 
 
 class BusUnavailable(Exception):

@@ -7,11 +7,8 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from playcast.events.history import MemoryHistory, Recovery, StoredEvent
-from playcast.events.namespaces import HistoryPolicy
-from playcast.events.protocol import Position
-
 from .base import Bus, BusListener
+from .history import HistoryPolicy, MemoryHistory, Position, Recovery, StoredEvent
 
 
 class MemoryBus(Bus):

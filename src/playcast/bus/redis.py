@@ -22,12 +22,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import RedisError
 
-from playcast.events.history import Recovery, StoredEvent, new_epoch, plan_recovery
-from playcast.events.namespaces import HistoryPolicy
-from playcast.events.protocol import Position
 from playcast.json_input import parse_json
 
 from .base import Bus, BusListener, BusUnavailable
+from .history import HistoryPolicy, Position, Recovery, StoredEvent, new_epoch, plan_recovery
 
 log = logging.getLogger(__name__)
 

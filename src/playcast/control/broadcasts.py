@@ -5,6 +5,7 @@ their session ends. No HTTP, no media."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import secrets
@@ -189,6 +190,19 @@ class Broadcasts:
                     log.exception("broadcast end hook failed", extra={"broadcast": broadcast_id})
             log.info("broadcast ended", extra={"broadcast": broadcast_id, "reason": reason})
         return row
+
+    async def uploader_refusal(self, row: BroadcastRow, host_id: str, host_key: str) -> str | None:
+        """None when host `host_id`, proved by its host key, runs the broadcast's session (so may upload its
+        recording); else why not. Another host's token is no key to this broadcast."""
+        directory = self.plane.fleet_directory
+        known = await directory.key_of(host_id) if directory is not None else None
+        given = hashlib.sha256(host_key.encode()).hexdigest()
+        if known is None or not hmac.compare_digest(known, given):
+            return f"host {host_id} is not known by that key"
+        session = await self.plane.sessions.row(row.stream_session_id)
+        if session is None or session.host_id != host_id:
+            return f"broadcast {row.id} is not recorded on host {host_id}"
+        return None
 
     def check_access(self, row: BroadcastRow, token: str | None) -> None:
         """Raises AccessDenied unless `token` may view the broadcast of `row`."""

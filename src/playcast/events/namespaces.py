@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from playcast.bus.history import HistoryPolicy
+
 from .channels import valid_namespace_name
 
 API_KEY = "API_KEY"
@@ -50,14 +52,6 @@ class NamespaceConfig:
             raise ValueError("history_ttl_s must be > 0 and position_ttl_s >= history_ttl_s")
 
 
-@dataclass(frozen=True)
-class HistoryPolicy:
-    """What the bus needs to know to record a channel's events."""
-
-    size: int
-    ttl_s: float
-    position_ttl_s: float
-
-    @staticmethod
-    def of(config: NamespaceConfig) -> HistoryPolicy:
-        return HistoryPolicy(config.history_size, config.history_ttl_s, config.position_ttl_s)
+def history_policy(config: NamespaceConfig) -> HistoryPolicy:
+    """How the bus records the events of a channel in this namespace."""
+    return HistoryPolicy(config.history_size, config.history_ttl_s, config.position_ttl_s)

@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from playcast.bus.history import Position
 from playcast.json_input import parse_json
 
 SUBPROTOCOL = "aws-appsync-event-ws"
@@ -49,17 +50,6 @@ class ProtocolError(Exception):
         self.message = message
         self.id = id
         self.reply = reply  # the message type of the WebSocket reply: error | subscribe_error | publish_error ...
-
-
-@dataclass(frozen=True)
-class Position:
-    """Where a channel's stream stands: `epoch` names one history incarnation, `offset` counts its events."""
-
-    epoch: str
-    offset: int
-
-    def as_json(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "offset": self.offset}
 
 
 @dataclass(frozen=True)

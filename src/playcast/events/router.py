@@ -8,11 +8,11 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
+from playcast.bus.history import Position, StoredEvent
+
 from . import protocol
 from .channels import SubscriptionIndex
-from .history import StoredEvent
 from .hooks import ChannelPath, Identity
-from .protocol import Position
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from typing import Any
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from playcast.bus import Bus, BusUnavailable, MemoryBus
+from playcast.bus.history import Position, Recovery
 
 from . import protocol
 from .auth import EventsAuth
 from .channels import parse_channel
 from .connection import Connection, EventsLimits
-from .history import Recovery
 from .hooks import (
     ChannelPath,
     HandlerError,
@@ -35,8 +35,8 @@ from .hooks import (
     PublishContext,
     SubscribeContext,
 )
-from .namespaces import SERVER, HistoryPolicy, NamespaceConfig
-from .protocol import BAD_REQUEST, INTERNAL, UNAVAILABLE, Position, ProtocolError
+from .namespaces import SERVER, NamespaceConfig, history_policy
+from .protocol import BAD_REQUEST, INTERNAL, UNAVAILABLE, ProtocolError
 from .router import Router, Subscription
 
 log = logging.getLogger(__name__)
@@ -193,7 +193,7 @@ class EventsService:
             return None
         try:
             config = self.namespace_config(sub.channel.namespace)
-            return await self.bus.recover(sub.channel.path, since, HistoryPolicy.of(config))
+            return await self.bus.recover(sub.channel.path, since, history_policy(config))
         except Exception:
             await self.detach(sub)
             raise
@@ -311,7 +311,7 @@ class EventsService:
         if to_send:
             try:
                 await self.bus.publish(channel.path, [(out.id, text) for _, out, text in to_send],
-                                       HistoryPolicy.of(config))
+                                       history_policy(config))
             except BusUnavailable as exc:
                 raise ProtocolError(UNAVAILABLE, f"events cannot be published right now ({exc}); retry") from None
             self.published += len(to_send)

@@ -1,4 +1,4 @@
-"""Plugs the events service into a playcast server: settings from the environment, the `default` namespace,
+"""Plugs the events service into a playcast server: its settings (given), the `default` namespace,
 the token secret from the database, and start/stop inside the app's lifespan.
 
 Assembly only; no protocol logic. Used by `playcast up` / `playcast server` (cli.py) and by tests."""
@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,15 +26,15 @@ SECRET_NAME = "events-token-signing"
 WS_MAX_MESSAGE_BYTES = 2 * 1024 * 1024  # uvicorn refuses larger frames (close 1009); a full publish fits
 
 
-@dataclass
+@dataclass(frozen=True)
 class EventsSettings:
-    """PLAYCAST_REDIS_URL: share events between replicas through Redis (unset: in-process bus).
-    PLAYCAST_EVENTS_SECRET: the user-token signing secret (hex, >= 32 bytes); unset: kept in the database,
-    which replicas sharing PostgreSQL share. PLAYCAST_EVENTS_KEEPALIVE_S: `ka` interval."""
+    """`redis_url`: share events between replicas through Redis (None: in-process bus). `secret_hex`: the
+    user-token signing secret (hex, >= 32 bytes; None: kept in the database, which replicas sharing PostgreSQL
+    share). `keepalive_s`: the `ka` interval. Read from the environment by config.Settings, not here."""
 
-    redis_url: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_REDIS_URL") or None)
-    secret_hex: str | None = field(default_factory=lambda: os.environ.get("PLAYCAST_EVENTS_SECRET") or None)
-    keepalive_s: float = field(default_factory=lambda: float(os.environ.get("PLAYCAST_EVENTS_KEEPALIVE_S") or 60))
+    redis_url: str | None = None
+    secret_hex: str | None = None
+    keepalive_s: float = 60.0
 
 
 def realtime_url(base_url: str) -> str:

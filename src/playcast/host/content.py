@@ -1,7 +1,8 @@
 """A host's content cache: an application's archive fetched once from the control plane (HTTP GET with the host's
 token), checked against its size and SHA-256, unpacked by the safe extractor into `<cache>/<sha256>/`, launched from.
 
-Never reads the control plane's disk, never keeps a partial download or tree (temp names, then one rename)."""
+Never reads the control plane's disk, never keeps a partial download or tree (temp names, then one rename). Kept
+under a size bound: past it, the trees used least recently go first, never one a slot runs or was just handed."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import logging
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -24,20 +27,28 @@ from playcast.hostproto.types import CONTENT_PATH, ContentRef, LaunchSpec
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20
+HANDED_OUT_S = 600.0  # a tree handed to a launch counts as in use this long (until its runtime reports it)
 _PARTIAL = ".partial-"  # names of downloads and trees in progress (removed at start: a dead predecessor's)
 
 
 class ContentCache:
     """Trees of archives under `root`, fetched from the control plane at `server_url` with `token`."""
 
-    def __init__(self, root: Path, server_url: str, token: str, limits: Limits, *, timeout_s: float = 60.0) -> None:
+    def __init__(self, root: Path, server_url: str, token: str, limits: Limits, *, timeout_s: float = 60.0,
+                 max_bytes: int = 20 << 30, clock: Callable[[], float] = time.monotonic) -> None:
         self.root = root
         self.server_url = server_url.rstrip("/")
         self.token = token
         self.limits = limits
         self.timeout_s = timeout_s
+        self.max_bytes = max_bytes  # unpacked trees' total; the newest one is kept even when it alone is larger
+        self.clock = clock
+        self.in_use: Callable[[], set[str]] = set  # digests of the trees slots run now (the pool tells)
         self.fetches = 0  # archives downloaded by this process (the rest came from the cache)
+        self.evicted = 0
         self._locks: dict[str, asyncio.Lock] = {}
+        self._handed: dict[str, float] = {}  # digest -> when it was last handed to a launch
+        self._sizes: dict[str, int] = {}
 
     def clean(self) -> None:
         """Remove what a host process that died mid-fetch left (partial downloads and trees)."""
@@ -56,13 +67,46 @@ class ContentCache:
         if ref is None:
             return Path(spec.source_dir)
         tree = self.root / ref.sha256
+        self._handed[ref.sha256] = self.clock()
         if tree.is_dir():
+            with contextlib.suppress(OSError):
+                os.utime(tree)  # used now: the last to go
             return tree
         lock = self._locks.setdefault(ref.sha256, asyncio.Lock())
         async with lock:  # concurrent launches of one archive: one fetch, the others wait for it
             if not tree.is_dir():
                 await self._fetch_and_unpack(ref, tree)
+                await asyncio.to_thread(self.evict)
         return tree
+
+    def evict(self) -> list[str]:
+        """Remove the least recently used trees until the cache is within max_bytes; never one a slot runs or one
+        handed to a launch in the last HANDED_OUT_S. Returns the digests removed."""
+        now = self.clock()
+        keep = set(self.in_use()) | {d for d, at in self._handed.items() if now - at < HANDED_OUT_S}
+        trees = sorted((e for e in self.root.iterdir() if e.is_dir() and not e.is_symlink()
+                        and not e.name.startswith(_PARTIAL)), key=lambda e: e.stat().st_mtime)
+        total = sum(self._size(e) for e in trees)
+        removed: list[str] = []
+        for entry in trees:
+            if total <= self.max_bytes:
+                break
+            if entry.name in keep:
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= self._sizes.pop(entry.name, 0)
+            self._handed.pop(entry.name, None)
+            removed.append(entry.name)
+            log.info("content %s evicted from the cache (over %d bytes)", entry.name, self.max_bytes)
+        self.evicted += len(removed)
+        return removed
+
+    def _size(self, tree: Path) -> int:
+        size = self._sizes.get(tree.name)
+        if size is None:
+            size = sum(f.lstat().st_size for f in tree.rglob("*") if f.is_file() and not f.is_symlink())
+            self._sizes[tree.name] = size
+        return size
 
     async def _fetch_and_unpack(self, ref: ContentRef, tree: Path) -> None:
         if not ref.url.startswith(CONTENT_PATH):

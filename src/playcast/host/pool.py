@@ -110,6 +110,8 @@ class LocalHostPool:
         self.containment = HostContainment(state_dir)
         self._state_listeners: list[Callable[[], None]] = []
         self.content = content
+        if content is not None:  # the cache never evicts a tree a slot runs from
+            content.in_use = lambda: {Path(s.runtime.content_dir).name for s in self.slots if s.runtime is not None}
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:

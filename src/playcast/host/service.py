@@ -82,12 +82,12 @@ def ice_settings(settings: Settings) -> IceSettings:
     return IceSettings(servers, public_ip)
 
 
-def recordings_for(welcome: Welcome, server_url: str, token: str) -> Storage:
+def recordings_for(welcome: Welcome, server_url: str, token: str, host_id: str, host_key: str) -> Storage:
     """Where a remote host writes recordings: the control plane's s3:// storage itself, else uploads to the
     control plane (which writes them to its own storage): always where its /recordings serves them from."""
     if welcome.recordings is not None:
         return open_storage(welcome.recordings)
-    return ControlPlaneUploads(server_url, token)
+    return ControlPlaneUploads(server_url, token, host_id, host_key)
 
 
 def address_towards(server_url: str) -> str:
@@ -109,7 +109,8 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
     host_id = host_id_of(settings.data_dir)
     server_url, token = settings.server_url, settings.host_token
     content = ContentCache(settings.content_cache_dir, settings.server_url, settings.host_token,
-                           Limits(settings.app_max_files, settings.app_max_bytes))
+                           Limits(settings.app_max_files, settings.app_max_bytes),
+                           max_bytes=settings.content_cache_bytes)
     pool = make_pool(settings, host_id, remote=True, content=content)
     await pool.start()
     endpoint: HlsEndpoint | None = None
@@ -127,7 +128,7 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
         def use_welcome(welcome: Welcome) -> None:
             if told != [welcome.recordings]:
                 told[:] = [welcome.recordings]
-                pool.recordings = recordings_for(welcome, server_url, token)
+                pool.recordings = recordings_for(welcome, server_url, token, host_id, host_key_of(settings.data_dir))
 
         agent.on_welcome = use_welcome
         joined = asyncio.ensure_future(keep_joined(agent, server_url, token))

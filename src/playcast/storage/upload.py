@@ -1,5 +1,6 @@
 """A remote host's recording storage when the control plane keeps recordings itself: every object is uploaded to
-the control plane (`PUT /v1/hosts/recordings/<key>` with the host's token), which writes it to its own storage.
+the control plane (`PUT /v1/hosts/recordings/<key>` with the host's token, id and key), which writes it to its own
+storage; only the host running the broadcast's session may.
 
 Write-only (a recorder only writes); nothing here knows about media or hosts beyond the URL and the token."""
 
@@ -13,14 +14,17 @@ import httpx
 from playcast.storage.base import ObjectInfo, Storage, StorageError, StorageFull, check_key, content_type_for
 
 UPLOAD_PATH = "/v1/hosts/recordings"
+HOST_ID_HEADER = "X-Playcast-Host-Id"  # the uploading host names itself, and proves it with its host key
+HOST_KEY_HEADER = "X-Playcast-Host-Key"
 
 
 class ControlPlaneUploads(Storage):
     """Objects PUT to `server_url` + UPLOAD_PATH + `/<key>`; reads are the control plane's (/recordings)."""
 
-    def __init__(self, server_url: str, token: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, server_url: str, token: str, host_id: str, host_key: str, *, timeout_s: float = 30.0) -> None:
         self.base = server_url.rstrip("/") + UPLOAD_PATH
-        self._client = httpx.Client(timeout=timeout_s, headers={"Authorization": f"Bearer {token}"})
+        self._client = httpx.Client(timeout=timeout_s, headers={
+            "Authorization": f"Bearer {token}", HOST_ID_HEADER: host_id, HOST_KEY_HEADER: host_key})
 
     def describe(self) -> str:
         return f"uploads to {self.base}"

@@ -1,7 +1,9 @@
-"""Bounded recent history per channel with (epoch, offset) positions, and Centrifugo-style recovery answers.
+"""What the bus carries and keeps: positions (epoch, offset) in a channel's stream, published events as opaque
+JSON payloads, a bounded recent history per channel, and Centrifugo-style recovery answers.
 
-In-process store used by the memory bus; the Redis bus keeps the same shape in Redis. Recovery returns every
-missed event or says it cannot (a gap) — never a partial list."""
+Transport types only (no event schema, no auth, no namespaces' configuration): the events core builds on them.
+The memory bus keeps history with MemoryHistory; the Redis bus keeps the same shape in Redis. Recovery returns
+every missed event or says it cannot (a gap), never a partial list."""
 
 from __future__ import annotations
 
@@ -10,9 +12,27 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from .namespaces import HistoryPolicy
-from .protocol import Position
+
+@dataclass(frozen=True)
+class Position:
+    """Where a channel's stream stands: `epoch` names one history incarnation, `offset` counts its events."""
+
+    epoch: str
+    offset: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "offset": self.offset}
+
+
+@dataclass(frozen=True)
+class HistoryPolicy:
+    """How much of a channel's history the bus keeps: `size` events for `ttl_s`, its position `position_ttl_s`."""
+
+    size: int
+    ttl_s: float
+    position_ttl_s: float
 
 _UNPUBLISHED_TTL_S = 3600.0  # a position handed out for a channel nobody published to yet
 
