@@ -121,11 +121,14 @@ async def main(rounds: int, sessions: int) -> None:
             hosts = time.monotonic() - t0
             await _until(lambda: _all_connected(c, group, ids), bool, 60)
             reconciled = time.monotonic() - t0
-            gap = max(max((b - a for a, b in zip(ts, ts[1:], strict=False)), default=float("inf"))
-                      for ts in ([t for t, _, _ in p.frames if t >= killed - 0.5] for p in peers))
+            gaps = [(b - a, a) for p in peers
+                    for ts in ([t for t, _, _ in p.frames if t >= killed - 0.5],)
+                    for a, b in zip(ts, ts[1:], strict=False)]
+            gap, gap_at = max(gaps, default=(float("inf"), killed))
             rows.append({"ready": ready, "hosts": hosts, "sessions": reconciled, "gap": gap})
             print(f"round {r + 1}: ready {ready:.2f} s, hosts re-registered {hosts:.2f} s, sessions reconciled "
-                  f"{reconciled:.2f} s after the restart; largest frame gap {gap * 1000:.0f} ms", flush=True)
+                  f"{reconciled:.2f} s after the restart; largest frame gap {gap * 1000:.0f} ms, from "
+                  f"{gap_at - t0:+.2f} s after the restart (the kill: {killed - t0:+.2f} s)", flush=True)
     finally:
         for p in peers:
             await p.close()
