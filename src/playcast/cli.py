@@ -154,8 +154,12 @@ def _ensure_demo(creds: object, settings: Settings, warm: int) -> None:
     import boto3
 
     c = creds  # type: ignore[assignment]
+    # the server itself, where it listens: the public URL (PLAYCAST_PUBLIC_URL) may be a proxy it cannot reach
+    here = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(settings.bind_host, settings.bind_host)
+    here = f"[{here}]" if ":" in here else here
     client = boto3.client(
-        "gameliftstreams", endpoint_url=c.endpoint_url, region_name=c.region_name,  # type: ignore[attr-defined]
+        "gameliftstreams", endpoint_url=f"http://{here}:{settings.port}",
+        region_name=c.region_name,  # type: ignore[attr-defined]
         aws_access_key_id=c.aws_access_key_id, aws_secret_access_key=c.aws_secret_access_key)  # type: ignore[attr-defined]
     apps = [a for a in _all(client.list_applications) if a.get("Description") == DEMO_DESCRIPTION
             and a.get("Status") in ("READY", "PROCESSING", "INITIALIZED")]

@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Route
 
 from playcast.api.auth import Identity, bearer_token, identify
 from playcast.api.json_body import BodyRefused, json_object
+from playcast.api.urls import public_base
 from playcast.control.broadcasts import AccessDenied, BroadcastOptions, Broadcasts, WhipEgressRequest
 from playcast.control.errors import ControlError
 from playcast.hostproto.types import EgressStatus, StageState
@@ -35,7 +36,7 @@ def _broadcasts(request: Request) -> Broadcasts:
 
 
 def describe(request: Request, row: BroadcastRow, *, with_token: bool) -> dict[str, Any]:
-    base = request.app.state.settings.base_url
+    base = public_base(request)
     doc: dict[str, Any] = {
         "broadcastId": row.id,
         "streamSessionId": row.stream_session_id,

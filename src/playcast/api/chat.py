@@ -31,6 +31,7 @@ from ..store.chat import MESSAGE, ChatEntryRow
 from ..store.queries import get_or_create_secret
 from .auth import COOKIE_NAME, CookieSigner, is_admin
 from .json_body import TOO_LARGE, BodyRefused, json_object
+from .urls import public_base
 
 log = logging.getLogger(__name__)
 
@@ -176,8 +177,7 @@ class ChatApi:
 
     @staticmethod
     def _base(request: Request) -> str:
-        public = request.app.state.settings.public_url
-        return (public or str(request.base_url)).rstrip("/")
+        return public_base(request)
 
     # -- tokens -------------------------------------------------------------------------------------
 
