@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from playcast.procgroup import child_setup  # each child dies with the bench, even a SIGKILLed one
+
 SELKIES_VERSION = "2.1.0"
 REPO = Path(__file__).resolve().parent.parent
 GAME = Path(__file__).resolve().parent / "barcode_game.py"
@@ -95,7 +97,7 @@ def xvfb(width: int, height: int) -> Iterator[tuple[str, subprocess.Popen]]:  # 
         ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{width}x{height}x24", "-nolisten", "tcp",
          "-noreset", "-dpi", "96", "+extension", "XTEST", "+extension", "MIT-SHM"],
         pass_fds=(write_fd,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        start_new_session=True, preexec_fn=child_setup())
     os.close(write_fd)
     try:
         with os.fdopen(read_fd) as f:
@@ -115,7 +117,8 @@ def game(display: str, width: int, height: int, count_file: Path,
            "BARCODE_COUNT_FILE": str(count_file), "SDL_VIDEO_X11_NET_WM_BYPASS_COMPOSITOR": "0"}
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, str(GAME), "--size", f"{width}x{height}"], env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                preexec_fn=child_setup())
     try:
         deadline = time.monotonic() + 20
         while not count_file.exists():
@@ -136,7 +139,7 @@ def selkies_argv(port: int, width: int, height: int, bitrate_kbps: int) -> list[
             "--addr", "127.0.0.1", "--port", str(port), "--enable-basic-auth", "false",
             "--audio-enabled", "false", "--microphone-enabled", "false", "--webcam-enabled", "false",
             "--gamepad-enabled", "false", "--printing-enabled", "false", "--file-transfers", "none",
-            "--enable-clipboard", "false"]
+            "--enable-clipboard", "false", "--enable-resize", "false"]
 
 
 @contextmanager
@@ -151,7 +154,8 @@ def selkies(display: str, port: int, width: int, height: int, bitrate_kbps: int,
                 "XDG_CACHE_HOME": str(home / "cache"), "PYTHONUNBUFFERED": "1"})
     with open(log, "ab") as out:
         proc = subprocess.Popen(selkies_argv(port, width, height, bitrate_kbps), env=env, cwd=str(home),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                preexec_fn=child_setup())
     try:
         deadline = time.monotonic() + 60
         while True:

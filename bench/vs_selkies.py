@@ -121,15 +121,17 @@ def playcast_live(browser, w: int, h: int, kbps: int, work: Path) -> Iterator[Li
         gls.get_waiter("stream_group_active").wait(Identifier=group["Id"], WaiterConfig=FAST)
         target = Target(group["Id"], app["Id"])
         page = open_page(browser, pc)
-        page.evaluate(barcode.PC_HOOK_JS)
-        page.evaluate(barcode.DECODE_JS)
-        sid, active_s, first_s = start_session(page, pc, target, env={"BARCODE_COUNT_FILE": str(count_file)})
-        page.evaluate(barcode.RECORD_JS, page.query_selector("#video"))
+        sid = None
         try:
+            page.evaluate(barcode.PC_HOOK_JS)
+            page.evaluate(barcode.DECODE_JS)
+            sid, active_s, first_s = start_session(page, pc, target, env={"BARCODE_COUNT_FILE": str(count_file)})
+            page.evaluate(barcode.RECORD_JS, page.query_selector("#video"))
             yield Live(page, [pc.process.pid], count_file, [f"session ACTIVE in {active_s:.1f}s, first frame "
                                                             f"{first_s:.1f}s"])
         finally:
-            terminate(pc, target, sid)
+            if sid is not None:
+                terminate(pc, target, sid)
             page.context.close()
 
 
@@ -145,9 +147,17 @@ def selkies_live(browser, w: int, h: int, kbps: int, work: Path) -> Iterator[Liv
             ctx.add_init_script(barcode.PC_HOOK_JS)
             ctx.add_init_script(barcode.DECODE_JS)
             page = ctx.new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(f"{m.type}: {m.text}"[:300]))
             t0 = time.monotonic()
             page.goto(f"http://127.0.0.1:{port}/")
-            page.wait_for_function(FIND_VIDEO_JS, timeout=60000)
+            try:
+                page.wait_for_function(FIND_VIDEO_JS, timeout=60000)
+            except Exception as exc:
+                shot = Path(tempfile.gettempdir()) / "vs-selkies-client.png"
+                page.screenshot(path=str(shot))
+                raise RuntimeError(f"Selkies' client showed no video in 60 s ({exc.__class__.__name__}); screenshot "
+                                   f"{shot}; its console:\n" + "\n".join(console[-25:])) from exc
             video = page.evaluate_handle(FIND_VIDEO_JS)
             page.evaluate("(v) => { if (v.paused) v.play(); }", video)
             page.evaluate(barcode.RECORD_JS, video)
