@@ -36,7 +36,8 @@ from pathlib import Path
 import barcode
 import procstat
 import selkies_side
-from client import REPO, Target, open_page, pct, start_session, terminate
+from client import REPO, Target, open_page, start_session, terminate
+from client import pct as _pct
 
 from tests.harness import chromium, free_port, playcast_up
 
@@ -203,6 +204,10 @@ def cpu_report(before, after, roots: list[int], th0, seconds: float) -> dict:  #
         "others": {k: v for k, v in sorted(others.items(), key=lambda kv: -kv[1])[:5] if v >= 1},
         "threads": {names[p]: dict(sorted(t.items(), key=lambda kv: -kv[1])[:6]) for p, t in threads.items()},
     }
+
+
+def pct(values: list[float], p: float) -> float:
+    return _pct(values, p) if values else float("nan")
 
 
 def m2p_of(wall_ms: float, value: int) -> float:

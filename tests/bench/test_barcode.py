@@ -78,9 +78,13 @@ def test_a_misread_is_refused(page) -> None:  # type: ignore[no-untyped-def]
     one_cell = frame(value)  # a data cell now equals its inverse: that bit cannot be read
     cell(one_cell, 0, 5, barcode.WHITE if not value >> 26 & 1 else barcode.BLACK)
     assert decode(page, one_cell) == -1
-    grey = frame(value)  # half-way grey (a smeared cell) is no bit either
-    cell(grey, 1, 20, (128, 128, 128))
+    grey = frame(value)  # a smeared pair (two greys too alike) is no bit either
+    cell(grey, 0, 20, (140, 140, 140))
+    cell(grey, 1, 20, (110, 110, 110))
     assert decode(page, grey) == -1
+    readable = frame(value)  # the black cell of a pair grey, still clearly apart from the white one: the right bit
+    cell(readable, 1 if value >> 11 & 1 else 0, 20, (128, 128, 128))
+    assert decode(page, readable) == value
     flipped = frame(value)  # a bit and its inverse both flipped: readable, but the CRC catches it
     bit = value >> (31 - 9) & 1
     cell(flipped, 0, 9, barcode.BLACK if bit else barcode.WHITE)
