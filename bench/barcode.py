@@ -119,7 +119,7 @@ RECORD_JS = """(video) => {
   video.requestVideoFrameCallback(onFrame);
 }"""
 
-STATS_JS = """async () => { let o = {decoded: 0, dropped: 0, bytes: 0, nacks: 0, plis: 0, lost: 0, freezes: 0,
+STATS_JS = """async () => { let o = {decoded: 0, dropped: 0, bytes: 0, nacks: 0, plis: 0, lost: 0, freezes: 0, freeze_s: 0,
     w: 0, h: 0, codec: ''};
   for (const pc of (window.__pcs || [])) {
     if (pc.connectionState === 'closed') continue;
@@ -129,7 +129,7 @@ STATS_JS = """async () => { let o = {decoded: 0, dropped: 0, bytes: 0, nacks: 0,
     r.forEach(s => { if (s.type === 'inbound-rtp' && s.kind === 'video') {
       o.decoded += s.framesDecoded || 0; o.dropped += s.framesDropped || 0; o.bytes += s.bytesReceived || 0;
       o.nacks += s.nackCount || 0; o.plis += s.pliCount || 0; o.lost += s.packetsLost || 0;
-      o.freezes += s.freezeCount || 0; o.w = s.frameWidth || o.w; o.h = s.frameHeight || o.h;
+      o.freezes += s.freezeCount || 0; o.freeze_s += s.totalFreezesDuration || 0; o.w = s.frameWidth || o.w; o.h = s.frameHeight || o.h;
       o.codec = codecs[s.codecId] || o.codec; } });
   }
   o.now = performance.now(); return o; }"""

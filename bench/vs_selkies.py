@@ -243,7 +243,11 @@ def analyse(rec: dict, lo: float, hi: float) -> dict:  # type: ignore[type-arg]
         "n": len(rows), "m2p": m2p, "fresh": fresh, "refused": sum(1 for _, _, v in rows if v < 0),
         "implausible": implausible, "distinct_fps": len(seen) / span if span else 0.0,
         "presented_fps": (rows[-1][1] - rows[0][1]) / span if span else 0.0,
-        "gap_presented": max((b - a for a, b in zip(ts, ts[1:], strict=False)), default=0.0), "gap_new": gap_new,
+        "callbacks_fps": len(rows) / span if span else 0.0,
+        # between two callbacks presentedFrames tells how many frames were shown: the gap per frame shown
+        "gap_presented": max(((b[0] - a[0]) / max(b[1] - a[1], 1) for a, b in zip(rows, rows[1:], strict=False)),
+                             default=0.0),
+        "gap_callbacks": max((b - a for a, b in zip(ts, ts[1:], strict=False)), default=0.0), "gap_new": gap_new,
     }
 
 
@@ -253,14 +257,15 @@ def recoveries(rec: dict, bursts: list[tuple[float, float]]) -> list[dict]:  # t
     for on, off in bursts:
         on_ms, off_ms = on * 1000, off * 1000
         first = None
-        near = [fix + t for t in rec["t"] if on_ms - 500 <= fix + t <= off_ms + 2000]
+        near = [(fix + t, pf) for t, pf in zip(rec["t"], rec["pf"], strict=True) if on_ms - 500 <= fix + t <= off_ms + 2000]
         for t, v in zip(rec["t"], rec["v"], strict=True):
             wall = fix + t
             if wall > off_ms and v >= 0 and wall - m2p_of(wall, v) >= on_ms:
                 first = wall - off_ms
                 break
         out.append({"burst_ms": off_ms - on_ms, "recovery_ms": first,
-                    "gap_ms": max((b - a for a, b in zip(near, near[1:], strict=False)), default=None)})
+                    "gap_ms": max(((b[0] - a[0]) / max(b[1] - a[1], 1) for a, b in zip(near, near[1:], strict=False)),
+                                  default=None)})
     return out
 
 
@@ -289,6 +294,7 @@ def measure(live: Live, seconds: float, nft: Nft | None, loss: float | None) -> 
     out.update(analyse(rec, s0["now"], s1["now"]))
     pdt = (s1["now"] - s0["now"]) / 1000
     out.update(decoded_fps=(s1["decoded"] - s0["decoded"]) / pdt, mbps=(s1["bytes"] - s0["bytes"]) * 8 / pdt / 1e6,
+               freezes=s1["freezes"] - s0["freezes"], freeze_ms=(s1["freeze_s"] - s0["freeze_s"]) * 1000,
                nacks=s1["nacks"] - s0["nacks"], plis=s1["plis"] - s0["plis"], lost=s1["lost"] - s0["lost"],
                res=f"{s1['w']}x{s1['h']}", codec=s1["codec"], game_fps=(c1[0] - c0[0]) / (c1[1] - c0[1]),
                bursts=recoveries(rec, bursts))
@@ -305,8 +311,10 @@ def side_lines(name: str, r: dict) -> list[str]:  # type: ignore[type-arg]
         f"    presented {r['presented_fps']:.1f} fps, decoded {r['decoded_fps']:.1f} fps, distinct source frames "
         f"{r['distinct_fps']:.1f} fps, game drew {r['game_fps']:.1f} fps | {r['res']} {r['codec']} "
         f"{r['mbps']:.2f} Mbit/s | barcodes refused {r['refused']}, implausible {r['implausible']}",
-        f"    longest gap between presented frames {r['gap_presented']:.0f} ms, between new pictures "
-        f"{r['gap_new']:.0f} ms | NACKs {r['nacks']}, PLIs {r['plis']}, packets lost {r['lost']}",
+        f"    rVFC callbacks {r['callbacks_fps']:.1f}/s (each decodes the frame then shown) | longest gap between "
+        f"presented frames {r['gap_presented']:.0f} ms (between callbacks {r['gap_callbacks']:.0f} ms, between new "
+        f"pictures {r['gap_new']:.0f} ms) | Chromium freezes {r['freezes']} ({r['freeze_ms']:.0f} ms)",
+        f"    NACKs {r['nacks']}, PLIs {r['plis']}, packets lost {r['lost']}",
         f"    CPU (% of one core): total {c['total']:.0f} (video path {c['video']:.0f}, audio {c['audio']:.0f}): "
         + ", ".join(f"{k} {v:.0f}" for k, v in sorted(c["procs"].items(), key=lambda kv: -kv[1]) if v >= 0.5),
         f"      apart: game {c['game']:.0f}, Xvfb {c['xvfb']:.0f}, client Chromium {c['client']:.0f}; "
