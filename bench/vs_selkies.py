@@ -51,23 +51,45 @@ FIND_VIDEO_JS = """() => [...document.querySelectorAll('video')].find(v => v.src
 
 
 class Nft:
-    """One nftables table of the bench's own (in its private namespace): random UDP loss, bursts of total loss."""
+    """One nftables table of the bench's own (in its private namespace): random UDP loss, bursts of total loss.
+    Rules change through one `nft -i` kept open, each change confirmed (a listing follows it) before its time is
+    taken: a new nft process per change would add tens of ms to a 100 ms burst on a loaded machine."""
 
     TABLE = "inet playcast_vs_selkies"
 
-    def _run(self, script: str) -> None:
-        subprocess.run(["nft", "-f", "-"], input=script, text=True, check=True)
-
     def __enter__(self) -> Nft:
-        self._run(f"table {self.TABLE} {{ chain out {{ type filter hook output priority 0; policy accept; }} }}")
+        subprocess.run(["nft", "-f", "-"], check=True, text=True,
+                       input=f"table {self.TABLE} {{\n chain out {{\n type filter hook output priority 0; "
+                             "policy accept;\n }\n}\n")
+        self.shell = subprocess.Popen(["nft", "-i"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        assert self.shell.stdin is not None
+        self.shell.stdin.close()
+        try:
+            self.shell.wait(5)
+        except subprocess.TimeoutExpired:
+            self.shell.kill()
+            self.shell.wait()
         subprocess.run(["nft", "delete", "table", *self.TABLE.split()], check=False)
 
+    def _run(self, command: str) -> None:
+        assert self.shell.stdin is not None and self.shell.stdout is not None
+        self.shell.stdin.write(f"{command}\nlist chain {self.TABLE} out\n")
+        self.shell.stdin.flush()
+        out = []
+        while (line := self.shell.stdout.readline()) != "}\n":
+            if not line:
+                raise RuntimeError("nft -i ended: " + "".join(out))
+            out.append(line)
+        if any("Error" in x for x in out):
+            raise RuntimeError(f"nft refused {command!r}: {''.join(out)}")
+
     def loss(self, percent: float) -> None:
-        self._run(f"flush chain {self.TABLE} out\n"
-                  f"add rule {self.TABLE} out meta l4proto udp numgen random mod 1000 < {round(percent * 10)} drop")
+        self._run(f"flush chain {self.TABLE} out")
+        self._run(f"add rule {self.TABLE} out meta l4proto udp numgen random mod 1000 < {round(percent * 10)} drop")
 
     def clear(self) -> None:
         self._run(f"flush chain {self.TABLE} out")
