@@ -163,13 +163,7 @@ def playcast_host(m: Machines, server_url: str, token: str, *, location: str, sl
     try:
         yield host
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        _stop(proc, 30)
         if check_leaks:
             assert_no_session_leftovers(set(), scope=str(tmp), wait_s=10)
 
@@ -184,6 +178,27 @@ class NftTable:
         out = subprocess.run(["nft", "list", "table", "ip", self.table], capture_output=True, text=True,
                              check=True).stdout
         return sum(int(n) for n in __import__("re").findall(r"counter packets (\d+) bytes \d+ drop", out))
+
+
+@contextmanager
+def nft_table(table: str, rules: str) -> Iterator[NftTable]:
+    """The nftables table `rules` define (named `table`), in the test's namespace while the block runs."""
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        yield NftTable(table)
+    finally:
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)
+
+
+def _stop(proc: subprocess.Popen[str], timeout_s: float) -> None:
+    """SIGTERM `proc` if it still runs, SIGKILL it after `timeout_s`; it is reaped either way."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 @contextmanager
@@ -211,18 +226,17 @@ def one_to_one_nat(m: Machines, private: str, public: str) -> Iterator[NftTable]
     ip daddr {private} meta l4proto udp ct status snat accept;
     ip daddr {private} meta l4proto udp counter drop; }}
 }}"""
-    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
-    _ip("route", "add", f"{public}/32", "dev", m.bridge)
-    try:
-        yield NftTable(table)
-    finally:
-        _ip("route", "del", f"{public}/32", "dev", m.bridge, check=False)
-        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)
+    with nft_table(table, rules) as nat:
+        _ip("route", "add", f"{public}/32", "dev", m.bridge)
+        try:
+            yield nat
+        finally:
+            _ip("route", "del", f"{public}/32", "dev", m.bridge, check=False)
 
 
 @dataclass
 class TurnServer:
-    """coturn on the test's bridge address, long-term credentials `username`/`credential`."""
+    """coturn on an address of its own on the test's bridge, long-term credentials `username`/`credential`."""
 
     url: str
     address: str
@@ -260,12 +274,7 @@ def turn_server(m: Machines) -> Iterator[TurnServer]:
             assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)[-2000:]
         yield TurnServer(f"turn:{address}:{port}?transport=udp", address, port, "playcast", "turn-secret", lines)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc, 10)
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
@@ -298,11 +307,8 @@ def udp_only_through(host: str, address: str, port: int) -> Iterator[NftTable]:
   chain in {{ type filter hook input priority 0; ip saddr {host} ip daddr != {address} meta l4proto udp counter drop;
               ip saddr {host} udp dport != {port} counter drop; }}
 }}"""
-    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
-    try:
-        yield NftTable(table)
-    finally:
-        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)
+    with nft_table(table, rules) as blocked:
+        yield blocked
 
 
 def game_pids(host: HostProcess) -> set[int]:

@@ -5,7 +5,6 @@ their session ends. No HTTP, no media."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import secrets
@@ -195,9 +194,7 @@ class Broadcasts:
         """None when host `host_id`, proved by its host key, runs the broadcast's session (so may upload its
         recording); else why not. Another host's token is no key to this broadcast."""
         directory = self.plane.fleet_directory
-        known = await directory.key_of(host_id) if directory is not None else None
-        given = hashlib.sha256(host_key.encode()).hexdigest()
-        if known is None or not hmac.compare_digest(known, given):
+        if directory is None or not await directory.proves(host_id, host_key):
             return f"host {host_id} is not known by that key"
         session = await self.plane.sessions.row(row.stream_session_id)
         if session is None or session.host_id != host_id:

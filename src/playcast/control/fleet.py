@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
 import time
@@ -17,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from playcast.control.fleet_directory import key_digest
 from playcast.control.fleet_peers import FleetPeers
 from playcast.control.host_connection import HostConnection, HostGone
 from playcast.hostproto import codec
@@ -272,7 +272,7 @@ class Fleet:
             except Exception:  # noqa: BLE001 - the database is away: no host joins on a guess
                 log.warning("host %s: its key cannot be checked now", hello.host_id, exc_info=True)
                 return "the control plane cannot check this host's key now; try again"
-        given = hashlib.sha256(hello.host_key.encode()).hexdigest() if hello.host_key else None
+        given = key_digest(hello.host_key) if hello.host_key else None
         if known is not None and (given is None or not hmac.compare_digest(given, known)):
             return (f"host id {hello.host_id} belongs to another machine (its host key differs): give this machine "
                     "a data dir of its own")

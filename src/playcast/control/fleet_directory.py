@@ -7,6 +7,7 @@ Reads and writes of the hosts and replicas tables only; the Fleet feeds it (join
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -57,6 +58,11 @@ def _view(row: HostRow) -> HostView:
                     row.status, row.replica_id, row.heartbeat_at, dict(row.sessions or {}), row.version, row.encoder)
 
 
+def key_digest(host_key: str) -> str:
+    """What the database keeps of a host key (hosts.key_sha256): never the key itself."""
+    return hashlib.sha256(host_key.encode()).hexdigest()
+
+
 class FleetDirectory:
     def __init__(self, db: Database, replica_id: str, *, clock: Callable[[], float] = time.time) -> None:
         self.db = db
@@ -94,7 +100,7 @@ class FleetDirectory:
                 s.add(row)
             row.location, row.slots, row.status, row.replica_id = h.location, h.slots, status, self.replica_id
             if row.key_sha256 is None and h.host_key:  # the id is this machine's from now on
-                row.key_sha256 = hashlib.sha256(h.host_key.encode()).hexdigest()
+                row.key_sha256 = key_digest(h.host_key)
             row.version, row.encoder, row.public_address = h.version, h.encoder, h.public_address
             row.media_url, row.media_key = h.media_url, h.media_key
             row.busy, row.warm, row.paused, row.warm_launches, row.warm_groups = len(h.sessions), 0, 0, [], []
@@ -131,6 +137,11 @@ class FleetDirectory:
     async def key_of(self, host_id: str) -> str | None:
         async with self.db.session() as s:
             return (await s.execute(select(HostRow.key_sha256).where(HostRow.id == host_id))).scalar_one_or_none()
+
+    async def proves(self, host_id: str, host_key: str) -> bool:
+        """Whether `host_key` is the key `host_id` is bound to (a host never bound proves nothing)."""
+        known = await self.key_of(host_id)
+        return known is not None and hmac.compare_digest(known, key_digest(host_key))
 
     async def forget(self, host_id: str) -> None:
         async with self.db.session() as s:

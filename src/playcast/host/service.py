@@ -119,16 +119,17 @@ async def run_host(settings: Settings, stop: asyncio.Event) -> None:
         endpoint = await serve_hls_endpoint(pool.hls_registry, bind=settings.media_bind, port=settings.media_port,
                                             address=address)
         encoder = await asyncio.to_thread(choose_encoder, settings.encoder, codec_usable)
+        host_key = host_key_of(settings.data_dir)
         agent = HostAgent(pool, HostIdentity(host_id, token, settings.effective_location, __version__, encoder,
                                              public_address=settings.public_address, media_url=endpoint.url,
-                                             media_key=endpoint.key, host_key=host_key_of(settings.data_dir)))
+                                             media_key=endpoint.key, host_key=host_key))
 
         told: list[str | None] = []  # the welcome's recordings last applied (a reconnect usually says the same)
 
         def use_welcome(welcome: Welcome) -> None:
             if told != [welcome.recordings]:
                 told[:] = [welcome.recordings]
-                pool.recordings = recordings_for(welcome, server_url, token, host_id, host_key_of(settings.data_dir))
+                pool.recordings = recordings_for(welcome, server_url, token, host_id, host_key)
 
         agent.on_welcome = use_welcome
         joined = asyncio.ensure_future(keep_joined(agent, server_url, token))
