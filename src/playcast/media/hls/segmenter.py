@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 KEYFRAME_LEAD_FRAMES = 2  # ask for the IDR this many frames before the segment should end
 TIMESCALE = 90000  # video ticks per second
+FRAME_GAP_FRAMES = 2  # the capture sends a frame at least every two frame periods (media/capture_proc.py)
 
 
 @dataclass
@@ -126,6 +127,9 @@ class Segmenter:
         self._min_step = max(1, self._frame_ticks // 8)
         self._part_ticks = round(config.part_frames * TIMESCALE / config.fps)
         self._max_part_ticks = math.floor(config.part_target * TIMESCALE)
+        # close a part while the longest gap the capture leaves (FRAME_GAP_FRAMES) still fits under PART-TARGET
+        self._close_part_after = min(self._part_ticks - self._frame_ticks // 2,
+                                     self._max_part_ticks - FRAME_GAP_FRAMES * self._frame_ticks)
         self._current: Segment | None = None
         self._samples: list[boxes.Sample] = []
         self._part_start = 0
@@ -174,7 +178,7 @@ class Segmenter:
                 self._close_part(dts)
                 self._close_segment()
                 self._start_segment(dts, t0)
-            elif idr or dts - self._part_start >= self._part_ticks - self._frame_ticks // 2:
+            elif idr or dts - self._part_start > self._close_part_after:
                 self._close_part(dts)
         if not self._samples:
             self._part_start = dts
