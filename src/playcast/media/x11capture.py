@@ -20,6 +20,10 @@ _ZPIXMAP = 2
 _ALL_PLANES = 0xFFFFFFFF
 _DAMAGE_REPORT_NON_EMPTY = 3
 _DAMAGE_NOTIFY = 0
+# Reads follow the game's drawing: a draw is read at once when at least this many frame periods passed since the
+# last read. Not 1: a game drawing a little faster than fps (61 for 60) would then wait for the period each time,
+# by a delay that drifts through the whole period.
+MIN_INTERVAL_PERIODS = 0.75
 
 
 class _ShmSegmentInfo(ctypes.Structure):
@@ -108,9 +112,9 @@ class Grab:
 
 
 class X11Capture:
-    """Reads the root window of `display` when it changes, at most `fps` times a second.
+    """Reads the root window of `display` when it changes, at most 4/3 x `fps` times a second.
 
-    `next_grab(timeout)` blocks until the game has drawn since the last read (and a frame period has passed), a
+    `next_grab(timeout)` blocks until the game has drawn since the last read (and MIN_INTERVAL_PERIODS passed), a
     `wake()` arrives, or `timeout` seconds pass; a read takes the whole screen into one shared-memory segment.
     The segment is marked for removal as soon as the X server has attached it, so it cannot outlive the process."""
 
@@ -119,7 +123,7 @@ class X11Capture:
         self._lib = _libs()
         self.width, self.height, self.fps = width, height, fps
         self._clock = clock
-        self._period = 1.0 / fps
+        self._min_interval = MIN_INTERVAL_PERIODS / fps
         self._last_grab = -1e9
         self._dirty = True  # the first grab always reads
         lib = self._lib
@@ -216,7 +220,7 @@ class X11Capture:
             if self._drain_wake():
                 return None
             now = self._clock()
-            due = self._last_grab + self._period
+            due = self._last_grab + self._min_interval
             if self._dirty and now >= due:
                 return self.read_now()
             if now >= deadline:
